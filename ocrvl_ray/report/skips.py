@@ -1,0 +1,74 @@
+"""One enum of skip reasons for every stage, and a mergeable counter that keeps the first examples."""
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+
+
+class Skip(str, Enum):
+    # ingest: label files and records
+    MALFORMED_JSON = "malformed_json"
+    NOT_UTF8 = "not_utf8"
+    UNKNOWN_FORMAT = "unknown_format"
+    MISSING_FIELD = "missing_field"
+    BAD_COORDINATE = "bad_coordinate"        # non-numeric, NaN or infinite
+    DEGENERATE_BOX = "degenerate_box"        # zero area or too few points
+    EMPTY_TEXT = "empty_text"
+    IMAGE_UNMATCHED = "image_unmatched"      # no lookup entry / no file for the label's image
+    DUPLICATE_PAGE = "duplicate_page"
+    # layout: pages
+    IMAGE_MISSING = "image_missing"
+    IMAGE_CORRUPT = "image_corrupt"          # undecodable, truncated or zero-byte
+    IMAGE_TOO_LARGE = "image_too_large"      # above the pixel limit (decompression bomb guard)
+    NO_REGIONS = "no_regions"
+    NO_WORDS_ASSIGNED = "no_words_assigned"
+    DETECTOR_ERROR = "detector_error"
+    ERROR = "error"                          # unexpected exception; detail carries the class name
+    # layout: words / regions inside a page
+    WORD_OUTSIDE_PAGE = "word_outside_page"
+    EMPTY_LABEL = "empty_label"
+
+
+class SkipCounter:
+    """Counts skips by reason and keeps up to ``examples`` first examples (file/record names) per reason."""
+
+    def __init__(self, examples: int = 5):
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+        self.max_examples = examples
+
+    def add(self, reason: Skip | str, example: str = "", n: int = 1) -> None:
+        key = reason.value if isinstance(reason, Skip) else str(reason)
+        self.counts[key] += n
+        if example:
+            ex = self.examples.setdefault(key, [])
+            if len(ex) < self.max_examples and example not in ex:
+                ex.append(example)
+
+    def merge(self, other: "SkipCounter | dict") -> "SkipCounter":
+        d = other.to_dict() if isinstance(other, SkipCounter) else other
+        for key, n in d.get("counts", {}).items():
+            self.counts[key] += int(n)
+        for key, exs in d.get("examples", {}).items():
+            for ex in exs:
+                self.add(key, ex, n=0)
+        return self
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict:
+        return {"counts": dict(sorted(self.counts.items())),
+                "examples": {k: v for k, v in sorted(self.examples.items()) if v}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SkipCounter":
+        return cls().merge(d)
+
+    def lines(self) -> list[str]:
+        out = []
+        for key, n in self.counts.most_common():
+            ex = self.examples.get(key, [])
+            out.append(f"  {key:<20} {n:>8}" + (f"   e.g. {', '.join(ex[:3])}" if ex else ""))
+        return out

@@ -1,0 +1,24 @@
+"""LMDB layout written by ``LmdbSink`` and read by the erniekit reader, ``ocrvl inspect`` and tests.
+
+Sample i (0 <= i < N) lives at key number ``i + index_base`` (1-based by default, what erniekit reads):
+  image-%09d   JPEG bytes of the crop
+  gt-%09d      pickle {'bboxes': [[0,0,w,0,w,h,0,h]], 'words': [label], 'filename': name}
+               (label_format "text": ``label-%09d`` plain UTF-8 instead)
+  meta-%09d    JSON provenance: page_id, dataset, split, source_image, region_box, layout_label,
+               sample_kind ("layout" | "cell" | "word"), recipe
+Page completion markers (one write txn with the page's samples):
+  page/<page_id>  JSON {"first": key number of first sample, "count": n, "status": "ok" | skip reason}
+Fixed keys: num-samples (ASCII decimal), ocrvl-schema (JSON with version and options), plus the original's
+metadata keys scheme=det, format_version=1, image_ext=jpg, serializer=pickle, bboxes_type=ic15_flat8.
+"""
+SCHEMA_VERSION = 1
+NUM_SAMPLES = b"num-samples"
+SCHEMA_KEY = b"ocrvl-schema"
+PAGE_PREFIX = b"page/"
+IMAGE_FMT = "image-%09d"
+GT_FMT = "gt-%09d"
+LABEL_FMT = "label-%09d"
+META_FMT = "meta-%09d"
+LEGACY_META = {b"scheme": b"det", b"format_version": b"1", b"image_ext": b"jpg",
+               b"serializer": b"pickle", b"bboxes_type": b"ic15_flat8"}
+SAMPLE_KINDS = ("layout", "cell", "word")

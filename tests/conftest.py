@@ -1,0 +1,30 @@
+"""Shared fixtures: one local Ray cluster per test session (not per test), offline Paddle caches."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+# Keep paddlex's caches out of $HOME and never contact model hosters in tests.
+os.environ.setdefault("PADDLE_PDX_CACHE_HOME", os.path.join(tempfile.gettempdir(), "ocrvl-test-paddlex"))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray with 4 logical CPUs (more than the 2 cores, to expose ordering bugs)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PADDLE_PDX_CACHE_HOME": os.environ["PADDLE_PDX_CACHE_HOME"]}})
+        import ray.data
+        ctx = ray.data.DataContext.get_current()
+        ctx.wait_for_min_actors_s = 120
+        ctx.enable_progress_bars = False
+    yield ray
+    # shut down at session end only
+    ray.shutdown()
