@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -27,7 +27,7 @@ class JobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     #: FAST_* environment variable -> (dotted key, converter); subclasses fill it in.
-    ENV_OVERRIDES: dict[str, tuple[str, Any]] = {}
+    ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {}
 
 
 def parse_value(text: str) -> Any:
@@ -133,7 +133,10 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None = None,
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"config key {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:
+            raise ConfigError(f"invalid {cls.__name__}: {msg}") from None
+        raise ConfigError(f"config key {loc!r}: {msg} (got {err.get('input')!r})") from None
 
 
 def split_cli_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -218,7 +221,7 @@ class LayoutConfig(JobConfig):
     num_gpus: Optional[int] = None
     progress: bool = True
 
-    ENV_OVERRIDES = {
+    ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {
         "FAST_LAYOUT_DEVICE": ("layout.device", str),
         "FAST_TABLE_DEVICE": ("cells.device", str),
         "FAST_LAYOUT_MODEL": ("layout.model_name", str),
