@@ -1,0 +1,313 @@
+"""Synthetic Korean document pages with known word boxes, written as an AI-Hub-style dataset.
+
+Every page follows one fixed template (``TEMPLATE_REGIONS``: header, title, two paragraphs with a
+heading, a ruled table, footer) in normalised coordinates; the demo models (``testing.models``) return
+exactly these regions and the table's ``TEMPLATE_CELLS``, so the bundled sample gives meaningful crops.
+Text is random but reproducible from the seed (Korean, Latin and digit words, NanumGothic font).
+
+Label files follow the ocr_public / finance per-image format::
+
+    {"Dataset": {...}, "Images": {"identifier", "width", "height", "type", ...},
+     "bbox": [{"id", "data", "data_type", "x": [x1, x1, x2, x2], "y": [y1, y2, y1, y2]}, ...]}
+
+Folder layout: ``<root>/<split>/01.원천데이터/<id>.png`` and ``<root>/<split>/02.라벨링데이터/<id>.json``
+with split ``Training`` or ``Validation``.
+
+Also here: writers of bad or unusual image files for decode tests (corrupt, truncated, zero-byte,
+a decompression bomb header, EXIF-rotated JPEG, grayscale, RGBA, palette, 16-bit, CMYK).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SAMPLE_VERSION = 1
+PAGE_SIZE = (1240, 1754)  # A4 at 150 dpi
+
+#: (label, score, x1, y1, x2, y2, order) normalised to the page; order ranks the reading sequence.
+TEMPLATE_REGIONS: list[tuple] = [
+    ("header", 0.93, 0.08, 0.025, 0.92, 0.050, 0),
+    ("doc_title", 0.96, 0.15, 0.070, 0.85, 0.110, 1),
+    ("text", 0.95, 0.08, 0.135, 0.92, 0.300, 2),
+    ("paragraph_title", 0.91, 0.08, 0.320, 0.55, 0.350, 3),
+    ("text", 0.94, 0.08, 0.365, 0.92, 0.530, 4),
+    ("table", 0.90, 0.08, 0.560, 0.92, 0.880, 5),
+    ("footer", 0.88, 0.40, 0.940, 0.60, 0.965, 6),
+]
+TABLE_GRID = (5, 4)  # rows, columns
+_INSET = 0.004
+#: Table cells (x1, y1, x2, y2) normalised to the table region (what the demo cell model returns).
+TEMPLATE_CELLS: list[tuple] = [
+    (round(c / TABLE_GRID[1] + _INSET, 4), round(r / TABLE_GRID[0] + _INSET, 4),
+     round((c + 1) / TABLE_GRID[1] - _INSET, 4), round((r + 1) / TABLE_GRID[0] - _INSET, 4))
+    for r in range(TABLE_GRID[0]) for c in range(TABLE_GRID[1])
+]
+
+KOREAN_WORDS = (
+    "금융 거래 내역 신고서 계좌 번호 주소 성명 생년월일 연락처 금액 원 합계 세금 납부 기한 은행 지점 "
+    "서울특별시 강원도 영천시 부산광역시 대한민국 공공 행정 문서 신청 접수 처리 결과 확인 담당자 "
+    "보험 계약 조건 기간 만료 갱신 해지 환급 이자 대출 상환 수수료 안내 참고 사항 제출 서류 증명"
+).split()
+LATIN_WORDS = "OCR PaddleOCR Ray LMDB layout page table cell KRW ID No. Tel. Fax Email Total".split()
+
+
+def font_path() -> str:
+    """NanumGothic.ttf shipped in the koreanize-matplotlib package (found without importing matplotlib)."""
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("koreanize-matplotlib is not installed; it provides the NanumGothic font")
+    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "NanumGothic.ttf"
+    if not path.is_file():
+        raise RuntimeError(f"{path} is missing from koreanize-matplotlib")
+    return str(path)
+
+
+def _random_word(rng: random.Random) -> tuple[str, int]:
+    """A word and its AI-Hub data_type (0 Korean, 1 Latin, 3 digits)."""
+    x = rng.random()
+    if x < 0.7:
+        return rng.choice(KOREAN_WORDS), 0
+    if x < 0.85:
+        return rng.choice(LATIN_WORDS), 1
+    return rng.choice(["{:,}", "{}", "{}-{}"]).format(*(rng.randint(1, 99999) for _ in range(2))), 3
+
+
+def _px(box, w, h) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = box
+    return int(round(x1 * w)), int(round(y1 * h)), int(round(x2 * w)), int(round(y2 * h))
+
+
+def render_page(seed: int, size: tuple[int, int] = PAGE_SIZE) -> tuple[Image.Image, list[dict]]:
+    """Render one template page; returns the RGB image and its words ``{text, box(x1,y1,x2,y2), data_type}``."""
+    rng = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    fpath = font_path()
+    body = ImageFont.truetype(fpath, max(8, int(h * 0.012)))
+    words: list[dict] = []
+
+    def put(text: str, x: int, y: int, font, dtype: int) -> int:
+        draw.text((x, y), text, fill=(20, 20, 20), font=font)
+        x1, y1, x2, y2 = draw.textbbox((x, y), text, font=font)
+        words.append({"text": text, "box": (x1, y1, x2, y2), "data_type": dtype})
+        return x2
+
+    def fill_words(box, font, max_lines=None) -> None:
+        x1, y1, x2, y2 = box
+        line_h = int(font.size * 1.6)
+        gap = int(font.size * 0.45)
+        y, lines = y1 + 2, 0
+        while y + line_h <= y2 and (max_lines is None or lines < max_lines):
+            x = x1 + 2
+            while True:
+                text, dtype = _random_word(rng)
+                if x + draw.textlength(text, font=font) > x2 - 2:
+                    break
+                x = put(text, x, y, font, dtype) + gap
+            y += line_h
+            lines += 1
+
+    for label, _score, *nbox, _order in TEMPLATE_REGIONS:
+        box = _px(nbox, w, h)
+        if label == "doc_title":
+            font = ImageFont.truetype(fpath, max(10, int((box[3] - box[1]) * 0.6)))
+            title = " ".join(rng.sample(KOREAN_WORDS, 3))
+            tw = draw.textlength(title, font=font)
+            x = box[0] + max(0, int((box[2] - box[0] - tw) / 2))
+            for i, part in enumerate(title.split(" ")):
+                x = put(part, x, box[1] + 2, font, 0) + int(font.size * 0.3)
+        elif label == "paragraph_title":
+            font = ImageFont.truetype(fpath, max(9, int((box[3] - box[1]) * 0.7)))
+            x = put(f"{rng.randint(1, 9)}.", box[0] + 2, box[1] + 1, font, 3) + int(font.size * 0.3)
+            put(rng.choice(KOREAN_WORDS), x, box[1] + 1, font, 0)
+        elif label == "table":
+            _draw_table(draw, box, body, rng, put)
+        elif label == "footer":
+            text = f"- {seed % 1000 + 1} -"
+            tw = draw.textlength(text, font=body)
+            put(text, int((box[0] + box[2] - tw) / 2), box[1] + 2, body, 3)
+        else:  # header, text
+            fill_words(box, body, max_lines=1 if label == "header" else None)
+    return img, words
+
+
+def _draw_table(draw: ImageDraw.ImageDraw, box, font, rng: random.Random, put) -> None:
+    x1, y1, x2, y2 = box
+    rows, cols = TABLE_GRID
+    for r in range(rows + 1):
+        y = int(round(y1 + (y2 - y1) * r / rows))
+        draw.line([(x1, y), (x2, y)], fill=(0, 0, 0), width=2)
+    for c in range(cols + 1):
+        x = int(round(x1 + (x2 - x1) * c / cols))
+        draw.line([(x, y1), (x, y2)], fill=(0, 0, 0), width=2)
+    cw, ch = (x2 - x1) / cols, (y2 - y1) / rows
+    for r in range(rows):
+        for c in range(cols):
+            cx, cy = x1 + c * cw, y1 + r * ch
+            text, dtype = _random_word(rng)
+            if draw.textlength(text, font=font) > cw - 16:
+                text, dtype = str(rng.randint(1, 999)), 3
+            put(text, int(cx + 8), int(cy + (ch - font.size) / 2), font, dtype)
+
+
+def label_json(identifier: str, width: int, height: int, words: list[dict], split: str,
+               image_type: str = "PNG") -> dict:
+    """The AI-Hub per-image label dict (ocr_public / finance family) for one page."""
+    bbox = []
+    for i, wd in enumerate(words, start=1):
+        x1, y1, x2, y2 = (int(v) for v in wd["box"])
+        bbox.append({"data": wd["text"], "data_type": wd["data_type"], "id": i,
+                     "x": [x1, x1, x2, x2], "y": [y1, y2, y1, y2]})
+    return {
+        "Annotation": {"object_recognition": 1, "text_language": 0},
+        "Dataset": {"category": 0, "identifier": identifier.rsplit("_", 1)[0], "name": "ocrvl synthetic sample",
+                    "label_path": f"{split}/02.라벨링데이터", "src_path": f"{split}/01.원천데이터", "type": 1},
+        "Images": {"identifier": identifier, "width": width, "height": height, "type": image_type,
+                   "form_type": "신고서", "data_captured": "2026.01.01"},
+        "bbox": bbox,
+    }
+
+
+def make_sample_dataset(root: str | os.PathLike, n_pages: int = 6, seed: int = 0, dataset: str = "ocr_public",
+                        split: str = "Training", size: tuple[int, int] = PAGE_SIZE,
+                        image_format: str = "png") -> dict:
+    """Write ``n_pages`` template pages + label JSONs under ``root``; same seed, same bytes.
+
+    Returns ``{"root", "labels_dir", "images_dir", "pages": [{"id", "image", "label", "n_words"}]}``.
+    """
+    if dataset not in ("ocr_public", "finance_logistics", "handwriting"):
+        raise ValueError(f"dataset {dataset!r}: only the per-image JSON families are generated")
+    ext = {"png": "png", "jpeg": "jpg", "jpg": "jpg"}[image_format.lower()]
+    root = Path(root)
+    images_dir, labels_dir = root / split / "01.원천데이터", root / split / "02.라벨링데이터"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    prefix = {"ocr_public": "IMG_OCR_53_P", "finance_logistics": "IMG_OCR_6_F", "handwriting": "IMG_OCR_HW"}[dataset]
+    pages = []
+    for i in range(n_pages):
+        ident = f"{prefix}_{seed:02d}{i:05d}"
+        img, words = render_page(seed * 100_003 + i, size)
+        image_path = images_dir / f"{ident}.{ext}"
+        if ext == "png":
+            img.save(image_path, format="PNG", optimize=False, compress_level=6)
+        else:
+            img.save(image_path, format="JPEG", quality=90)
+        label = label_json(ident, size[0], size[1], words, split, image_type=ext.upper())
+        label_path = labels_dir / f"{ident}.json"
+        label_path.write_text(json.dumps(label, ensure_ascii=False, indent=1), encoding="utf-8")
+        pages.append({"id": ident, "image": str(image_path), "label": str(label_path), "n_words": len(words)})
+    return {"root": str(root), "labels_dir": str(labels_dir), "images_dir": str(images_dir), "pages": pages}
+
+
+def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Root of the bundled sample (6 ocr_public pages, seed 0), generated once into a cache directory.
+
+    The sample is generated reproducibly at run time instead of shipped (keeps the repo small);
+    default location ``$OCRVL_CACHE/sample-v1`` or ``<tmp>/ocrvl-cache/sample-v1``.
+    """
+    base = Path(cache_dir or os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
+    root = base / f"sample-v{SAMPLE_VERSION}"
+    if (root / ".complete").is_file():
+        return root
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="sample.", dir=base))
+    make_sample_dataset(tmp, n_pages=6, seed=0, dataset="ocr_public")
+    (tmp / ".complete").write_text("ok\n")
+    try:
+        tmp.rename(root)
+    except OSError:  # another process published it first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# Unusual and bad image files (decode tests)
+# --------------------------------------------------------------------------------------------
+
+def pattern_image(width: int = 64, height: int = 48) -> np.ndarray:
+    """A deterministic RGB uint8 gradient with a distinct corner mark (top-left red block)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)),
+                    np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    rgb[: max(1, height // 6), : max(1, width // 6)] = (255, 0, 0)
+    return rgb
+
+
+def write_image(path: str | os.PathLike, kind: str, width: int = 64, height: int = 48) -> Path:
+    """Write a test image of ``kind``; returns the path.
+
+    Good kinds: ``rgb_png``, ``rgb_jpeg``, ``gray_png``, ``rgba_png``, ``palette_png``, ``gray16_png``,
+    ``cmyk_jpeg``, ``exif_rotated_jpeg`` (stored ``width``x``height`` with EXIF orientation 6 = shown
+    rotated 90° clockwise). Bad kinds: ``zero_byte``, ``corrupt`` (random bytes), ``truncated_png``,
+    ``truncated_jpeg``, ``bomb_png`` (a valid PNG header claiming 50000x50000 pixels, tiny file).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = pattern_image(width, height)
+    im = Image.fromarray(rgb, "RGB")
+    if kind == "rgb_png":
+        im.save(path, "PNG")
+    elif kind == "rgb_jpeg":
+        im.save(path, "JPEG", quality=95)
+    elif kind == "gray_png":
+        im.convert("L").save(path, "PNG")
+    elif kind == "rgba_png":
+        rgba = im.convert("RGBA")
+        alpha = np.full((height, width), 255, np.uint8)
+        alpha[:, width // 2:] = 0  # right half fully transparent
+        rgba.putalpha(Image.fromarray(alpha, "L"))
+        rgba.save(path, "PNG")
+    elif kind == "palette_png":
+        im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path, "PNG")
+    elif kind == "gray16_png":
+        gray = np.asarray(im.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+        Image.fromarray(gray).save(path, "PNG")
+    elif kind == "cmyk_jpeg":
+        im.convert("CMYK").save(path, "JPEG", quality=95)
+    elif kind == "exif_rotated_jpeg":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        im.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    elif kind == "zero_byte":
+        path.write_bytes(b"")
+    elif kind == "corrupt":
+        path.write_bytes(random.Random(7).randbytes(4096))
+    elif kind in ("truncated_png", "truncated_jpeg"):
+        big = Image.fromarray(pattern_image(max(width, 256), max(height, 256)), "RGB")
+        tmp = path.with_suffix(".full")
+        big.save(tmp, "PNG" if kind == "truncated_png" else "JPEG", quality=95)
+        data = tmp.read_bytes()
+        tmp.unlink()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "bomb_png":
+        path.write_bytes(_png_header_only(50_000, 50_000))
+    else:
+        raise ValueError(f"unknown image kind {kind!r}")
+    return path
+
+
+GOOD_KINDS = ("rgb_png", "rgb_jpeg", "gray_png", "rgba_png", "palette_png", "gray16_png", "cmyk_jpeg",
+              "exif_rotated_jpeg")
+BAD_KINDS = ("zero_byte", "corrupt", "truncated_png", "truncated_jpeg", "bomb_png")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width``x``height`` RGB but whose data is a few compressed rows."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
