@@ -1,0 +1,417 @@
+"""Data report of a layout LMDB (``ocrvl inspect``): counts, histograms, character classes,
+suspicious samples, a sampled contact sheet and a health line.
+
+Streams: one ``get`` per key of each sample, aggregates in fixed-size counters and histograms, keeps at
+most ``examples`` flagged samples per reason. Every crop is decoded once at reduced scale (JPEG draft
+mode) for the blank check; only the sampled contact-sheet crops and kept examples are decoded fully.
+Read-only: the LMDB is opened with ``readonly=True, lock=False``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pickle
+import unicodedata
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.sink import schema
+
+CHAR_CLASSES = ("hangul", "latin", "digit", "space", "symbol", "other")
+LENGTH_EDGES = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)       # label characters
+SIDE_EDGES = (16, 32, 64, 128, 256, 512, 1024, 2048)                 # crop pixels
+FLAGS = {
+    "near_blank": "near-blank crop (pixel std below threshold)",
+    "long_label": "very long label",
+    "unusual_chars": "control / replacement / private-use / format characters",
+    "empty_label": "label empty after strip",
+    "tiny_crop": "crop smaller than 8 px on a side",
+    "undecodable_image": "image bytes do not decode",
+}
+_HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
+_THUMB = (360, 200)
+
+
+# ------------------------------------------------------------------------------------------ text
+
+def char_class(ch: str) -> str:
+    """One of CHAR_CLASSES for a single character."""
+    cp = ord(ch)
+    if any(lo <= cp <= hi for lo, hi in _HANGUL_RANGES):
+        return "hangul"
+    if ch.isspace():
+        return "space"
+    cat = unicodedata.category(ch)
+    if cat == "Nd":
+        return "digit"
+    if cat[0] == "L" and "LATIN" in unicodedata.name(ch, ""):
+        return "latin"
+    if cat[0] in "PS":
+        return "symbol"
+    return "other"
+
+
+def unusual_chars(text: str) -> list[str]:
+    """Characters that should not be in an OCR label, as ``U+XXXX name`` (newline is allowed)."""
+    out = []
+    for ch in dict.fromkeys(text):
+        cat = unicodedata.category(ch)
+        if (cat == "Cc" and ch != "\n") or cat in ("Co", "Cs", "Cn", "Cf") or ch == "\ufffd":
+            kind = {"Cc": "control", "Co": "private use", "Cs": "surrogate", "Cn": "unassigned",
+                    "Cf": "format"}.get(cat, "replacement")
+            out.append(f"U+{ord(ch):04X} {kind}")
+    return out
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Labels are plain dicts/lists/strings; refuse anything that would import code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"label pickle references {module}.{name}")
+
+
+def decode_label(raw: bytes, pickled: bool) -> str:
+    """Label text exactly as the erniekit reader builds it: dict with ``words`` -> joined by spaces."""
+    if pickled:
+        try:
+            obj = _NoGlobalsUnpickler(io.BytesIO(raw)).load()
+        except Exception:
+            obj = raw
+        if isinstance(obj, dict) and "words" in obj:
+            words = obj["words"]
+            words = [words] if isinstance(words, str) else words
+            return " ".join(w for w in words if isinstance(w, str)).strip()
+        if isinstance(obj, str):
+            return obj.strip()
+        raw = obj if isinstance(obj, bytes) else raw
+    return raw.decode("utf-8", errors="replace").strip()
+
+
+# ------------------------------------------------------------------------------------------ pixels
+
+def crop_stats(data: bytes) -> tuple[int, int, float]:
+    """(width, height, grayscale std) from a reduced-scale decode; raises on undecodable bytes."""
+    im = Image.open(io.BytesIO(data))
+    w, h = im.size
+    im.draft("L", (max(1, w // 8), max(1, h // 8)))   # JPEG: DCT-domain downscale, no full decode
+    g = im.convert("L")
+    if max(g.size) > 256:
+        g.thumbnail((256, 256), Image.BILINEAR)
+    return w, h, float(np.asarray(g, dtype=np.float32).std())
+
+
+def thumbnail_jpeg(data: bytes, size: tuple[int, int] = _THUMB) -> bytes:
+    im = Image.open(io.BytesIO(data))
+    im.draft("RGB", size)
+    im = im.convert("RGB")
+    im.thumbnail(size, Image.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+# ------------------------------------------------------------------------------------------ aggregates
+
+class Histogram:
+    """Fixed-edge histogram: bin i counts edges[i-1] <= v < edges[i]; first bin < edges[0], last >= edges[-1]."""
+
+    def __init__(self, edges: tuple[int, ...]):
+        self.edges = edges
+        self.counts = [0] * (len(edges) + 1)
+        self.n, self.total, self.min, self.max = 0, 0, None, None
+
+    def add(self, v: int) -> None:
+        self.counts[int(np.searchsorted(self.edges, v, side="right"))] += 1
+        self.n += 1
+        self.total += v
+        self.min = v if self.min is None else min(self.min, v)
+        self.max = v if self.max is None else max(self.max, v)
+
+    def labels(self) -> list[str]:
+        e = self.edges
+        return ([f"<{e[0]}"] + [f"{e[i - 1]}-{e[i] - 1}" for i in range(1, len(e))] + [f">={e[-1]}"])
+
+    def to_dict(self) -> dict:
+        return {"bins": self.labels(), "counts": list(self.counts), "n": self.n, "min": self.min, "max": self.max,
+                "mean": round(self.total / self.n, 1) if self.n else None}
+
+
+def contact_indices(n: int, k: int) -> list[int]:
+    """k sample indices evenly spaced over 0..n-1 (first and last included); all when k >= n."""
+    if n <= 0 or k <= 0:
+        return []
+    if k >= n:
+        return list(range(n))
+    if k == 1:
+        return [0]
+    return sorted({j * (n - 1) // (k - 1) for j in range(k)})
+
+
+def _open(path: str | os.PathLike):
+    import lmdb
+
+    p = Path(path)
+    if p.is_file() and p.name == "data.mdb":
+        p = p.parent
+    if not (p / "data.mdb").is_file():
+        raise OcrvlError(f"{path}: no LMDB here (expected a directory holding data.mdb, e.g. out/sample_layout.lmdb)")
+    try:
+        return p, lmdb.open(str(p), readonly=True, lock=False, readahead=False, subdir=True, max_readers=8)
+    except lmdb.Error as e:
+        raise OcrvlError(f"{path}: cannot open as LMDB ({e}); pass a *_layout.lmdb directory") from None
+
+
+def _scan_keys(txn, base: int, n: int | None) -> dict:
+    """Count sample keys per prefix, inside and outside the numbered range, and page markers."""
+    inside, outside, out_examples, max_num = Counter(), Counter(), [], {}
+    pages, other = Counter(), 0
+    for key in txn.cursor().iternext(keys=True, values=False):
+        if key.startswith(schema.PAGE_PREFIX):
+            status = "?"
+            try:
+                status = json.loads(txn.get(key)).get("status", "?")
+            except (ValueError, AttributeError, TypeError):
+                pass
+            pages[str(status)] += 1
+            continue
+        prefix, dash, digits = key.rpartition(b"-")
+        if not dash or not digits.isdigit() or len(digits) != 9:
+            other += 1
+            continue
+        name, num = prefix.decode("ascii", "replace"), int(digits)
+        max_num[name] = max(max_num.get(name, num), num)
+        if n is not None and base <= num < base + n:
+            inside[name] += 1
+        else:
+            outside[name] += 1
+            if len(out_examples) < 5:
+                out_examples.append(key.decode("ascii", "replace"))
+    return {"inside": inside, "outside": outside, "outside_examples": out_examples, "max_num": max_num,
+            "pages": pages, "other_keys": other}
+
+
+def _health(n: int, declared: int | None, base: int, scan: dict, stats: dict) -> dict:
+    problems = []
+    if declared is None:
+        problems.append(f"num-samples missing (inferred {n} from the highest image key)")
+    found = {}
+    for kind, names in (("image", ("image", "img")), ("label", ("gt", "label", "text")), ("meta", ("meta",))):
+        have = n - stats["missing_" + kind]
+        found[kind] = have
+        if have < n:
+            problems.append(f"{n - have} sample(s) without {kind} ({'/'.join(names)}-%09d)")
+    n_out = sum(scan["outside"].values())
+    if n_out:
+        hint = f" in {', '.join(scan['outside_examples'][:3])}"
+        if base == 1 and any(k.endswith("-000000000") for k in scan["outside_examples"]):
+            hint += " (keys start at 0: written 0-based, the erniekit reader never sees sample 0)"
+        problems.append(f"{n_out} sample key(s) outside {base}..{base + n - 1}{hint}")
+    if stats["undecodable"]:
+        problems.append(f"{stats['undecodable']} image(s) do not decode")
+    summary = (f"{n} samples; image {found['image']}/{n}, label {found['label']}/{n}, meta {found['meta']}/{n}")
+    line = (f"health: OK — {summary}" if not problems
+            else f"health: {len(problems)} problem(s) — {'; '.join(problems)}")
+    return {"ok": not problems, "problems": problems, "line": line, "found": found}
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | None = None, contact: int = 48, *,
+                 examples: int = 12, long_label: int = 1000, blank_std: float = 3.0) -> dict:
+    """Summarise the LMDB at ``path``; write a self-contained HTML report to ``html`` when given.
+
+    Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health).
+    """
+    p, env = _open(path)
+    thumbs: dict[int, bytes] = {}
+    try:
+        with env.begin(buffers=False) as txn:
+            report = _collect(txn, p, contact, examples, long_label, blank_std, thumbs)
+    finally:
+        env.close()
+    if html:
+        from ocrvl_ray.report.html import render_html
+
+        Path(html).write_text(render_html(report, thumbs), encoding="utf-8")
+        report["html"] = str(html)
+    return report
+
+
+def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blank_std: float,
+             thumbs: dict[int, bytes]) -> dict:
+    raw_n = txn.get(schema.NUM_SAMPLES)
+    declared = int(raw_n) if raw_n is not None and raw_n.strip().isdigit() else None
+    opts = {}
+    raw_schema = txn.get(schema.SCHEMA_KEY)
+    if raw_schema is not None:
+        try:
+            opts = json.loads(raw_schema)
+        except ValueError:
+            opts = {}
+    base = int(opts.get("index_base", 1))
+    scan = _scan_keys(txn, base, declared)
+    n = declared if declared is not None else max(
+        (scan["max_num"].get(k, base - 1) - base + 1 for k in ("image", "img")), default=0)
+    if declared is None:
+        scan = _scan_keys(txn, base, n)
+
+    counts = {k: Counter() for k in ("dataset", "sample_kind", "layout_label", "split")}
+    text_len, widths, heights = Histogram(LENGTH_EDGES), Histogram(SIDE_EDGES), Histogram(SIDE_EDGES)
+    chars, samples_with, other_chars = Counter(), Counter(), Counter()
+    flagged = {f: {"count": 0, "examples": []} for f in FLAGS}
+    stats = Counter(missing_image=0, missing_label=0, missing_meta=0, undecodable=0)
+    want = set(contact_indices(n, contact))
+    sheet = []
+
+    for i in range(n):
+        num = i + base
+        img = txn.get((schema.IMAGE_FMT % num).encode()) or txn.get(b"img-%09d" % num)
+        label_raw, pickled = txn.get((schema.GT_FMT % num).encode()), True
+        if label_raw is None:
+            pickled = False
+            label_raw = txn.get((schema.LABEL_FMT % num).encode()) or txn.get(b"text-%09d" % num)
+        meta_raw = txn.get((schema.META_FMT % num).encode())
+        meta: dict[str, Any] = {}
+        if meta_raw is None:
+            stats["missing_meta"] += 1
+        else:
+            try:
+                meta = json.loads(meta_raw)
+            except ValueError:
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+        for k in counts:
+            counts[k][str(meta.get(k, "(no meta)" if meta_raw is None else "(unset)"))] += 1
+
+        text = ""
+        if label_raw is None:
+            stats["missing_label"] += 1
+        else:
+            text = decode_label(label_raw, pickled)
+            text_len.add(len(text))
+            present = set()
+            for ch in text:
+                c = char_class(ch)
+                chars[c] += 1
+                present.add(c)
+                if c == "other":
+                    other_chars[ch] += 1
+            samples_with.update(present)
+
+        w = h = 0
+        decoded = False
+        flags: list[tuple[str, str]] = []
+        if img is None:
+            stats["missing_image"] += 1
+        else:
+            try:
+                w, h, std = crop_stats(img)
+                decoded = True
+                widths.add(w)
+                heights.add(h)
+                if std < blank_std:
+                    flags.append(("near_blank", f"std {std:.2f}"))
+                if min(w, h) < 8:
+                    flags.append(("tiny_crop", f"{w}x{h}"))
+            except Exception as e:  # any decoder error means the same thing here
+                stats["undecodable"] += 1
+                flags.append(("undecodable_image", type(e).__name__))
+        if label_raw is not None:
+            if len(text) > long_label:
+                flags.append(("long_label", f"{len(text)} chars"))
+            bad = unusual_chars(text)
+            if bad:
+                flags.append(("unusual_chars", ", ".join(bad[:4])))
+            if not text:
+                flags.append(("empty_label", ""))
+
+        item = {"index": i, "key": num, "label": text[:300], "label_len": len(text), "width": w, "height": h,
+                **{k: meta.get(k) for k in ("dataset", "sample_kind", "layout_label", "page_id")}}
+        keep_thumb = i in want
+        if i in want:
+            sheet.append(item)
+        for flag, detail in flags:
+            f = flagged[flag]
+            f["count"] += 1
+            if len(f["examples"]) < examples:
+                f["examples"].append({**item, "detail": detail})
+                keep_thumb = True
+        if keep_thumb and decoded and i not in thumbs:
+            thumbs[i] = thumbnail_jpeg(img)
+
+    total_chars = sum(chars.values())
+    report = {
+        "path": str(path),
+        "schema": {"version": opts.get("version"), "index_base": base,
+                   "label_format": opts.get("label_format", "pickle" if scan["inside"].get("gt") else "text"),
+                   "declared": raw_schema is not None},
+        "num_samples": declared,
+        "samples_read": n,
+        "counts": {k: dict(v.most_common()) for k, v in counts.items()},
+        "pages": dict(scan["pages"].most_common()),
+        "text_length": text_len.to_dict(),
+        "crop_width": widths.to_dict(),
+        "crop_height": heights.to_dict(),
+        "char_classes": {c: {"chars": chars[c], "share": round(chars[c] / total_chars, 4) if total_chars else 0.0,
+                             "samples": samples_with[c]} for c in CHAR_CLASSES},
+        "other_chars": [{"char": ch, "code": f"U+{ord(ch):04X}", "name": unicodedata.name(ch, "?"), "count": c}
+                        for ch, c in other_chars.most_common(20)],
+        "suspicious": flagged,
+        "contact": sheet,
+        "thresholds": {"blank_std": blank_std, "long_label": long_label},
+    }
+    report["health"] = _health(n, declared, base, scan, stats)
+    return report
+
+
+# ------------------------------------------------------------------------------------------ console
+
+def _bar(count: int, peak: int, width: int = 30) -> str:
+    return "#" * (max(1, round(width * count / peak)) if count else 0)
+
+
+def format_summary(r: dict) -> str:
+    """The readable console summary of an ``inspect_lmdb`` report."""
+    s = r["schema"]
+    out = [f"LMDB {r['path']}  (index_base {s['index_base']}, label_format {s['label_format']}"
+           f"{'' if s['declared'] else ', no ocrvl-schema key'})", r["health"]["line"]]
+    if r["pages"]:
+        out.append("pages: " + ", ".join(f"{k} {v}" for k, v in r["pages"].items()))
+    for key, title in (("dataset", "by dataset"), ("sample_kind", "by sample kind"),
+                       ("layout_label", "by layout label"), ("split", "by split")):
+        c = r["counts"][key]
+        if c:
+            out.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    for key, title in (("text_length", "label length (chars)"), ("crop_width", "crop width (px)"),
+                       ("crop_height", "crop height (px)")):
+        h = r[key]
+        if not h["n"]:
+            continue
+        out.append(f"{title}: min {h['min']}, mean {h['mean']}, max {h['max']}")
+        peak = max(h["counts"])
+        for label, cnt in zip(h["bins"], h["counts"]):
+            if cnt:
+                out.append(f"  {label:>10} {cnt:>8} {_bar(cnt, peak)}")
+    out.append("characters: " + ", ".join(f"{c} {v['chars']} ({v['share']:.1%}, in {v['samples']} samples)"
+                                          for c, v in r["char_classes"].items() if v["chars"]))
+    if r["other_chars"]:
+        out.append("  most common 'other': " + " ".join(f"{o['code']}×{o['count']}" for o in r["other_chars"][:10]))
+    sus = [(f, v) for f, v in r["suspicious"].items() if v["count"]]
+    out.append("suspicious:" + ("" if sus else " none"))
+    for flag, v in sus:
+        ex = ", ".join(f"#{e['key']}" + (f" ({e['detail']})" if e["detail"] else "") for e in v["examples"][:3])
+        out.append(f"  {flag:<18} {v['count']:>8}   e.g. {ex}")
+    if r.get("html"):
+        out.append(f"HTML report: {r['html']}")
+    return "\n".join(out)
