@@ -27,6 +27,7 @@ class Skip(str, Enum):
     # layout: words / regions inside a page
     WORD_OUTSIDE_PAGE = "word_outside_page"
     EMPTY_LABEL = "empty_label"
+    WORD_UNUSED = "word_unused"              # usable word in no sample's label (outside kept regions)
 
 
 class SkipCounter:

@@ -1,0 +1,72 @@
+"""Box geometry on numpy arrays: boxes are ``(n, 4)`` float arrays of ``x1, y1, x2, y2`` in page pixels."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes clipped to the page ``[0, width] x [0, height]`` (empty boxes get x2 <= x1 or y2 <= y1)."""
+    out = boxes.astype(np.float64, copy=True)
+    np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
+    return out
+
+
+def region_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """A detected box as the original cropped it: truncated to int, clipped to the page."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+
+
+def union_box(boxes: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer box enclosing ``boxes`` (floor/ceil), clipped to the page."""
+    x1, y1 = boxes[:, 0].min(), boxes[:, 1].min()
+    x2, y2 = boxes[:, 2].max(), boxes[:, 3].max()
+    return (max(0, math.floor(x1)), max(0, math.floor(y1)),
+            min(width, math.ceil(x2)), min(height, math.ceil(y2)))
+
+
+def padded_box(box, pad: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer box around ``box`` grown by ``pad`` pixels on each side, clipped to the page."""
+    x1, y1, x2, y2 = box
+    return (max(0, math.floor(x1) - pad), max(0, math.floor(y1) - pad),
+            min(width, math.ceil(x2) + pad), min(height, math.ceil(y2) + pad))
+
+
+def areas(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(len(a), len(b))`` intersection areas."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def overlap_ratios(words: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """``(n_words, n_regions)`` share of each word's area inside each region (0 for zero-area words)."""
+    if len(words) == 0 or len(regions) == 0:
+        return np.zeros((len(words), len(regions)))
+    a = areas(words)[:, None]
+    inter = intersections(words, regions)
+    return np.divide(inter, a, out=np.zeros_like(inter), where=a > 0)
+
+
+def best_region(ratios: np.ndarray, threshold: float) -> np.ndarray:
+    """Per word, the region with the largest ratio (ties: the first) if that ratio is >= threshold and > 0; else -1."""
+    if ratios.shape[1] == 0:
+        return np.full(ratios.shape[0], -1, dtype=np.int64)
+    best = ratios.argmax(axis=1)
+    top = ratios[np.arange(len(best)), best]
+    return np.where((top >= threshold) & (top > 0), best, -1)
+
+
+def centres_inside(words: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """``(n_words, n_regions)`` whether each word's centre lies inside each region (borders included)."""
+    cx = (words[:, 0] + words[:, 2]) / 2
+    cy = (words[:, 1] + words[:, 3]) / 2
+    return ((regions[None, :, 0] <= cx[:, None]) & (cx[:, None] <= regions[None, :, 2]) &
+            (regions[None, :, 1] <= cy[:, None]) & (cy[:, None] <= regions[None, :, 3]))

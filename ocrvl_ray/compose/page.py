@@ -1,0 +1,238 @@
+"""One page + its detected regions -> training samples (crop JPEG + label), following the dataset's recipe.
+
+Steps: clean the words (clip to the page, count what cannot be used) -> assign words to layout regions and to
+table cells (best overlap wins) -> compose each region's label in reading order -> crop, hide every visible
+word the label lacks, encode -> pick the samples the recipe keeps (cells replace layout, word fallback).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ocrvl_ray.compose import geometry as geo
+from ocrvl_ray.compose.orient import page_orientation, word_orientation
+from ocrvl_ray.compose.reading import compose_text, region_order
+from ocrvl_ray.compose.recipes import Recipe
+from ocrvl_ray.compose.render import encode_jpeg, hide_words
+from ocrvl_ray.records import Page, Region
+from ocrvl_ray.report.skips import Skip, SkipCounter
+
+
+@dataclass
+class ComposeOptions:
+    jpeg_quality: int = 80
+    inpaint: bool = True          # hide words visible in a crop but missing from its label
+    inpaint_radius: int = 3       # cv2.inpaint radius
+    dilate_factor: float = 0.12   # hidden polygons grow by max(dilate_min, round(factor * median word height))
+    dilate_min: int = 2
+
+
+@dataclass
+class Sample:
+    kind: str                      # "layout" | "cell" | "word"
+    text: str                      # the label; rows joined by "\n"
+    image: bytes                   # JPEG
+    width: int
+    height: int
+    filename: str
+    layout_label: str              # region label; "table" (its table's label) for cells; "word" for words
+    box: tuple[int, int, int, int]  # crop in page pixels
+    recipe: str
+
+
+@dataclass
+class PageResult:
+    samples: list[Sample] = field(default_factory=list)
+    skips: SkipCounter = field(default_factory=SkipCounter)
+    status: str = "ok"             # "ok" or a page-level Skip (NO_REGIONS, NO_WORDS_ASSIGNED)
+
+
+@dataclass
+class _Words:
+    """The page's usable words as arrays (indices into these arrays, not into page.words)."""
+    boxes: np.ndarray              # (n, 4) clipped AABBs
+    polys: list[np.ndarray]        # (k, 2) polygons, page pixels
+    texts: list[str]
+    ids: list
+    orients: list[str | None]
+    labelable: np.ndarray          # (n,) bool: has text
+
+
+@dataclass
+class _Candidate:
+    kind: str
+    index: int                     # layout: index in regions; cell: index in cells; word: word index
+    label: str
+    crop: tuple[int, int, int, int]
+    words: list[int]               # label words, reading order decided later
+    table: int | None = None
+
+
+def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Words:
+    boxes, polys, texts, ids, orients = [], [], [], [], []
+    for w in page.words:
+        name = f"{page.source or page.image_name}#{w.id}"
+        pts = np.asarray(w.points, dtype=np.float64).reshape(-1, 2) if len(w.points) >= 4 else None
+        if pts is None or len(w.points) % 2:
+            skips.add(Skip.DEGENERATE_BOX, name)
+            continue
+        if not np.isfinite(pts).all():
+            skips.add(Skip.BAD_COORDINATE, name)
+            continue
+        box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
+        if box[2] <= box[0] or box[3] <= box[1]:
+            skips.add(Skip.DEGENERATE_BOX, name)
+            continue
+        clipped = geo.clip_boxes(box[None], width, height)[0]
+        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+            skips.add(Skip.WORD_OUTSIDE_PAGE, name)
+            continue
+        text = (w.text or "").strip()
+        if not text:
+            skips.add(Skip.EMPTY_TEXT, name)
+        boxes.append(clipped)
+        polys.append(pts)
+        texts.append(text)
+        ids.append(w.id)
+        orients.append(word_orientation(w))
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return _Words(arr, polys, texts, ids, orients, np.array([bool(t) for t in texts], dtype=bool))
+
+
+def _assign(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: float,
+            center_inside: bool) -> list[list[int]]:
+    """Label words of each box: best box by overlap (>= threshold) and covered >= min_coverage (and centred)."""
+    ratios = geo.overlap_ratios(words.boxes, boxes)
+    ratios[~words.labelable] = 0.0
+    owner = geo.best_region(ratios, threshold)
+    ok = owner >= 0
+    idx = np.flatnonzero(ok)
+    ok_cov = ratios[idx, owner[idx]] >= min_coverage
+    if center_inside:
+        ok_cov &= geo.centres_inside(words.boxes[idx], boxes)[np.arange(len(idx)), owner[idx]]
+    out: list[list[int]] = [[] for _ in range(len(boxes))]
+    for w in idx[ok_cov]:
+        out[owner[w]].append(int(w))
+    return out
+
+
+def _usable_boxes(items: list[Region], width: int, height: int, skips: SkipCounter, what: str):
+    keep, boxes = [], []
+    for i, r in enumerate(items):
+        box = geo.region_box(r.box, width, height)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            skips.add(Skip.DEGENERATE_BOX, f"{what} {i} {r.label}")
+            continue
+        keep.append(i)
+        boxes.append(box)
+    return keep, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: list[Region],
+                 recipe: Recipe, opts: ComposeOptions | None = None) -> PageResult:
+    """Samples of one (already oriented) page: ``image`` is its full-resolution BGR uint8 array, ``regions``
+    the thresholded layout regions, ``cells`` the table cells in page coordinates."""
+    opts = opts or ComposeOptions()
+    height, width = image.shape[:2]
+    result = PageResult()
+    skips = result.skips
+    words = _clean_words(page, width, height, skips)
+    stem = os.path.splitext(os.path.basename(page.image_name or page.page_id))[0]
+    flatten = recipe.flatten_rotated and page_orientation(page) in ("ud", "du")
+
+    layout_cands: list[_Candidate] = []
+    usable = False
+    if recipe.layout:
+        allowed = [i for i in region_order(regions) if regions[i].label in recipe.labels]
+        keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, "region")
+        usable |= bool(keep)
+        members = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage, recipe.center_inside)
+        for k, ws in zip(keep, members):
+            ri = allowed[k]
+            crop = geo.region_box(regions[ri].box, width, height)
+            if ws and recipe.crop == "words":
+                crop = geo.union_box(words.boxes[ws], width, height)
+            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws))
+    cell_cands: list[_Candidate] = []
+    if recipe.cells and cells:
+        order = sorted(range(len(cells)), key=lambda i: (
+            cells[i].table if cells[i].table is not None else -1, cells[i].box[1], cells[i].box[0], i))
+        keep, boxes = _usable_boxes([cells[i] for i in order], width, height, skips, "cell")
+        usable |= bool(keep)
+        members = _assign(words, boxes, recipe.cell_threshold, recipe.cell_min_coverage, False)
+        for k, ws in zip(keep, members):
+            c = cells[order[k]]
+            table = c.table if c.table is not None and 0 <= c.table < len(regions) else None
+            label = regions[table].label if table is not None else c.label
+            cell_cands.append(_Candidate("cell", order[k], label, geo.region_box(c.box, width, height), ws, table))
+
+    dilate = max(opts.dilate_min, round(opts.dilate_factor * float(np.median(words.boxes[:, 3] - words.boxes[:, 1])))) \
+        if len(words.texts) else opts.dilate_min
+
+    def render(cands: list[_Candidate], flat: bool) -> list[tuple[_Candidate, Sample]]:
+        out = []
+        for n, c in enumerate(cands):
+            text = compose_text(words.boxes[c.words], [words.texts[i] for i in c.words],
+                                [words.ids[i] for i in c.words], [words.orients[i] for i in c.words], recipe) \
+                if c.words else ""
+            if flat and not any(words.orients[i] for i in c.words):
+                text = " ".join(text.split("\n"))
+            if not text:
+                skips.add(Skip.EMPTY_LABEL, f"{stem} {c.kind} {c.index} {c.label}")
+                continue
+            sample = _render_sample(c, n, text, image, words, stem, dilate, recipe, opts, skips)
+            if sample is not None:
+                out.append((c, sample))
+        return out
+
+    layout_samples = render(layout_cands, flatten)
+    cell_samples = render(cell_cands, flatten)
+    if not cell_samples:
+        chosen = layout_samples
+    elif recipe.cells_replace == "page":
+        chosen = cell_samples
+    else:
+        tables = {c.table for c, _ in cell_samples}
+        chosen = [(c, s) for c, s in layout_samples if c.index not in tables] + cell_samples
+    if not chosen and recipe.word_fallback:
+        word_cands = [_Candidate("word", i, "word", geo.padded_box(words.boxes[i], recipe.word_pad, width, height), [i])
+                      for i in np.flatnonzero(words.labelable)]
+        chosen = render(word_cands, False)
+    result.samples = [s for _, s in chosen]
+
+    used = {i for c, _ in chosen for i in c.words}
+    unused = len(words.texts) - len(used) - int((~words.labelable).sum())
+    if unused:
+        skips.add(Skip.WORD_UNUSED, stem, n=unused)
+    if not result.samples:
+        result.status = Skip.NO_REGIONS if not usable else Skip.NO_WORDS_ASSIGNED
+    return result
+
+
+def _render_sample(c: _Candidate, n: int, text: str, image: np.ndarray, words: _Words, stem: str, dilate: int,
+                   recipe: Recipe, opts: ComposeOptions, skips: SkipCounter) -> Sample | None:
+    x1, y1, x2, y2 = c.crop
+    if x2 <= x1 or y2 <= y1:
+        skips.add(Skip.DEGENERATE_BOX, f"{stem} {c.kind} {c.index}")
+        return None
+    crop = image[y1:y2, x1:x2]
+    if opts.inpaint and len(words.texts):
+        visible = geo.intersections(words.boxes, np.array([c.crop], dtype=np.float64))[:, 0] > 0
+        label = set(c.words)
+        hidden = [i for i in np.flatnonzero(visible) if i not in label]
+        if hidden:
+            origin = np.array([x1, y1], dtype=np.float64)
+            crop = hide_words(crop, [words.polys[i] - origin for i in hidden],
+                              [words.polys[i] - origin for i in c.words], dilate, opts.inpaint_radius)
+    data = encode_jpeg(crop, opts.jpeg_quality)
+    if data is None:
+        skips.add(Skip.ERROR, f"{stem} {c.kind} {c.index}: JPEG encoding failed")
+        return None
+    if c.kind == "layout":
+        filename = f"{stem}_layout_{n:02d}.jpg"
+    else:
+        filename = f"{stem}_{c.kind}_{x1}_{y1}.jpg"
+    return Sample(kind=c.kind, text=text, image=data, width=x2 - x1, height=y2 - y1, filename=filename,
+                  layout_label=c.label, box=(x1, y1, x2, y2), recipe=recipe.name)
