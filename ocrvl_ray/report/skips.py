@@ -16,6 +16,8 @@ class Skip(str, Enum):
     EMPTY_TEXT = "empty_text"
     IMAGE_UNMATCHED = "image_unmatched"      # no lookup entry / no file for the label's image
     DUPLICATE_PAGE = "duplicate_page"
+    IMAGE_AMBIGUOUS = "image_ambiguous"      # several indexed images fit the label's name; none preferred
+    PAGE_NO_WORDS = "page_no_words"          # every word of the page was skipped (or it had none)
     # layout: pages
     IMAGE_MISSING = "image_missing"
     IMAGE_CORRUPT = "image_corrupt"          # undecodable, truncated or zero-byte
