@@ -1,0 +1,234 @@
+"""Streaming LoRA merge into a Hugging Face model folder.
+
+For every adapted Linear (HF layout ``W[out, in]``, Paddle-layout adapter ``A[in, r]``, ``B[r, out]``)::
+
+    W[out, in] += scaling * (A @ B)[in, out].T        # in fp32, rounded once to W's dtype
+
+Tensors are processed one at a time, in row chunks, in the order they sit in the base files, so peak memory
+is a few chunks (64 MiB each by default) whatever the model size; untouched tensors are copied byte for byte.
+Output appears atomically: everything is written into a temp folder next to ``out`` and renamed at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.export.adapter import LoraPair, load_adapter, module_families, pair_adapter, under_targeted
+from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, StreamWriter, TensorInfo, TensorSet, file_sha256,
+                                 read_rows, row_chunks, row_nbytes)
+
+DEFAULT_MAX_SHARD = 5 * 1024**3
+WEIGHT_SUFFIXES = (".safetensors", ".pdparams", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".gguf")
+WEIGHT_INDEXES = (".safetensors.index.json", ".bin.index.json", ".pdparams.index.json")
+
+
+def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the HF-layout update ``scaling · (A @ B)ᵀ`` in fp32, shape [stop-start, in]."""
+    A = pair.A.astype(np.float32, copy=False)                   # [in, r]
+    B = pair.B[:, start:stop].astype(np.float32, copy=False)    # [r, rows]
+    delta = A @ B                                               # [in, rows]
+    delta *= np.float32(pair.scaling)
+    return delta.T                                              # [rows, in]
+
+
+def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int) -> np.ndarray:
+    """Base rows ``w[start:stop]`` plus their LoRA update, rounded once back to ``w``'s dtype."""
+    out = w.astype(np.float32)                                  # [rows, in]
+    out += lora_delta_rows(pair, start, stop)
+    return out.astype(w.dtype)
+
+
+def is_weight_file(rel: str) -> bool:
+    return rel.endswith(WEIGHT_SUFFIXES) or rel.endswith(WEIGHT_INDEXES)
+
+
+def support_files(base: Path) -> list[str]:
+    """Every non-weight file of a model folder (config, tokenizer, processor, chat template, remote code)."""
+    out = []
+    for p in sorted(base.rglob("*")):
+        rel = p.relative_to(base).as_posix()
+        if p.is_file() and not any(part.startswith(".") for part in Path(rel).parts) and not is_weight_file(rel):
+            out.append(rel)
+    return out
+
+
+def plan_shards(infos: list[TensorInfo], max_shard_bytes: int) -> list[list[TensorInfo]]:
+    """Greedy split in order; one shard when everything fits (then the file is ``model.safetensors``)."""
+    shards: list[list[TensorInfo]] = [[]]
+    size = 0
+    for t in infos:
+        if shards[-1] and size + t.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return shards
+
+
+def shard_names(n: int) -> list[str]:
+    return ["model.safetensors"] if n == 1 else [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)]
+
+
+@dataclass
+class MergeResult:
+    out: Path
+    report: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+class _HashingSource:
+    """Reads base tensors file by file in offset order and hashes each file's bytes on the way."""
+
+    def __init__(self, ts: TensorSet):
+        self.ts, self.hashes = ts, {}
+        self._path, self._f, self._h, self._pos = None, None, None, 0
+
+    def rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
+        if info.path != self._path:
+            self._finish()
+            self._path, self._f, self._h = info.path, open(info.path, "rb"), hashlib.sha256()
+            self._h.update(self._f.read(info.begin))  # header (and anything before the first tensor)
+            self._pos = info.begin
+        arr = read_rows(info, start, stop, self._f)
+        if info.begin + start * row_nbytes(info) == self._pos:                        # sequential: hash as we go
+            self._h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+            self._pos += arr.nbytes
+        else:                                         # not sequential (never for well-formed files)
+            self._h = None
+        return arr
+
+    def _finish(self) -> None:
+        if self._f is not None:
+            rest = self._f.read() if self._h is not None else b""
+            if self._h is not None:
+                self._h.update(rest)
+            self._f.close()
+            self.hashes[self._path] = self._h.hexdigest() if self._h is not None else file_sha256(self._path)
+            self._f = None
+
+    def close(self) -> dict[Path, str]:
+        self._finish()
+        return self.hashes
+
+
+def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
+               max_shard_bytes: int = DEFAULT_MAX_SHARD, overwrite: bool = False,
+               chunk_bytes: int = CHUNK_BYTES, log: Callable[[str], None] = print) -> MergeResult:
+    """Merge ``lora_dir`` into ``base_dir`` and write an HF-layout export to ``out_dir``."""
+    t0 = time.perf_counter()
+    base_dir, lora_dir, out = Path(base_dir), Path(lora_dir), Path(out_dir)
+    _check_paths(base_dir, lora_dir, out, overwrite)
+    base = TensorSet.open(base_dir)
+    adapter = load_adapter(lora_dir)
+    pairs = pair_adapter(adapter, base)
+    by_key = {p.base_key: p for p in pairs}
+    for p in pairs:
+        if base[p.base_key].dtype not in FLOAT_DTYPES:
+            raise OcrvlError(f"base tensor {p.base_key!r} is {base[p.base_key].dtype}; only float weights can merge")
+
+    families = module_families(pairs)
+    warnings = []
+    log("adapter covers: " + ", ".join(f"{k} ×{v}" for k, v in families.items()))
+    if under_targeted(families):
+        warnings.append("the adapter only covers o_proj/down_proj: erniekit's default LoRA targets for PaddleOCR-VL "
+                        "(set use_huggingface_model: true or lora target modules to train q/k/v/gate/up too)")
+        log("WARNING: " + warnings[-1])
+
+    infos = base.in_file_order()
+    shards = plan_shards(infos, max_shard_bytes)
+    names = shard_names(len(shards))
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    src = _HashingSource(base)
+    merged_report, untouched, written = {}, [], []
+    try:
+        for shard, name in zip(shards, names):
+            specs = [(t.name, t.dtype, t.shape) for t in shard]
+            w = StreamWriter(tmp / name, specs, {"format": "pt"})
+            try:
+                for info in shard:
+                    pair = by_key.get(info.name)
+                    max_delta = 0.0
+                    for s, e in row_chunks(info, chunk_bytes):
+                        rows = src.rows(info, s, e)
+                        if pair is None:
+                            w.write(info.name, rows)
+                            continue
+                        new = merged_rows(rows, pair, s, e)
+                        if new.size:
+                            max_delta = max(max_delta, float(np.max(np.abs(
+                                new.astype(np.float32) - rows.astype(np.float32)))))
+                        w.write(info.name, new)
+                    if pair is None:
+                        untouched.append(info.name)
+                    else:
+                        merged_report[info.name] = {"module": pair.module, "rank": pair.rank,
+                                                    "scaling": pair.scaling, "max_abs_delta": max_delta}
+                written.append((w.close(), tmp / name))
+            except BaseException:
+                w.abort()
+                raise
+        hashes = src.close()
+        if len(names) > 1:
+            index = {"metadata": {"total_size": sum(t.nbytes for t in infos)},
+                     "weight_map": {t.name: n for shard, n in zip(shards, names) for t in shard}}
+            (tmp / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        for done, final in written:
+            os.replace(done, final)
+        copied = support_files(base_dir)
+        for rel in copied:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(base_dir / rel, tmp / rel)
+        for p in adapter.files:
+            if p not in hashes:
+                hashes[p] = file_sha256(p)
+        report = {
+            "base": str(base_dir.resolve()), "lora": str(lora_dir.resolve()),
+            "r": adapter.r, "lora_alpha": adapter.lora_alpha, "rslora": adapter.rslora, "scaling": adapter.scaling,
+            "module_families": families, "warnings": warnings,
+            "merged": merged_report, "untouched": untouched,
+            "weight_files": names, "copied_files": copied,
+            "input_sha256": {str(p.resolve()): h for p, h in sorted(hashes.items())},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        (tmp / "merge_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"merged {len(merged_report)} tensors, copied {len(untouched)} untouched, {len(copied)} support files "
+        f"-> {out} ({report['seconds']} s)")
+    return MergeResult(out, report, warnings)
+
+
+def _check_paths(base: Path, lora: Path, out: Path, overwrite: bool) -> None:
+    if not base.is_dir():
+        raise OcrvlError(f"base model {base} is not a folder (expected config.json + model.safetensors)")
+    r_out = out.resolve()
+    for name, p in (("base", base), ("LoRA checkpoint", lora)):
+        rp = p.resolve()
+        if r_out == rp or rp in r_out.parents or r_out in rp.parents:
+            raise OcrvlError(f"--out {out} overlaps the {name} folder {p}; inputs are never modified, pick another path")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise OcrvlError(f"{out} already exists; pass --overwrite to replace it")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temp folder into place; an old export is replaced only after success."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
