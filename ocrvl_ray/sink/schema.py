@@ -22,3 +22,21 @@ META_FMT = "meta-%09d"
 LEGACY_META = {b"scheme": b"det", b"format_version": b"1", b"image_ext": b"jpg",
                b"serializer": b"pickle", b"bboxes_type": b"ic15_flat8"}
 SAMPLE_KINDS = ("layout", "cell", "word")
+
+# Options recorded in ``ocrvl-schema``; reopening an LMDB with other values is refused.
+LABEL_FORMATS = ("pickle", "text")
+INDEX_BASES = (0, 1)
+TEXT_META = {b"scheme": b"recog", b"serializer": b"text"}  # overrides LEGACY_META for label_format "text"
+# Fallback keys the erniekit reader also accepts (never written by us).
+IMG_FALLBACK_FMT = "img-%09d"
+TEXT_FALLBACK_FMT = "text-%09d"
+MAX_PAGE_ID_BYTES = 500  # LMDB keys are at most 511 bytes, "page/" included
+
+
+def key(fmt: str, n: int) -> bytes:
+    """``key(IMAGE_FMT, 3) == b"image-000000003"``."""
+    return (fmt % n).encode("ascii")
+
+
+def page_key(page_id: str) -> bytes:
+    return PAGE_PREFIX + page_id.encode("utf-8")

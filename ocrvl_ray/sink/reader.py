@@ -1,0 +1,223 @@
+"""Reading our LMDBs the way erniekit's ``SFTMultimodalDatasetLmdb`` does, resume markers, verification.
+
+All readers open the environment read-only without the lock file (as erniekit does): use them when no
+writer is running on the same LMDB.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from collections import Counter
+
+import lmdb
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.sink import schema as S
+
+
+def decode_label(raw: bytes) -> str:
+    """erniekit's label rule: unpickle; a dict with ``words`` -> the str words joined by " "; else UTF-8; strip."""
+    try:
+        value = pickle.loads(raw)
+    except Exception:
+        value = None
+    if isinstance(value, dict) and "words" in value:
+        words = value["words"]
+        text = words if isinstance(words, str) else " ".join(w for w in words if isinstance(w, str))
+    else:
+        text = raw.decode("utf-8", errors="ignore")
+    return text.strip()
+
+
+def _open(path: str) -> lmdb.Environment:
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        raise OcrvlError(f"{path}: no LMDB here (expected a directory with data.mdb)")
+    return lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+
+
+class LmdbReader:
+    """``reader[i] -> (PIL RGB image, label)``, ``reader.meta(i) -> dict``, ``len(reader)``.
+
+    Sample i is read from key number ``i + index_base``. ``index_base=None`` takes it from ``ocrvl-schema``
+    (1 when absent, like erniekit); ``index_base=1`` reproduces erniekit exactly, whatever was written.
+    The length is ``num-samples``, else (like erniekit) the longest run of ``image-`` keys from the base.
+    """
+
+    def __init__(self, path: str, index_base: int | None = None):
+        self.path = os.fspath(path)
+        self.env = _open(self.path)
+        self.txn = self.env.begin()
+        raw = self.txn.get(S.SCHEMA_KEY)
+        self.schema = json.loads(raw) if raw else {}
+        self.index_base = self.schema.get("index_base", 1) if index_base is None else index_base
+        num = self.txn.get(S.NUM_SAMPLES)
+        self.length_source = "num-samples" if num is not None else "probe"
+        self._len = int(num.decode()) if num is not None else self._probe_length()
+
+    def _probe_length(self) -> int:
+        def has(i: int) -> bool:
+            return self.txn.get(S.key(S.IMAGE_FMT, self.index_base + i)) is not None
+        if not has(0):
+            return 0
+        hi = 1
+        while has(hi):
+            hi *= 2
+        lo = hi // 2   # has(lo) is true, has(hi) false
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if has(mid) else (lo, mid)
+        return hi
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _index(self, i: int) -> int:
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(f"sample {i} out of range 0..{self._len - 1}")
+        return i + self.index_base
+
+    def _get(self, i: int, *fmts: str) -> bytes:
+        k = self._index(i)
+        for fmt in fmts:
+            v = self.txn.get(S.key(fmt, k))
+            if v is not None:
+                return v
+        raise KeyError(f"{self.path}: sample {i}: no key {' / '.join(fmt % k for fmt in fmts)}")
+
+    def image_bytes(self, i: int) -> bytes:
+        return self._get(i, S.IMAGE_FMT, S.IMG_FALLBACK_FMT)
+
+    def image(self, i: int):
+        from PIL import Image
+        return Image.open(io.BytesIO(self.image_bytes(i))).convert("RGB")
+
+    def label(self, i: int) -> str:
+        return decode_label(self._get(i, S.GT_FMT, S.LABEL_FMT, S.TEXT_FALLBACK_FMT))
+
+    def meta(self, i: int) -> dict:
+        try:
+            return json.loads(self._get(i, S.META_FMT))
+        except KeyError:
+            return {}
+
+    def __getitem__(self, i: int):
+        return self.image(i), self.label(i)
+
+    def markers(self):
+        """Yields ``(page_id, {"first", "count", "status"[, "detail"]})`` in key order."""
+        with self.txn.cursor() as cur:
+            if not cur.set_range(S.PAGE_PREFIX):
+                return
+            for k, v in cur:
+                if not k.startswith(S.PAGE_PREFIX):
+                    return
+                yield k[len(S.PAGE_PREFIX):].decode("utf-8"), json.loads(v)
+
+    def close(self) -> None:
+        self.txn.abort()
+        self.env.close()
+
+    def __enter__(self) -> "LmdbReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def completed_pages(path: str, retry_skipped: bool = False) -> set[str]:
+    """Page ids with a marker (nothing to redo); empty if the LMDB does not exist yet.
+
+    Skipped pages have markers too; ``retry_skipped=True`` leaves them out so they are processed again
+    (the sink then replaces their marker, as they never wrote samples).
+    """
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        return set()
+    done: set[str] = set()
+    env = _open(path)
+    try:
+        with env.begin() as txn, txn.cursor() as cur:
+            if cur.set_range(S.PAGE_PREFIX):
+                for k in cur.iternext(keys=True, values=False):
+                    if not k.startswith(S.PAGE_PREFIX):
+                        break
+                    if retry_skipped and json.loads(cur.value()).get("status") != "ok":
+                        continue
+                    done.add(k[len(S.PAGE_PREFIX):].decode("utf-8"))
+    finally:
+        env.close()
+    return done
+
+
+def verify_lmdb(path: str, decode: bool = True, decode_limit: int | None = None) -> dict:
+    """Checks an LMDB against the schema; ``ok`` is True when ``problems`` is empty.
+
+    Checked: ``num-samples``; image/label/meta keys exactly ``base .. base+N-1``; page markers tile that
+    range without overlap; with ``decode``, every image (or the first ``decode_limit``) opens with PIL,
+    every label is non-empty text and every meta is JSON.
+    """
+    problems: list[str] = []
+    with LmdbReader(path) as r:
+        n, base, txn = len(r), r.index_base, r.txn
+        label_format = r.schema.get("label_format", "pickle")
+        if r.length_source != "num-samples":
+            problems.append("no num-samples key")
+        if not r.schema:
+            problems.append("no ocrvl-schema key (not written by ocrvl-ray)")
+        label_fmt = S.LABEL_FMT if label_format == "text" else S.GT_FMT
+        for fmt in (S.IMAGE_FMT, label_fmt, S.META_FMT):
+            problems += _check_contiguous(txn, fmt, base, n)
+        by_status, ranges = Counter(), []
+        for page_id, m in r.markers():
+            by_status[m.get("status", "?")] += 1
+            if m.get("count", 0):
+                ranges.append((int(m["first"]), int(m["count"]), page_id))
+        ranges.sort()
+        expect = base
+        for first, count, page_id in ranges:
+            if first != expect:
+                problems.append(f"page {page_id}: samples start at {first}, expected {expect} (gap or overlap)")
+                break
+            expect = first + count
+        if expect != base + n:
+            problems.append(f"page markers cover {expect - base} samples, num-samples is {n}")
+        kinds, bad = Counter(), []
+        if decode:
+            for i in range(n if decode_limit is None else min(n, decode_limit)):
+                try:
+                    r.image(i).load()
+                    if not r.label(i):
+                        raise ValueError("empty label")
+                    kinds[str(r.meta(i).get("sample_kind", "unknown"))] += 1
+                except Exception as e:
+                    bad.append(f"sample {i} (key {i + base}): {type(e).__name__}: {e}"[:200])
+            if bad:
+                problems.append(f"{len(bad)} undecodable samples, e.g. {bad[0]}")
+        return {"path": os.fspath(path), "ok": not problems, "problems": problems, "num_samples": n,
+                "index_base": base, "label_format": label_format, "schema_version": r.schema.get("version"),
+                "erniekit_compatible": base == 1 and not problems, "pages": sum(by_status.values()),
+                "pages_by_status": dict(sorted(by_status.items())), "samples_by_kind": dict(sorted(kinds.items())),
+                "undecodable": bad[:10]}
+
+
+def _check_contiguous(txn, fmt: str, base: int, n: int) -> list[str]:
+    """Streams the keys of one prefix (sorted, zero-padded) and compares them with base..base+n-1."""
+    prefix = fmt.split("%")[0].encode()
+    expect, problems = base, []
+    with txn.cursor() as cur:
+        if cur.set_range(prefix):
+            for k in cur.iternext(keys=True, values=False):
+                if not k.startswith(prefix):
+                    break
+                num = int(k[len(prefix):])
+                if num != expect:
+                    kind = "missing" if num > expect else "unexpected"
+                    problems.append(f"{prefix.decode()}: {kind} key near {expect} (found {num})")
+                    return problems
+                expect += 1
+    if expect != base + n:
+        problems.append(f"{prefix.decode()}: {expect - base} keys, num-samples is {n}")
+    return problems

@@ -1,0 +1,94 @@
+"""The row the sink consumes: one per page, so a page's samples never straddle two write tasks.
+
+Build rows with ``SinkPage(...).to_row()`` (or plain dicts of the same shape); ``SinkPage.from_row``
+reads them back from whatever Ray Data hands a write task (Arrow ``to_pylist`` dicts, pandas/numpy
+conversions where lists arrive as object arrays and bytes as ``np.bytes_``/uint8 arrays).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import pyarrow as pa
+
+SAMPLE_TYPE = pa.struct([("image", pa.binary()), ("label", pa.string()), ("filename", pa.string()),
+                         ("width", pa.int32()), ("height", pa.int32()), ("meta", pa.string())])
+SINK_ROW_SCHEMA = pa.schema([("page_id", pa.string()), ("status", pa.string()), ("detail", pa.string()),
+                             ("samples", pa.list_(SAMPLE_TYPE)), ("skips", pa.string())])
+
+
+@dataclass
+class SinkSample:
+    image: bytes          # JPEG
+    label: str
+    filename: str
+    width: int
+    height: int
+    meta: str             # JSON provenance (page_id, dataset, split, source_image, region_box, layout_label, sample_kind, recipe)
+
+    def meta_dict(self) -> dict:
+        try:
+            d = json.loads(self.meta) if self.meta else {}
+        except ValueError:
+            return {}
+        return d if isinstance(d, dict) else {}
+
+    def to_row(self) -> dict:
+        return {"image": self.image, "label": self.label, "filename": self.filename,
+                "width": int(self.width), "height": int(self.height), "meta": self.meta}
+
+
+@dataclass
+class SinkPage:
+    page_id: str
+    status: str = "ok"    # "ok" or a Skip value
+    detail: str = ""
+    samples: list[SinkSample] = field(default_factory=list)
+    skips: str = ""       # JSON of SkipCounter.to_dict() (word/region skips inside this page)
+
+    def to_row(self) -> dict:
+        return {"page_id": self.page_id, "status": self.status, "detail": self.detail,
+                "samples": [s.to_row() for s in self.samples], "skips": self.skips}
+
+    @classmethod
+    def from_row(cls, row: dict) -> "SinkPage":
+        samples = row.get("samples")
+        return cls(page_id=_text(row.get("page_id")), status=_text(row.get("status")),
+                   detail=_text(row.get("detail")), skips=_text(row.get("skips")),
+                   samples=[_sample(s) for s in ([] if samples is None else list(samples)) if s is not None])
+
+
+def _sample(s: Any) -> SinkSample:
+    get = s.get if hasattr(s, "get") else (lambda k, d=None: d)
+    return SinkSample(image=_bytes(get("image")), label=_text(get("label")), filename=_text(get("filename")),
+                      width=_int(get("width")), height=_int(get("height")), meta=_text(get("meta")))
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, Enum):               # a Skip member given directly
+        return str(v.value)
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).decode("utf-8", errors="replace")
+    if isinstance(v, float) and v != v:   # pandas NaN for a missing string
+        return ""
+    return str(v)
+
+
+def _bytes(v: Any) -> bytes:
+    if v is None:
+        return b""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    tobytes = getattr(v, "tobytes", None)   # numpy uint8 arrays and np.bytes_
+    return tobytes() if tobytes else b""
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0

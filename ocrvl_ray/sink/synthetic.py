@@ -1,0 +1,50 @@
+"""Deterministic synthetic sink rows for tests and ``bench/sink.py`` (no detector needed)."""
+from __future__ import annotations
+
+import io
+import json
+import random
+
+from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.sink.rows import SinkPage, SinkSample
+
+LABELS = ("text", "paragraph_title", "table", "figure_title")
+KINDS = ("layout", "cell", "word")
+
+
+def tiny_jpeg(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
+    from PIL import Image
+    rnd = random.Random(seed)
+    img = Image.new("RGB", size, tuple(rnd.randrange(256) for _ in range(3)))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def synthetic_pages(n_pages: int, samples_per_page: int = 3, seed: int = 0, skip_every: int = 0,
+                    payload_bytes: int | None = None, prefix: str = "syn") -> list[SinkPage]:
+    """``n_pages`` pages; every ``skip_every``-th is a skipped page (``no_regions``).
+
+    Images are real tiny JPEGs, or with ``payload_bytes`` a JPEG marker plus random bytes of that size
+    (JPEG-like records for throughput measurements; not decodable).
+    """
+    rnd = random.Random(seed)
+    pages = []
+    for p in range(n_pages):
+        page_id = f"{prefix}-{seed}-{p:06d}"
+        if skip_every and p % skip_every == skip_every - 1:
+            pages.append(SinkPage(page_id, Skip.NO_REGIONS.value, "no layout region above threshold"))
+            continue
+        samples = []
+        for j in range(rnd.randint(1, 2 * samples_per_page - 1) if samples_per_page > 1 else 1):
+            w, h = rnd.randint(8, 400), rnd.randint(8, 200)
+            image = (b"\xff\xd8\xff\xe0" + rnd.randbytes(payload_bytes) if payload_bytes
+                     else tiny_jpeg(seed * 1_000_003 + p * 101 + j))
+            meta = {"page_id": page_id, "dataset": "synthetic", "split": "train", "source_image": f"{page_id}.jpg",
+                    "region_box": [0, 0, w, h], "layout_label": LABELS[j % len(LABELS)],
+                    "sample_kind": KINDS[j % len(KINDS)], "recipe": "synthetic"}
+            samples.append(SinkSample(image, f"라벨 {p}-{j} text", f"{page_id}_{j}.jpg", w, h,
+                                      json.dumps(meta, ensure_ascii=False)))
+        skips = json.dumps({"counts": {Skip.EMPTY_TEXT.value: 1}, "examples": {}}) if p % 4 == 0 else ""
+        pages.append(SinkPage(page_id, "ok", "", samples, skips))
+    return pages

@@ -1,0 +1,233 @@
+"""Exactly-once LMDB writer (no Ray): a page's samples, its ``page/<id>`` marker and ``num-samples``
+commit in one write transaction, so any crash leaves a consistent, contiguous LMDB.
+
+``LmdbSink`` runs this inside its Ray write task; it is usable on its own too (tests, bench, tools).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import lmdb
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.report.skips import Skip, SkipCounter
+from ocrvl_ray.sink import schema as S
+from ocrvl_ray.sink.rows import SinkPage, SinkSample
+
+DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling on MapFullError
+DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
+
+
+@dataclass
+class WriteStats:
+    """What one or more write transactions did; mergeable across write tasks."""
+    pages: Counter = field(default_factory=Counter)         # new page markers by status
+    pages_already_done: int = 0                              # marker existed: retry or resume, nothing written
+    samples: int = 0
+    samples_by_kind: Counter = field(default_factory=Counter)
+    samples_by_label: Counter = field(default_factory=Counter)
+    page_skips: SkipCounter = field(default_factory=SkipCounter)   # pages with status != ok (examples: page ids)
+    item_skips: SkipCounter = field(default_factory=SkipCounter)   # word/region/sample skips inside pages
+    txns: int = 0
+    map_growths: int = 0
+
+    def merge(self, other: "WriteStats | dict") -> "WriteStats":
+        o = other if isinstance(other, WriteStats) else WriteStats.from_dict(other)
+        self.pages.update(o.pages)
+        self.pages_already_done += o.pages_already_done
+        self.samples += o.samples
+        self.samples_by_kind.update(o.samples_by_kind)
+        self.samples_by_label.update(o.samples_by_label)
+        self.page_skips.merge(o.page_skips)
+        self.item_skips.merge(o.item_skips)
+        self.txns += o.txns
+        self.map_growths += o.map_growths
+        return self
+
+    def to_dict(self) -> dict:
+        return {"pages": dict(sorted(self.pages.items())), "pages_already_done": self.pages_already_done,
+                "samples": self.samples, "samples_by_kind": dict(sorted(self.samples_by_kind.items())),
+                "samples_by_label": dict(sorted(self.samples_by_label.items())),
+                "page_skips": self.page_skips.to_dict(), "item_skips": self.item_skips.to_dict(),
+                "txns": self.txns, "map_growths": self.map_growths}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WriteStats":
+        return cls(pages=Counter(d.get("pages", {})), pages_already_done=int(d.get("pages_already_done", 0)),
+                   samples=int(d.get("samples", 0)), samples_by_kind=Counter(d.get("samples_by_kind", {})),
+                   samples_by_label=Counter(d.get("samples_by_label", {})),
+                   page_skips=SkipCounter.from_dict(d.get("page_skips", {})),
+                   item_skips=SkipCounter.from_dict(d.get("item_skips", {})),
+                   txns=int(d.get("txns", 0)), map_growths=int(d.get("map_growths", 0)))
+
+
+def check_options(index_base: int, label_format: str) -> None:
+    if index_base not in S.INDEX_BASES:
+        raise OcrvlError(f"index_base={index_base!r} is not supported; use 1 (erniekit) or 0 (original FAST tools)")
+    if label_format not in S.LABEL_FORMATS:
+        raise OcrvlError(f"label_format={label_format!r} is not supported; use one of {', '.join(S.LABEL_FORMATS)}")
+
+
+def encode_gt(sample: SinkSample) -> bytes:
+    """The original ``gt-`` value: one full-crop box and the label as the only word."""
+    w, h = float(sample.width), float(sample.height)
+    return pickle.dumps({"bboxes": [[0.0, 0.0, w, 0.0, w, h, 0.0, h]], "words": [sample.label],
+                         "filename": sample.filename}, protocol=4)
+
+
+class LmdbWriter:
+    """Opens (creating or validating) one LMDB directory and appends pages exactly once.
+
+    >>> with LmdbWriter("out/train_layout.lmdb") as w:
+    ...     stats = w.write_pages(pages)      # iterable of SinkPage
+    """
+
+    def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
+                 map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES):
+        check_options(index_base, label_format)
+        self.path, self.index_base, self.label_format = os.fspath(path), index_base, label_format
+        self.map_size, self.max_txn_bytes = int(map_size), int(max_txn_bytes)
+        self.env: lmdb.Environment | None = None
+        self.map_growths = 0
+
+    def __enter__(self) -> "LmdbWriter":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> "LmdbWriter":
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise OcrvlError(f"{self.path}: exists and is not a directory; an LMDB output path must be a directory")
+        os.makedirs(self.path, exist_ok=True)
+        data = os.path.join(self.path, "data.mdb")
+        used = os.path.getsize(data) if os.path.exists(data) else 0
+        # Open with headroom over the data already there (LMDB would silently shrink to the used size).
+        self.env = lmdb.open(self.path, map_size=max(self.map_size, 2 * used), subdir=True,
+                             readahead=False, meminit=False, max_dbs=0)
+        self.env.reader_check()   # drop reader slots of killed processes
+        self._commit(self._init_schema)
+        return self
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+    @property
+    def num_samples(self) -> int:
+        with self.env.begin() as txn:
+            return int(txn.get(S.NUM_SAMPLES))
+
+    def write_pages(self, pages: Iterable[SinkPage]) -> WriteStats:
+        """Writes pages in transactions of about ``max_txn_bytes``, always ending at a page boundary."""
+        stats, batch, size = WriteStats(), [], 0
+        for page in pages:
+            batch.append(page)
+            size += sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)
+            if size >= self.max_txn_bytes:
+                stats.merge(self._commit(lambda txn, b=batch: self._put_pages(txn, b)))
+                batch, size = [], 0
+        if batch:
+            stats.merge(self._commit(lambda txn: self._put_pages(txn, batch)))
+        stats.map_growths, self.map_growths = self.map_growths, 0
+        return stats
+
+    # -- internals -------------------------------------------------------------------------------
+    def _commit(self, fn):
+        """Runs ``fn(txn)`` in one write txn; on a full map the txn is aborted, the map doubled, and retried."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+                self.map_growths += 1
+            except lmdb.MapResizedError:   # another process grew the map: adopt its size
+                self.env.set_mapsize(0)
+
+    def _init_schema(self, txn) -> None:
+        raw = txn.get(S.SCHEMA_KEY)
+        if raw is None:
+            with txn.cursor() as cur:
+                if cur.first():
+                    raise OcrvlError(f"{self.path}: an LMDB without an ocrvl-schema key (not written by ocrvl); "
+                                     "choose a new output directory")
+            meta = {**S.LEGACY_META, **(S.TEXT_META if self.label_format == "text" else {})}
+            for k, v in meta.items():
+                txn.put(k, v)
+            txn.put(S.SCHEMA_KEY, json.dumps({"version": S.SCHEMA_VERSION, "index_base": self.index_base,
+                                              "label_format": self.label_format, "writer": "ocrvl-ray"}).encode())
+            txn.put(S.NUM_SAMPLES, b"0")
+            return
+        have = json.loads(raw)
+        if (have.get("index_base"), have.get("label_format")) != (self.index_base, self.label_format):
+            raise OcrvlError(f"{self.path}: existing LMDB has index_base={have.get('index_base')}, "
+                             f"label_format={have.get('label_format')} but this run asks index_base={self.index_base}, "
+                             f"label_format={self.label_format}; use the same options or a new output directory")
+        if have.get("version", 0) > S.SCHEMA_VERSION:
+            raise OcrvlError(f"{self.path}: written by a newer ocrvl-ray (schema {have.get('version')}); upgrade ocrvl-ray")
+
+    def _put_pages(self, txn, pages: list[SinkPage]) -> WriteStats:
+        st = WriteStats(txns=1)
+        n = int(txn.get(S.NUM_SAMPLES))
+        label_fmt = S.GT_FMT if self.label_format == "pickle" else S.LABEL_FMT
+        for page in pages:
+            if not page.page_id or len(page.page_id.encode("utf-8")) > S.MAX_PAGE_ID_BYTES:
+                st.page_skips.add(Skip.MISSING_FIELD if not page.page_id else Skip.ERROR,
+                                  f"page_id {page.page_id[:60]!r}: empty or longer than {S.MAX_PAGE_ID_BYTES} bytes")
+                continue
+            pkey = S.page_key(page.page_id)
+            old = txn.get(pkey)
+            if old is not None and _final(json.loads(old)):
+                st.pages_already_done += 1
+                continue
+            status = page.status or Skip.ERROR.value
+            first, count = self.index_base + n, 0
+            if page.skips:
+                st.item_skips.merge(_skips(page.skips))
+            if status == "ok":
+                for s in page.samples:
+                    if not s.image:
+                        st.item_skips.add(Skip.IMAGE_CORRUPT, f"{page.page_id}:{s.filename}")
+                        continue
+                    if not s.label.strip():
+                        st.item_skips.add(Skip.EMPTY_LABEL, f"{page.page_id}:{s.filename}")
+                        continue
+                    k = first + count
+                    txn.put(S.key(S.IMAGE_FMT, k), s.image)
+                    txn.put(S.key(label_fmt, k), encode_gt(s) if self.label_format == "pickle" else s.label.encode())
+                    txn.put(S.key(S.META_FMT, k), s.meta.encode())
+                    meta = s.meta_dict()
+                    st.samples_by_kind[str(meta.get("sample_kind", "unknown"))] += 1
+                    st.samples_by_label[str(meta.get("layout_label", "unknown"))] += 1
+                    count += 1
+            else:
+                st.page_skips.add(status, f"{page.page_id}: {page.detail}"[:200] if page.detail else page.page_id)
+            marker = {"first": first, "count": count, "status": status}
+            if page.detail:
+                marker["detail"] = page.detail[:500]
+            txn.put(pkey, json.dumps(marker, ensure_ascii=False).encode())
+            st.pages[status] += 1
+            st.samples += count
+            n += count
+        txn.put(S.NUM_SAMPLES, str(n).encode())
+        return st
+
+
+def _final(marker: dict) -> bool:
+    """A marker is final unless it records a skipped page without samples (those may be retried)."""
+    return marker.get("status") == "ok" or int(marker.get("count", 0)) > 0
+
+
+def _skips(raw: str) -> dict:
+    try:
+        d = json.loads(raw)
+    except ValueError:
+        return {"counts": {Skip.ERROR.value: 1}, "examples": {Skip.ERROR.value: ["unparseable skips JSON"]}}
+    return d if isinstance(d, dict) else {}
