@@ -1,0 +1,233 @@
+"""Offline checks of a Ray autoscaler ``cluster.yaml`` against what ocrvl jobs request.
+
+No cloud credentials and no network: Ray's own schema and semantic checks (``prepare_config`` +
+``validate_config``), then project rules (GPU workers scale from zero, the head mounts the output
+volume and the repository, no public ingress to the dashboard / client ports) and a fit check: every
+actor pool / task / Train worker request fits a node type, and the pools' minimum sizes fit at once.
+
+    python -m ocrvl_ray.report.cluster cluster.yaml [configs/cluster_layout.yaml] [--train-workers N]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ocrvl_ray.errors import OcrvlError
+
+PRIVATE_PORTS = (8265, 10001)   # dashboard / job API, Ray client
+OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+
+
+@dataclass
+class Request:
+    """``count`` copies (``min_count`` needed to make progress) of one resource request, e.g. an actor pool."""
+    name: str
+    resources: dict[str, float]
+    min_count: int = 1
+    count: int = 1
+
+
+def load_cluster(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise OcrvlError(f"{p}: cluster config not found (pass the cluster.yaml given to `ray up`)")
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise OcrvlError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise OcrvlError(f"{p}: must be a mapping (a Ray cluster config)")
+    return cfg
+
+
+def ray_validate(cfg: dict) -> dict:
+    """Ray's own schema + semantic validation; returns the prepared config (defaults merged).
+
+    Raises ``OcrvlError`` with Ray's message on the first problem."""
+    import logging
+
+    import jsonschema
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)  # "setting max workers…"
+
+    try:
+        prepared = prepare_config(copy.deepcopy(cfg))
+        validate_config(prepared)
+    except jsonschema.ValidationError as e:
+        where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise OcrvlError(f"Ray rejects the cluster config at {where}: {e.message}") from None
+    except KeyError as e:
+        raise OcrvlError(f"Ray rejects the cluster config: required key {e} is missing") from None
+    except (ValueError, TypeError) as e:
+        raise OcrvlError(f"Ray rejects the cluster config: {type(e).__name__}: {e}") from None
+    return prepared
+
+
+def node_slots(cfg: dict) -> list[tuple[str, dict[str, float]]]:
+    """One entry per node the cluster can have at full scale: the head once, each worker type max_workers times."""
+    head = cfg["head_node_type"]
+    slots = []
+    for name, nt in cfg["available_node_types"].items():
+        n = 1 if name == head else int(nt.get("max_workers", cfg.get("max_workers", 0)))
+        slots += [(name, dict(nt.get("resources", {})))] * n
+    return slots
+
+
+def _fits(req: dict[str, float], have: dict[str, float]) -> bool:
+    return all(v <= have.get(k, 0) + 1e-9 for k, v in req.items() if v > 0)
+
+
+def _pack(slots: list[tuple[str, dict[str, float]]], items: list[dict[str, float]]) -> int:
+    """First-fit-decreasing placement; returns how many of ``items`` were placed."""
+    free = [dict(r) for _, r in slots]
+    placed = 0
+    for item in sorted(items, key=lambda r: (-r.get("GPU", 0), -r.get("CPU", 0))):
+        for f in free:
+            if _fits(item, f):
+                for k, v in item.items():
+                    f[k] = f.get(k, 0) - v
+                placed += 1
+                break
+    return placed
+
+
+def check_fit(cfg: dict, requests: list[Request]) -> list[str]:
+    """Problems with ``requests`` on this cluster (empty list: everything fits)."""
+    slots = node_slots(cfg)
+    problems = []
+    for r in requests:
+        where = [name for name, res in dict(slots).items() if _fits(r.resources, res)]
+        if not where:
+            problems.append(f"{r.name} asks {_fmt(r.resources)} per copy; no node type offers that "
+                            f"({', '.join(f'{n} {_fmt(res)}' for n, res in dict(slots).items())})")
+        elif _pack(slots, [r.resources] * r.count) < r.count:
+            problems.append(f"{r.name}: {r.count} x {_fmt(r.resources)} exceed the cluster at full scale")
+    mins = [r.resources for r in requests for _ in range(r.min_count)]
+    if not problems and _pack(slots, mins) < len(mins):
+        problems.append("the minimum sizes of all pools together do not fit the cluster at full scale: "
+                        + ", ".join(f"{r.name} {r.min_count} x {_fmt(r.resources)}" for r in requests))
+    return problems
+
+
+def _fmt(res: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in res.items()) + "}"
+
+
+def layout_requests(config) -> list[Request]:
+    """Requests of the layout job for a ``LayoutConfig``: both detector pools, decode/compose tasks, the writer."""
+    from ocrvl_ray.config import actor_gpus
+
+    out = []
+    for name, pool in (("layout", config.layout), ("cells", config.cells)):
+        if name == "cells" and not pool.enabled:
+            continue
+        gpus = actor_gpus(pool, pool.device)
+        out.append(Request(f"{name} actor pool", {"CPU": pool.num_cpus, "GPU": gpus},
+                           pool.min_actors, pool.max_actors))
+    out.append(Request("decode/compose task", {"CPU": 1.0}))
+    out.append(Request("LMDB writer task", {"CPU": 0.0}))
+    return out
+
+
+def train_requests(num_workers: int, use_gpu: bool = True, gpus_per_worker: float = 1,
+                   cpus_per_worker: float = 1) -> list[Request]:
+    """Ray Train worker group: all ``num_workers`` must be placed before training starts."""
+    res = {"CPU": cpus_per_worker, "GPU": gpus_per_worker if use_gpu else 0}
+    return [Request("train workers", res, num_workers, num_workers)]
+
+
+def pool_problems(config) -> list[str]:
+    """GPU requests Ray cannot honour: fractional above 1, or a device index the actor will not see."""
+    from ocrvl_ray.config import actor_gpus
+
+    problems = []
+    for name, pool in (("layout", config.layout), ("cells", config.cells)):
+        g = actor_gpus(pool, pool.device)
+        if g > 1 and g != int(g):
+            problems.append(f"{name}.num_gpus={g:g}: above 1 GPU per actor Ray needs a whole number")
+        if g > 0 and pool.device.startswith("gpu:") and int(pool.device[4:]) >= max(1, math.ceil(g)):
+            problems.append(f"{name}.device={pool.device}: a Ray actor sees only its own {math.ceil(g)} GPU(s) "
+                            f"as gpu:0..; use device: gpu")
+    return problems
+
+
+def project_problems(cfg: dict, output_mount: str = "/data", repo_mount: str = "~/ocrvl-ray") -> list[str]:
+    """The ocrvl-ray rules for a cluster config (Ray's validation does not know them)."""
+    problems = []
+    types = cfg.get("available_node_types", {})
+    head = cfg.get("head_node_type")
+    for name, nt in types.items():
+        gpus = nt.get("resources", {}).get("GPU", 0)
+        if name != head and gpus and nt.get("min_workers", 0) != 0:
+            problems.append(f"GPU worker type {name!r} has min_workers {nt.get('min_workers')}: use 0 "
+                            "so idle GPUs are released")
+    if not any(nt.get("resources", {}).get("GPU", 0) for n, nt in types.items() if n != head):
+        problems.append("no GPU worker type: detection and training need one")
+    docker = cfg.get("docker", {})
+    run_opts = " ".join(docker.get("run_options", []) + docker.get("head_run_options", []))
+    if docker and f"{output_mount}:{output_mount}" not in run_opts.replace(" ", ""):
+        problems.append(f"the head container does not bind the output volume {output_mount} "
+                        f"(docker.head_run_options: -v {output_mount}:{output_mount})")
+    if not any(output_mount in c for c in cfg.get("initialization_commands", [])):
+        problems.append(f"the head's initialization_commands do not mount {output_mount}")
+    if repo_mount not in cfg.get("file_mounts", {}):
+        problems.append(f"file_mounts does not sync the repository to {repo_mount} (setup runs pip install -e there)")
+    for perm in cfg.get("provider", {}).get("security_group", {}).get("IpPermissions", []) or []:
+        lo, hi = int(perm.get("FromPort", -1)), int(perm.get("ToPort", -1))
+        cidrs = [r.get("CidrIp") for r in perm.get("IpRanges", [])] + \
+                [r.get("CidrIpv6") for r in perm.get("Ipv6Ranges", [])]
+        for port in PRIVATE_PORTS:
+            if (lo == -1 or lo <= port <= hi) and any(c in OPEN_CIDRS for c in cidrs):
+                problems.append(f"security group opens port {port} to the internet; use `ray dashboard` (SSH tunnel)")
+    for cmd in cfg.get("head_start_ray_commands", []):
+        if re.search(r"--dashboard-host[= ]+0\.0\.0\.0", cmd):
+            problems.append("head_start_ray_commands bind the dashboard on all interfaces; "
+                            "bind 127.0.0.1 and tunnel with `ray dashboard`")
+    return problems
+
+
+def check_cluster(path: str | Path, layout_yaml: str | Path | None = None, train_workers: int = 0,
+                  gpus_per_worker: float = 1) -> list[str]:
+    """All problems (empty: OK). Ray's own rejection raises ``OcrvlError``. The layout job and the
+    training job are checked separately: they do not run at the same time."""
+    from ocrvl_ray.config import LayoutConfig, load_config
+
+    cfg = load_cluster(path)
+    prepared = ray_validate(cfg)
+    problems = project_problems(cfg)
+    if layout_yaml:
+        lc = load_config(LayoutConfig, layout_yaml, env={})
+        problems += pool_problems(lc) + check_fit(prepared, layout_requests(lc))
+    if train_workers:
+        problems += check_fit(prepared, train_requests(train_workers, True, gpus_per_worker))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ocrvl_ray.report.cluster", description=__doc__.splitlines()[0])
+    ap.add_argument("cluster", help="cluster.yaml")
+    ap.add_argument("layout", nargs="?", help="a LayoutConfig YAML to fit (e.g. configs/cluster_layout.yaml)")
+    ap.add_argument("--train-workers", type=int, default=0, help="Ray Train workers (one per GPU) to fit")
+    ap.add_argument("--gpus-per-worker", type=float, default=1)
+    a = ap.parse_args(argv)
+    try:
+        problems = check_cluster(a.cluster, a.layout, a.train_workers, a.gpus_per_worker)
+    except OcrvlError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(f"problem: {p}")
+    print(f"{a.cluster}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

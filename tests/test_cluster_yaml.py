@@ -1,0 +1,133 @@
+"""cluster.yaml: Ray's own offline validator + project rules + fit of the documented job configs."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+
+from ocrvl_ray.config import LayoutConfig, load_config
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.report.cluster import (check_cluster, check_fit, layout_requests, load_cluster, main, pool_problems,
+                                      project_problems, ray_validate, train_requests)
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster.yaml"
+LAYOUT = ROOT / "configs" / "cluster_layout.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_cluster(CLUSTER)
+
+
+def _documented_train_args() -> dict[str, str]:
+    """The training command in docs/cluster.md, so the docs and the cluster stay in step."""
+    text = (ROOT / "docs" / "cluster.md").read_text(encoding="utf-8")
+    cmd = re.search(r"python jobs/train\.py .*?(?=\n\S|\n\n)", text, re.S).group(0)
+    return dict(re.findall(r"(\w+)=(\S+)", cmd))
+
+
+def test_ray_validator_accepts_and_project_rules_hold(cfg):
+    prepared = ray_validate(cfg)
+    types = prepared["available_node_types"]
+    assert prepared["head_node_type"] == "head" and types["head"]["resources"] == {"CPU": 0}
+    assert types["gpu"]["resources"] == {"CPU": 8, "GPU": 1} and types["gpu"]["min_workers"] == 0
+    # output volume mounted on the head host and bound into its container; repo synced
+    assert any("/data" in c and "mount" in c for c in cfg["initialization_commands"])
+    assert "-v /data:/data" in cfg["docker"]["head_run_options"]
+    assert "~/ocrvl-ray" in cfg["file_mounts"]
+    assert any("pip install" in c and "-e" in c for c in cfg["setup_commands"])
+    assert any("paddlepaddle-gpu==3.3.1" in c for c in cfg["setup_commands"])
+    # no public ingress: no extra rules at all, dashboard on localhost
+    assert cfg["provider"]["security_group"]["IpPermissions"] == []
+    assert all("0.0.0.0" not in c for c in cfg["head_start_ray_commands"])
+    assert project_problems(cfg) == []
+
+
+def test_documented_jobs_fit_the_node_types():
+    train = _documented_train_args()
+    assert train["use_gpu"] == "true"
+    problems = check_cluster(CLUSTER, LAYOUT, train_workers=int(train["num_workers"]),
+                             gpus_per_worker=float(train["gpus_per_worker"]))
+    assert problems == []
+    lc = load_config(LayoutConfig, LAYOUT, env={})
+    reqs = {r.name: r for r in layout_requests(lc)}
+    assert reqs["layout actor pool"].resources == {"CPU": 1.0, "GPU": 0.5}
+    assert reqs["cells actor pool"].count == 4
+    assert main([str(CLUSTER), str(LAYOUT), "--train-workers", train["num_workers"]]) == 0
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["available_node_types"]["gpu"]["resources"].update(GPU=0.5), "0.5 is not of type 'integer'"),
+    (lambda c: c["available_node_types"]["cpu"].update(min_worker=1), "min_worker"),
+    (lambda c: c.update(head_node_type="ray.head.default"), "head_node_type"),
+    (lambda c: c["available_node_types"]["gpu"].pop("node_config"), "node_config"),
+    (lambda c: c.update(dashboard_port=8265), "dashboard_port"),
+])
+def test_ray_rejects_broken_copies(cfg, mutate, message):
+    broken = copy.deepcopy(cfg)
+    mutate(broken)
+    with pytest.raises(OcrvlError, match=re.escape(message)):
+        ray_validate(broken)
+
+
+def test_project_rules_catch_unsafe_copies(cfg):
+    c = copy.deepcopy(cfg)
+    c["available_node_types"]["gpu"]["min_workers"] = 1
+    c["provider"]["security_group"]["IpPermissions"] = [
+        {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    c["docker"]["head_run_options"] = []
+    c["head_start_ray_commands"] = ["ray start --head --dashboard-host 0.0.0.0"]
+    del c["file_mounts"]["~/ocrvl-ray"]
+    ray_validate(c)   # all of this is valid for Ray itself
+    problems = " | ".join(project_problems(c))
+    for needle in ("min_workers 1", "port 8265 to the internet", "does not bind the output volume /data",
+                   "dashboard on all interfaces", "does not sync the repository"):
+        assert needle in problems
+    # an internal rule (from the cluster's own group) on 8265 is fine
+    c2 = copy.deepcopy(cfg)
+    c2["provider"]["security_group"]["IpPermissions"] = [
+        {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}]
+    assert project_problems(c2) == []
+
+
+def test_fit_rejects_requests_the_nodes_cannot_hold(cfg):
+    prepared = ray_validate(cfg)
+
+    def layout(**over):
+        return load_config(LayoutConfig, LAYOUT, overrides=[f"{k}={v}" for k, v in over.items()], env={})
+
+    # 2 GPUs per actor: no node type has them
+    lc = layout(**{"layout.num_gpus": 2})
+    assert "no node type offers that" in " ".join(check_fit(prepared, layout_requests(lc)))
+    # 5 whole-GPU actors on 4 one-GPU nodes
+    lc = layout(**{"layout.num_gpus": 1, "layout.max_actors": 5})
+    assert "5 x {CPU: 1, GPU: 1} exceed" in " ".join(check_fit(prepared, layout_requests(lc)))
+    # minimum sizes 4 x 1 GPU + 1 x 0.5 GPU cannot run at once (Ray Data would wait forever)
+    lc = layout(**{"layout.num_gpus": 1, "layout.min_actors": 4, "layout.max_actors": 4})
+    assert "minimum sizes" in " ".join(check_fit(prepared, layout_requests(lc)))
+    # ... but without the cell pool they can
+    lc = layout(**{"layout.num_gpus": 1, "layout.min_actors": 4, "layout.max_actors": 4, "cells.enabled": False})
+    assert check_fit(prepared, layout_requests(lc)) == []
+    # one train worker per GPU: 5 do not fit 4 GPU nodes; 33 CPUs per worker fit no node
+    assert check_fit(prepared, train_requests(4)) == []
+    assert "exceed" in check_fit(prepared, train_requests(5))[0]
+    assert "no node type" in check_fit(prepared, train_requests(1, cpus_per_worker=33))[0]
+    # device index a 1-GPU actor never sees; fractional GPUs above 1
+    assert "use device: gpu" in " ".join(pool_problems(layout(**{"layout.device": "gpu:1", "layout.num_gpus": 1})))
+    assert "whole number" in " ".join(pool_problems(layout(**{"layout.num_gpus": 1.5})))
+
+
+def test_cli_reports_ray_rejection_in_one_line(cfg, tmp_path, capsys):
+    import yaml
+
+    broken = copy.deepcopy(cfg)
+    broken["available_node_types"]["gpu"]["resources"]["GPU"] = 0.5
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: Ray rejects the cluster config at available_node_types.gpu.resources.GPU: "
+                   "0.5 is not of type 'integer'")
