@@ -1,0 +1,295 @@
+"""``prepare``: label files -> one Parquet manifest of pages (``records.PAGE_SCHEMA``) with image paths.
+
+Work is cut into units that do not depend on the cluster: chunks of ``files_per_task`` small label files
+(in sorted path order) and one unit per huge collection file (streamed, see ``files.py``). Units run as Ray
+tasks; the driver consumes their tables in unit order, resolves image paths through the lookup index,
+drops duplicates and writes row groups as they arrive, so it never holds all pages and the manifest is
+identical whatever the number of workers.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.records import PAGE_SCHEMA
+from ocrvl_ray.report.skips import Skip, SkipCounter
+from ocrvl_ray.sources.batch import Source
+from ocrvl_ray.sources.files import read_files, stream_collection
+from ocrvl_ray.sources.lookup import LookupIndex, build_lookup, load_lookup
+from ocrvl_ray.sources.readers import READERS, Options
+from ocrvl_ray.sources.scan import scan
+from ocrvl_ray.sources.splits import split_from_path
+
+DEFAULT_SPLIT = "train"
+
+
+@dataclass
+class Unit:
+    sources: list[Source]
+    stream: bool = False
+
+
+def report_path(out: str) -> str:
+    """``manifest.parquet`` -> ``manifest.report.json`` (beside it)."""
+    base, ext = os.path.splitext(out)
+    return (base if ext == ".parquet" else out) + ".report.json"
+
+
+def plan(files: list[tuple[str, int]], roots: list[str], split: str | None, files_per_task: int,
+         stream_above: int) -> tuple[list[Unit], int]:
+    """Sorted label files -> units; also how many files got the default split (no split folder)."""
+    roots = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)
+    units: list[Unit] = []
+    chunk: list[Source] = []
+    defaulted = 0
+    for path, size in files:
+        root = next((r for r in roots if path == r or path.startswith(r.rstrip(os.sep) + os.sep)), path)
+        rel = os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")
+        sp = split or split_from_path(path)
+        if sp is None:
+            sp, defaulted = DEFAULT_SPLIT, defaulted + 1
+        src = Source(path, rel, sp)
+        if size > stream_above:
+            units.append(Unit([src], stream=True))
+            continue
+        chunk.append(src)
+        if len(chunk) >= files_per_task:
+            units.append(Unit(chunk))
+            chunk = []
+    if chunk:
+        units.append(Unit(chunk))
+    return units, defaulted
+
+
+def _run_units(units: list[Unit], dataset: str, opts: Options, use_ray: bool, window: int,
+               partitions_for: Callable[[str], int], tmp_dir: str | None
+               ) -> Iterator[tuple[Unit, pa.Table | None, dict]]:
+    """Results in unit order; with Ray at most ``window`` units are in flight."""
+    if not use_ray:
+        for u in units:
+            if u.stream:
+                for table, sk in stream_collection(u.sources[0], dataset, opts, partitions_for(u.sources[0].path),
+                                                   tmp_dir):
+                    yield u, table, sk
+            else:
+                yield (u, *read_files(u.sources, dataset, opts))
+        return
+    import ray
+
+    read_task = ray.remote(num_cpus=1)(read_files)
+    stream_task = ray.remote(num_cpus=1, num_returns="streaming")(stream_collection)
+    pending: deque = deque()
+    todo = iter(units)
+
+    def submit() -> None:
+        u = next(todo, None)
+        if u is None:
+            return
+        if u.stream:
+            src = u.sources[0]
+            pending.append((u, stream_task.remote(src, dataset, opts, partitions_for(src.path), tmp_dir)))
+        else:
+            pending.append((u, read_task.remote(u.sources, dataset, opts)))
+
+    for _ in range(window):
+        submit()
+    while pending:
+        u, ref = pending.popleft()
+        if u.stream:
+            for part in ref:
+                yield (u, *ray.get(part))
+        else:
+            yield (u, *ray.get(ref))
+        submit()
+
+
+class _ManifestWriter:
+    """Resolves image paths, drops duplicates, writes row groups; keeps only ids and counts in memory."""
+
+    def __init__(self, out: str, lookup: LookupIndex, skips: SkipCounter):
+        self.tmp = out + ".tmp"
+        self.writer = pq.ParquetWriter(self.tmp, PAGE_SCHEMA)
+        self.lookup, self.skips = lookup, skips
+        self.seen_ids: set[str] = set()
+        self.seen_images: set[tuple[str, str, str]] = set()
+        self.pages = self.words = 0
+        self.by_split: Counter[str] = Counter()
+
+    def add(self, table: pa.Table) -> None:
+        cols = {c: table.column(c).to_pylist() for c in ("page_id", "dataset", "split", "image_name", "source")}
+        paths: list[str | None] = []
+        keep: list[bool] = []
+        for pid, ds, sp, name, source in zip(*cols.values()):
+            path, why = None, None
+            if pid in self.seen_ids:
+                why = Skip.DUPLICATE_PAGE
+            else:
+                self.seen_ids.add(pid)
+                path, why = self.lookup.match(name, sp, source.split("#", 1)[0])
+                if path is not None:
+                    key = (ds, sp, path)
+                    if key in self.seen_images:
+                        path, why = None, Skip.DUPLICATE_PAGE
+                    self.seen_images.add(key)
+            if why is not None:
+                self.skips.add(why, f"{name} ({source})")
+            paths.append(path)
+            keep.append(why is None)
+        table = table.set_column(table.schema.get_field_index("image_path"), "image_path",
+                                 pa.array(paths, pa.string())).filter(pa.array(keep))
+        if table.num_rows:
+            self.writer.write_table(table)
+            self.pages += table.num_rows
+            self.words += int(pc.sum(pc.list_value_length(table.column("words"))).as_py() or 0)
+            for (ds, sp), n in Counter(zip(table.column("dataset").to_pylist(),
+                                           table.column("split").to_pylist())).items():
+                self.by_split[f"{ds}/{sp}"] += n
+
+    def close(self, out: str) -> None:
+        self.writer.close()
+        os.replace(self.tmp, out)
+
+    def abort(self) -> None:
+        self.writer.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset != "auto" and dataset not in READERS:
+        valid = ["auto", *READERS]
+        close = difflib.get_close_matches(dataset, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise OcrvlError(f"unknown dataset {dataset!r}{hint} (one of: {', '.join(valid)})")
+
+
+def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lookup: str | None = None,
+            out: str = "manifest.parquet", split: str | None = None, *, seed: int = 42,
+            valid_fraction: float = 0.1, files_per_task: int = 256, stream_above_mb: float = 64,
+            partition_mb: float = 128, window: int | None = None, use_ray: bool | None = None,
+            tmp_dir: str | None = None, progress: bool = True) -> dict:
+    """Read label files into the manifest ``out`` and write ``<out stem>.report.json``; returns that summary.
+
+    ``dataset``: a family name or ``auto``. ``labels``: files or folders (searched for ``*.json``).
+    ``images`` (image roots, indexed now) or ``lookup`` (index file, Parquet or legacy ``.pkl.gz``).
+    ``split`` forces one split; default: the folder names (``Training``...), text_in_wild by a seeded hash of
+    the image id (``seed``, ``valid_fraction``), else ``train``. ``use_ray``: None = use Ray if initialised.
+    """
+    t0 = time.time()
+    _check_dataset(dataset)
+    if not labels:
+        raise OcrvlError("no label paths given (--labels PATH ...)")
+    if (images is None) == (lookup is None):
+        raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE")
+    if not 0 <= valid_fraction <= 1:
+        raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
+    if use_ray is None:
+        try:
+            import ray
+            use_ray = ray.is_initialized()
+        except ImportError:
+            use_ray = False
+    elif use_ray:
+        from ocrvl_ray.runtime import init_ray
+        init_ray()
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+
+    listing = scan(labels, (".json",), use_ray)
+    if not listing.files:
+        raise OcrvlError(f"no *.json label files under {', '.join(labels)}")
+    if images is not None:
+        say(f"prepare: indexing images under {', '.join(images)}")
+        table, lookup_report = build_lookup(images, use_ray)
+        index = LookupIndex(table)
+        lookup_info = {"images_roots": [os.path.abspath(r) for r in images], "images": len(index),
+                       "collisions": lookup_report["collisions"]}
+    else:
+        index = load_lookup(lookup)
+        lookup_info = {"lookup": os.path.abspath(lookup), "images": len(index)}
+
+    opts = Options(split=split, seed=seed, valid_fraction=valid_fraction)
+    units, defaulted = plan(listing.files, labels, split, files_per_task, int(stream_above_mb * 2 ** 20))
+    sizes = dict(listing.files)
+
+    def partitions_for(path: str) -> int:
+        return max(1, min(1024, -(-sizes[path] // int(partition_mb * 2 ** 20))))
+
+    n_files = len(listing.files)
+    streamed = sum(u.stream for u in units)
+    say(f"prepare: {n_files} label files ({streamed} streamed) in {len(units)} units, "
+        f"{'Ray' if use_ray else 'in-process'}")
+    skips = SkipCounter()
+    for d in listing.unreadable:
+        skips.add(Skip.ERROR, f"{d} (unreadable folder)")
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    writer = _ManifestWriter(out, index, skips)
+    done_files, last = 0, time.time()
+    window = window or max(2, 2 * _cluster_cpus(use_ray))
+    try:
+        prev = None
+        for unit, table, sk in _run_units(units, dataset, opts, use_ray, window, partitions_for, tmp_dir):
+            skips.merge(sk)
+            if table is not None:
+                writer.add(table)
+            if unit is not prev:
+                done_files += len(unit.sources)
+                prev = unit
+            if progress and time.time() - last > 10:
+                last = time.time()
+                rate = writer.pages / max(1e-9, last - t0)
+                say(f"prepare: {done_files}/{n_files} files, {writer.pages} pages, {skips.total} skipped, "
+                    f"{rate:.0f} pages/s")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close(out)
+    summary = {
+        "manifest": out, "dataset": dataset, "pages": writer.pages, "words": writer.words,
+        "by_split": dict(sorted(writer.by_split.items())), "label_files": n_files, "streamed_files": streamed,
+        "split_defaulted_files": defaulted if split is None else 0,
+        "lookup": {**lookup_info, "ambiguous_resolved": dict(index.resolved)},
+        "skipped": skips.to_dict(), "seconds": round(time.time() - t0, 3),
+    }
+    with open(report_path(out), "w", encoding="utf-8") as f:
+        json.dump(summary, f, ensure_ascii=False, indent=2)
+    return summary
+
+
+def _cluster_cpus(use_ray: bool) -> int:
+    if not use_ray:
+        return 1
+    import ray
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """Human-readable summary (what ``ocrvl prepare`` prints)."""
+    lines = [f"manifest {summary['manifest']}: {summary['pages']} pages, {summary['words']} words "
+             f"from {summary['label_files']} label files in {summary['seconds']:.1f} s"]
+    lines += [f"  {k:<32} {v:>8} pages" for k, v in summary["by_split"].items()]
+    if summary["split_defaulted_files"]:
+        lines.append(f"  {summary['split_defaulted_files']} label files are in no Training/Validation folder: "
+                     f"split '{DEFAULT_SPLIT}' (use --split to choose)")
+    col = summary["lookup"].get("collisions")
+    if col and col["names"]:
+        lines.append(f"  image index: {col['names']} file names shared by {col['files']} files "
+                     f"(e.g. {col['examples'][0]['name']})")
+    sk = SkipCounter.from_dict(summary["skipped"])
+    if sk.total:
+        lines.append(f"skipped ({sk.total}):")
+        lines += sk.lines()
+    lines.append(f"report: {report_path(summary['manifest'])}")
+    return lines
+

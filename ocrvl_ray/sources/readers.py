@@ -1,0 +1,466 @@
+"""Readers of the five AI-Hub label families (raw files and the original's ``*_merged.json``).
+
+Two shapes of label document exist:
+
+* a **page** document: one image per file, ``Images{...}`` + ``bbox[]``/``Bbox[]`` with ``x[4]``, ``y[4]``,
+  ``data`` (ocr_public, finance_logistics, handwriting);
+* a **collection**: ``images[]`` + ``annotations[]`` joined by ``image_id`` (public_admin per-file and merged,
+  text_in_wild, and the original's merged files of the three page families).
+
+``READERS`` maps a dataset name to its ``Family``; ``detect`` picks one from content (``--dataset auto``).
+Every skipped word/page is counted in a ``SkipCounter`` with a ``file:record`` example.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ocrvl_ray.report.skips import Skip, SkipCounter
+from ocrvl_ray.sources.batch import PageBatch, Source, dumps_attrs
+from ocrvl_ray.sources.geometry import box_to_xy4, numbers, quads_to_flat8
+from ocrvl_ray.sources.splits import hashed_split
+
+PAGE_FAMILIES = ("ocr_public", "finance_logistics", "handwriting")
+FAMILIES = (*PAGE_FAMILIES, "public_admin", "text_in_wild")
+TRUTHY = {"1", "true", "t", "y", "yes"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """Split policy: ``split`` forces one split for everything; text_in_wild hashes image ids otherwise."""
+    split: str | None = None
+    seed: int = 42
+    valid_fraction: float = 0.1
+
+
+# ------------------------------------------------------------------------------------------------
+# small field helpers
+# ------------------------------------------------------------------------------------------------
+_MISSING = object()
+CHAR = "\x00char"  # word id a spec returns for a character box (text_in_wild), kept for masks only
+
+
+def dget(d: Any, dotted: str, default: Any = None) -> Any:
+    """``d["image.file.name"]`` (flat dotted key) or ``d["image"]["file"]["name"]`` (nested) or default."""
+    if not isinstance(d, dict):
+        return default
+    v = d.get(dotted, _MISSING)
+    if v is not _MISSING:
+        return v
+    head, sep, rest = dotted.partition(".")
+    while sep:
+        sub = d.get(head, _MISSING)
+        if isinstance(sub, dict):
+            return dget(sub, rest, default)
+        nxt, sep, rest = rest.partition(".")
+        head = f"{head}.{nxt}"
+    return default
+
+
+def as_int(v: Any) -> int:
+    """Page width/height; 0 when missing or not a number (= unknown, the layout stage reads the image)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return 0
+    return int(f) if math.isfinite(f) and f > 0 else 0
+
+
+def as_key(v: Any) -> str | None:
+    """An id as a join key: ``7``, ``7.0`` and ``"7"`` are the same image."""
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    s = str(v).strip()
+    return s or None
+
+
+def as_text(v: Any) -> str | None:
+    """Label text, stripped; numbers become text; None when empty."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        return None
+    v = v.strip()
+    return v or None
+
+
+def truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0) or \
+        (isinstance(v, str) and v.strip().lower() in TRUTHY)
+
+
+def flag(d: dict, name: str) -> bool:
+    """A boolean flag whose key may come in any case (``UD``, ``ud``)."""
+    for k, v in d.items():
+        if isinstance(k, str) and k.lower() == name:
+            return truthy(v)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------
+# words -> polygons (bulk)
+# ------------------------------------------------------------------------------------------------
+class WordList:
+    """Candidate words of one page; ``finish`` normalises all boxes at once and counts the bad ones."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.xs: list = []
+        self.ys: list = []
+        self.texts: list[str] = []
+        self.attrs: list[str] = []
+        self.where: list[str] = []
+
+    def add(self, wid: str, xs: Any, ys: Any, text: str, where: str, attrs: dict | None = None) -> None:
+        self.ids.append(wid)
+        self.xs.append(xs)
+        self.ys.append(ys)
+        self.texts.append(text)
+        self.attrs.append(dumps_attrs(attrs))
+        self.where.append(where)
+
+    def finish(self, skips: SkipCounter) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+        n = len(self.ids)
+        if n == 0:
+            return [], np.zeros((0, 8)), [], []
+        X, Y, pre = _coords(self.xs, self.ys)
+        flat, reasons = quads_to_flat8(X, Y)
+        for i in range(n):
+            if pre[i] is not None:
+                reasons[i] = pre[i]
+        keep = np.fromiter((r is None for r in reasons), dtype=bool, count=n)
+        if keep.all():
+            return self.ids, flat, self.texts, self.attrs
+        for i in np.flatnonzero(~keep):
+            skips.add(reasons[i], self.where[i])
+        idx = np.flatnonzero(keep).tolist()
+        return ([self.ids[i] for i in idx], flat[keep], [self.texts[i] for i in idx],
+                [self.attrs[i] for i in idx])
+
+
+def _coords(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, list]:
+    """(n,4) coordinate arrays; one numpy call when every box is 4 clean numbers, else per box."""
+    n = len(xs)
+    try:
+        X = np.array(xs, dtype=np.float64)
+        Y = np.array(ys, dtype=np.float64)
+        if X.shape == (n, 4) and Y.shape == (n, 4):
+            return X, Y, [None] * n
+    except (TypeError, ValueError):
+        pass
+    X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
+    for i in range(n):
+        vx, vy = numbers(xs[i], 4), numbers(ys[i], 4)
+        bad = vx if isinstance(vx, Skip) else vy if isinstance(vy, Skip) else None
+        if bad is not None:
+            pre[i] = bad
+        else:
+            X[i], Y[i] = vx, vy
+    return X, Y, pre
+
+
+def emit_page(out: PageBatch, skips: SkipCounter, dataset: str, split: str, name: str, width: int,
+              height: int, source: str, src: Source, attrs: dict | None, words: WordList) -> None:
+    ids, pts, texts, wattrs = words.finish(skips)
+    if not ids:
+        skips.add(Skip.PAGE_NO_WORDS, source)
+        return
+    out.add(dataset, split, name, width, height, source, src.rel, attrs, ids, pts, texts, wattrs)
+
+
+# ------------------------------------------------------------------------------------------------
+# page documents: ocr_public / finance_logistics / handwriting raw files
+# ------------------------------------------------------------------------------------------------
+def is_page_doc(doc: Any) -> bool:
+    return isinstance(doc, dict) and ("Images" in doc or "bbox" in doc or "Bbox" in doc)
+
+
+def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: PageBatch,
+                  skips: SkipCounter) -> None:
+    img = doc.get("Images")
+    boxes = doc.get("bbox", doc.get("Bbox"))
+    if not isinstance(img, dict) or not isinstance(boxes, list):
+        skips.add(Skip.MISSING_FIELD, f"{src.rel}: needs Images{{}} and bbox[]")
+        return
+    name = as_text(img.get("filename")) or as_text(img.get("file_name")) or src.stem
+    words = WordList()
+    for i, b in enumerate(boxes):
+        where = f"{src.rel}:bbox[{i}]"
+        if not isinstance(b, dict) or "x" not in b or "y" not in b or "data" not in b:
+            skips.add(Skip.MISSING_FIELD, where)
+            continue
+        text = as_text(b["data"])
+        if text is None:
+            skips.add(Skip.EMPTY_TEXT, where)
+            continue
+        wid = b.get("id")
+        words.add(str(i) if wid is None else str(wid), b["x"], b["y"], text, where)
+    emit_page(out, skips, dataset, opts.split or src.split, name, as_int(img.get("width")),
+              as_int(img.get("height")), src.path, src, None, words)
+
+
+# ------------------------------------------------------------------------------------------------
+# collections: images[] + annotations[]
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PageInfo:
+    name: str
+    width: int
+    height: int
+    split: str
+    attrs: dict | None
+
+
+class CollectionSpec:
+    """How one family reads an image entry and an annotation entry of a collection."""
+    box_layout = "xywh"
+
+    def page(self, img: dict, src: Source, opts: Options) -> PageInfo | Skip:
+        raise NotImplementedError
+
+    def word(self, ann: dict, index: int) -> tuple[str, Any, str, dict | None] | Skip | None:
+        """``(id, box, text, attrs)``; a Skip for a bad word; None for a box that is not a label word."""
+        raise NotImplementedError
+
+
+class MergedPageSpec(CollectionSpec):
+    """The original merge of ocr_public / finance_logistics / handwriting: ``bbox`` = ``[x0..x3, y0..y3]``."""
+    box_layout = "xs_ys"
+
+    def page(self, img, src, opts):
+        name = as_text(img.get("file_name")) or as_text(img.get("sub_dataset"))
+        if name is None:
+            return Skip.MISSING_FIELD
+        return PageInfo(name, as_int(img.get("width")), as_int(img.get("height")), opts.split or src.split, None)
+
+    def word(self, ann, index):
+        if "bbox" not in ann or "text" not in ann:
+            return Skip.MISSING_FIELD
+        text = as_text(ann["text"])
+        if text is None:
+            return Skip.EMPTY_TEXT
+        wid = ann.get("id")
+        return (str(index) if wid is None else str(wid)), ann["bbox"], text, None
+
+
+class PublicAdminSpec(CollectionSpec):
+    """공공행정문서 OCR: ``image.file.name`` (flat dotted or nested keys), ``annotation.bbox`` = ``[x,y,w,h]``."""
+
+    def page(self, img, src, opts):
+        name = as_text(dget(img, "image.file.name")) or as_text(img.get("file_name"))
+        if name is None:
+            return Skip.MISSING_FIELD
+        attrs = {k.replace("image.", "").replace(".", "_"): v for k in
+                 ("image.category", "image.make.code", "image.make.year")
+                 if (v := dget(img, k)) is not None}
+        w = dget(img, "image.width", img.get("width"))
+        h = dget(img, "image.height", img.get("height"))
+        return PageInfo(name, as_int(w), as_int(h), opts.split or src.split, attrs or None)
+
+    def word(self, ann, index):
+        box = dget(ann, "annotation.bbox", ann.get("bbox"))
+        raw_text = dget(ann, "annotation.text", ann.get("text", _MISSING))
+        if box is None or raw_text is _MISSING:
+            return Skip.MISSING_FIELD
+        text = as_text(raw_text)
+        if text is None:
+            return Skip.EMPTY_TEXT
+        wid = ann.get("id", dget(ann, "annotation.id"))
+        return (str(index) if wid is None else str(wid)), box, text, None
+
+
+class TextInWildSpec(CollectionSpec):
+    """Text in the wild: words are ``attributes.class == word``; ``character`` boxes go to ``attrs["chars"]``."""
+    ORIENTATIONS = ("usd", "ud", "du")
+
+    def page(self, img, src, opts):
+        name = as_text(img.get("file_name"))
+        key = as_key(img.get("id"))
+        if name is None or key is None:
+            return Skip.MISSING_FIELD
+        attrs = {}
+        if img.get("type") is not None:
+            attrs["type"] = str(img["type"])
+        orient = next((o for o in self.ORIENTATIONS if flag(img, o)), None)
+        if orient:
+            attrs["orientation"] = orient
+        split = opts.split or hashed_split(key, opts.seed, opts.valid_fraction)
+        return PageInfo(name, as_int(img.get("width")), as_int(img.get("height")), split, attrs or None)
+
+    def word(self, ann, index):
+        attributes = ann.get("attributes") if isinstance(ann.get("attributes"), dict) else {}
+        kind = str(attributes.get("class", "word")).strip().lower()
+        if kind not in ("word", "character"):
+            return None
+        if "bbox" not in ann:
+            return Skip.MISSING_FIELD
+        if kind == "character":
+            return CHAR, ann["bbox"], "", None
+        text = as_text(ann.get("text"))
+        if text is None:
+            return Skip.EMPTY_TEXT
+        wattrs = {f: True for f in ("word_ud", "word_du") if flag(attributes, f)}
+        wid = ann.get("id")
+        return (str(index) if wid is None else str(wid)), ann["bbox"], text, wattrs or None
+
+
+def group_annotations(annotations: Iterable[Any], single_image_key: str | None, rel: str,
+                      skips: SkipCounter) -> dict[str, list[tuple[int, dict]]]:
+    """image key -> [(annotation index, annotation)]; annotations without ``image_id`` belong to the only
+    image of a one-image file, else they are counted as missing a field."""
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for j, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            skips.add(Skip.MISSING_FIELD, f"{rel}:annotations[{j}]")
+            continue
+        key = as_key(ann.get("image_id")) or single_image_key
+        if key is None:
+            skips.add(Skip.MISSING_FIELD, f"{rel}:annotations[{j}] (no image_id)")
+            continue
+        groups.setdefault(key, []).append((j, ann))
+    return groups
+
+
+def join_collection(spec: CollectionSpec, dataset: str, images: Iterable[tuple[int, Any]],
+                    groups: dict[str, list[tuple[int, dict]]], src: Source, opts: Options,
+                    out: PageBatch, skips: SkipCounter, single_image_key: str | None = None) -> None:
+    """Turn ``(index, image)`` entries plus their grouped annotations into pages (groups are consumed)."""
+    for i, img in images:
+        where = f"{src.rel}:images[{i}]"
+        if not isinstance(img, dict):
+            skips.add(Skip.MISSING_FIELD, where)
+            continue
+        key = as_key(img.get("id")) or single_image_key
+        info = spec.page(img, src, opts)
+        if isinstance(info, Skip):
+            skips.add(info, where)
+            groups.pop(key, None)
+            continue
+        words, chars = WordList(), []
+        for j, ann in groups.pop(key, []) if key is not None else []:
+            awhere = f"{src.rel}:annotations[{j}]"
+            w = spec.word(ann, j)
+            if w is None:
+                continue
+            if isinstance(w, Skip):
+                skips.add(w, awhere)
+                continue
+            xy = box_to_xy4(w[1], spec.box_layout)
+            if isinstance(xy, Skip):
+                if w[0] != CHAR:
+                    skips.add(xy, awhere)
+                continue
+            if w[0] == CHAR:
+                chars.append(xy)
+            else:
+                words.add(w[0], xy[0], xy[1], w[2], awhere, w[3])
+        attrs = dict(info.attrs or {})
+        if chars:
+            flat, reasons = quads_to_flat8(np.array([c[0] for c in chars]), np.array([c[1] for c in chars]))
+            attrs["chars"] = [[round(v, 2) for v in row] for row, r in zip(flat.tolist(), reasons) if r is None]
+        emit_page(out, skips, dataset, info.split, info.name, info.width, info.height, f"{src.path}#{where}",
+                  src, attrs or None, words)
+
+
+def count_orphans(groups: dict[str, list], rel: str, skips: SkipCounter) -> None:
+    """Annotations whose ``image_id`` names no image."""
+    for key, anns in groups.items():
+        skips.add(Skip.MISSING_FIELD, f"{rel}:annotations[{anns[0][0]}] (image_id {key} not in images)",
+                  n=len(anns))
+
+
+def is_collection(doc: Any) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("images"), list) and \
+        isinstance(doc.get("annotations"), list)
+
+
+def read_collection(doc: dict, dataset: str, spec: CollectionSpec, src: Source, opts: Options,
+                    out: PageBatch, skips: SkipCounter) -> None:
+    images = doc["images"]
+    single = None
+    if len(images) == 1 and isinstance(images[0], dict):
+        single = as_key(images[0].get("id")) or "<only image>"
+    groups = group_annotations(doc["annotations"], single, src.rel, skips)
+    join_collection(spec, dataset, enumerate(images), groups, src, opts, out, skips, single)
+    count_orphans(groups, src.rel, skips)
+
+
+# ------------------------------------------------------------------------------------------------
+# registry and detection
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Family:
+    name: str
+    spec: CollectionSpec
+    page_reader: Callable[..., None] | None = None
+
+
+_MERGED = MergedPageSpec()
+READERS: dict[str, Family] = {
+    "ocr_public": Family("ocr_public", _MERGED, read_page_doc),
+    "finance_logistics": Family("finance_logistics", _MERGED, read_page_doc),
+    "handwriting": Family("handwriting", _MERGED, read_page_doc),
+    "public_admin": Family("public_admin", PublicAdminSpec()),
+    "text_in_wild": Family("text_in_wild", TextInWildSpec()),
+}
+
+# substrings of Dataset.name / identifiers / the file path that name a page family (checked in this order)
+_HINTS = (("handwriting", ("손글씨", "handwrit", "img_ocr_53")),
+          ("finance_logistics", ("금융", "물류", "finance", "logistic")),
+          ("ocr_public", ("ocr_public", "공공", "ocr 데이터(공공)")))
+
+
+def page_family_hint(*texts: Any) -> str | None:
+    blob = " ".join(str(t) for t in texts if t).lower()
+    for name, needles in _HINTS:
+        if any(n in blob for n in needles):
+            return name
+    return None
+
+
+def detect_collection(first_image: Any, first_ann: Any, path: str) -> str | None:
+    """Family of a collection from its first image and annotation entries (and the file name)."""
+    img = first_image if isinstance(first_image, dict) else {}
+    ann = first_ann if isinstance(first_ann, dict) else {}
+    ds = img.get("dataset")
+    if ds in FAMILIES:
+        return ds
+    if dget(img, "image.file.name") is not None or dget(ann, "annotation.bbox") is not None:
+        return "public_admin"
+    if isinstance(ann.get("attributes"), dict) or any(k.lower() in TextInWildSpec.ORIENTATIONS for k in img):
+        return "text_in_wild"
+    if "file_name" in img or "bbox" in ann:
+        return page_family_hint(img.get("original_json_path"), path)
+    return None
+
+
+def detect(doc: Any, path: str) -> str | None:
+    """The family of a parsed label document, or None when the content does not tell."""
+    if is_page_doc(doc):
+        ds = doc.get("Dataset") if isinstance(doc.get("Dataset"), dict) else {}
+        img = doc.get("Images") if isinstance(doc.get("Images"), dict) else {}
+        return page_family_hint(ds.get("name"), ds.get("identifier"), img.get("identifier"), path)
+    if is_collection(doc):
+        imgs, anns = doc["images"], doc["annotations"]
+        return detect_collection(imgs[0] if imgs else None, anns[0] if anns else None, path)
+    return None
+
+
+def read_doc(doc: Any, dataset: str, src: Source, opts: Options, out: PageBatch, skips: SkipCounter) -> None:
+    """Read one parsed label document into ``out``; ``dataset`` may be ``auto``."""
+    name = detect(doc, src.path) if dataset == "auto" else dataset
+    family = READERS.get(name) if name else None
+    if family is None:
+        skips.add(Skip.UNKNOWN_FORMAT, f"{src.rel} (family not recognised; pass --dataset)")
+        return
+    if is_page_doc(doc) and family.page_reader is not None:
+        family.page_reader(doc, family.name, src, opts, out, skips)
+    elif is_collection(doc):
+        read_collection(doc, family.name, family.spec, src, opts, out, skips)
+    else:
+        skips.add(Skip.UNKNOWN_FORMAT, f"{src.rel} (not a {family.name} label file)")
