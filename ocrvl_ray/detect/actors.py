@@ -1,0 +1,106 @@
+"""Shared glue of the detector actors: Ray resources per actor pool, device strings, offline paddlex env."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ocrvl_ray.config import ActorPool, actor_gpus
+from ocrvl_ray.errors import OcrvlError
+
+#: Memory Ray reserves per detector actor (a loaded paddleocr predictor is ~0.5-1 GiB RSS). Declaring it
+#: also keeps the CPU decode tasks out of the actor: Ray fuses a task into an actor pool only when their
+#: resources are equal, and decode running inside a detector actor would serialise both.
+DETECTOR_MEMORY = 1 << 30
+
+
+def actor_pool_args(pool: ActorPool, device: str, memory: int = DETECTOR_MEMORY) -> dict[str, Any]:
+    """``map_batches`` kwargs for a detector class: actor pool, per-actor CPUs/GPUs/memory, numpy batches.
+
+    Only named Ray 2.60 parameters (no ``concurrency=``, no ``**ray_remote_args``). With a GPU device each
+    actor requests ``actor_gpus`` GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it.
+    """
+    from ray.data import ActorPoolStrategy
+
+    args: dict[str, Any] = {
+        "compute": ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
+        "num_cpus": pool.num_cpus,
+        "memory": memory,
+        "batch_size": int(pool.batch_size),
+        "batch_format": "numpy",
+    }
+    gpus = actor_gpus(pool, device)
+    if gpus > 0:
+        args["num_gpus"] = gpus
+    return args
+
+
+def resolve_device(device: str) -> str:
+    """Config device ("cpu", "gpu", "gpu:N") -> paddleocr device string for THIS process.
+
+    Inside a Ray actor that was granted GPUs, Ray has already narrowed ``CUDA_VISIBLE_DEVICES`` to them,
+    so the first visible GPU is ``gpu:0`` whatever N the config names. Outside Ray, "gpu" means "gpu:0".
+    """
+    if device == "cpu":
+        return "cpu"
+    if not (device == "gpu" or (device.startswith("gpu:") and device[4:].isdigit())):
+        raise OcrvlError(f"device must be cpu, gpu or gpu:N, got {device!r}")
+    if _ray_gpu_ids():
+        return "gpu:0"
+    return "gpu:0" if device == "gpu" else device
+
+
+def _ray_gpu_ids() -> list:
+    try:
+        import ray
+
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+    except Exception:  # noqa: BLE001 - not inside a Ray worker
+        return []
+
+
+def prepare_paddle_env() -> None:
+    """Environment paddlex reads at import: caches out of $HOME by default, a local font for drawings."""
+    cache = os.environ.get("OCRVL_CACHE") or str(Path(tempfile.gettempdir()) / "ocrvl-cache")
+    os.environ.setdefault("PADDLE_PDX_CACHE_HOME", str(Path(cache) / "paddlex"))
+    if "PADDLE_PDX_LOCAL_FONT_FILE_PATH" not in os.environ:
+        from ocrvl_ray.testing.pages import font_path
+
+        try:
+            os.environ["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font_path()
+        except RuntimeError:
+            pass
+
+
+def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
+    """A given model_dir must hold an exported model; None means paddleocr downloads the official one."""
+    if model_dir is None:
+        return None
+    d = Path(model_dir)
+    if not (d / "inference.yml").is_file():
+        raise OcrvlError(f"{key}={model_dir}: no {what} model there (inference.yml missing); "
+                         f"point it at an exported model directory or set demo_models=true")
+    return str(d)
+
+
+def load_predictor(cls_name: str, model_name: str, model_dir: str | None, device: str, key: str):
+    """Construct a paddleocr predictor (``LayoutDetection`` / ``TableCellsDetection``) once per actor."""
+    prepare_paddle_env()
+    import paddleocr
+
+    try:
+        return getattr(paddleocr, cls_name)(model_name=model_name, model_dir=model_dir,
+                                            device=resolve_device(device))
+    except OcrvlError:
+        raise
+    except Exception as e:  # noqa: BLE001 - turn paddlex's many failure modes into one actionable line
+        where = model_dir or "the official weights (download needs internet)"
+        raise OcrvlError(f"{key}: cannot load {model_name} from {where}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width), min(max(y2, 0.0), height))

@@ -1,0 +1,114 @@
+"""CellDetector: Ray Data actor UDF around ``paddleocr.TableCellsDetection`` (RT-DETR table cells).
+
+Only pages with ``table`` regions do work: each table is cropped from the full page (clipped to it),
+downscaled to longest side <= ``max_side``, and all crops of the batch go through one predict call.
+Cell boxes are mapped back to page pixels *including* the downscale factor (the original pipeline
+forgot it and shrank the cells of large tables toward the table's corner). Adds a ``cells`` column:
+``Region.to_row()`` dicts with ``kind="cell"`` and ``table`` = index of the table in ``regions``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor
+from ocrvl_ray.detect.decode import OK, page_image
+from ocrvl_ray.records import Region
+from ocrvl_ray.report.skips import Skip
+
+
+def crop_table(page: np.ndarray, box, max_side: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
+    """Crop ``box`` (page pixels, clipped) and downscale to ``max_side``.
+
+    Returns the crop, its page-pixel origin (x0, y0) and the factors (fx, fy) that turn crop pixels
+    back into page pixels: ``page_x = x0 + crop_x * fx``.
+    """
+    h, w = page.shape[:2]
+    x1, y1, x2, y2 = clip_box(box, w, h)
+    x0, y0, xe, ye = int(x1), int(y1), int(np.ceil(x2)), int(np.ceil(y2))
+    crop = page[y0:ye, x0:xe]
+    ch, cw = crop.shape[:2]
+    s = max_side / max(ch, cw) if max(ch, cw) else 1.0
+    if s >= 1:
+        return crop, (x0, y0), (1.0, 1.0)
+    size = (max(1, round(cw * s)), max(1, round(ch * s)))
+    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return small, (x0, y0), (cw / size[0], ch / size[1])
+
+
+def cells_to_page(boxes: list[dict], origin: tuple[int, int], factors: tuple[float, float],
+                  table_box, table_index: int) -> list[dict]:
+    """Cell boxes in crop pixels -> page-pixel ``Region`` rows, clipped to their table."""
+    (x0, y0), (fx, fy) = origin, factors
+    tx1, ty1, tx2, ty2 = table_box
+    out = []
+    for b in boxes:
+        cx1, cy1, cx2, cy2 = (float(v) for v in b["coordinate"])
+        x1, y1 = min(max(x0 + cx1 * fx, tx1), tx2), min(max(y0 + cy1 * fy, ty1), ty2)
+        x2, y2 = min(max(x0 + cx2 * fx, tx1), tx2), min(max(y0 + cy2 * fy, ty1), ty2)
+        if x2 > x1 and y2 > y1:
+            out.append(Region(label="cell", score=float(b["score"]), box=(x1, y1, x2, y2), kind="cell",
+                              table=table_index).to_row())
+    return out
+
+
+class CellDetector:
+    def __init__(self, model_dir: str | None, model_name: str = "RT-DETR-L_wired_table_cell_det",
+                 device: str = "cpu", threshold: float = 0.3, max_side: int = 1280):
+        model_dir = check_model_dir(model_dir, "table-cell", "cells.model_dir")
+        self.model = load_predictor("TableCellsDetection", model_name, model_dir, device, "cells")
+        self.threshold = float(threshold)
+        self.max_side = int(max_side)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        n = len(batch["page_id"])
+        status, detail = list(batch["status"]), list(batch["detail"])
+        cells: list[list[dict]] = [[] for _ in range(n)]
+        jobs = []  # (row, table index, table box, crop, origin, factors)
+        for i in range(n):
+            if status[i] != OK:
+                continue
+            tables = [(k, r) for k, r in enumerate(batch["regions"][i]) if r["label"] == "table"]
+            if not tables:
+                continue
+            try:
+                page = page_image(batch, i)
+            except Exception as e:  # noqa: BLE001
+                status[i], detail[i] = Skip.ERROR.value, f"{batch['image_path'][i]}: {e}"
+                continue
+            for k, r in tables:
+                box = clip_box(r["box"], page.shape[1], page.shape[0])
+                crop, origin, factors = crop_table(page, box, self.max_side)
+                if crop.size:
+                    jobs.append((i, k, box, crop, origin, factors))
+        for (i, k, box, _c, origin, factors), boxes in zip(jobs, self._predict([j[3] for j in jobs])):
+            if status[i] != OK:
+                continue
+            if isinstance(boxes, Exception):
+                status[i] = Skip.DETECTOR_ERROR.value
+                detail[i] = f"{batch['image_path'][i]}: cell detector failed on table {k}: {type(boxes).__name__}: {boxes}"
+                cells[i] = []
+                continue
+            cells[i] += cells_to_page(boxes, origin, factors, box, k)
+        out = dict(batch)
+        out.update(status=status, detail=detail, cells=cells)
+        return out
+
+    def _predict(self, crops: list[np.ndarray]) -> list:
+        if not crops:
+            return []
+        try:
+            return [r["boxes"] for r in self._run(crops)]
+        except Exception:  # noqa: BLE001 - retry one by one so one bad crop costs only its page
+            out = []
+            for c in crops:
+                try:
+                    out.append(self._run([c])[0]["boxes"])
+                except Exception as e:  # noqa: BLE001
+                    out.append(e)
+            return out
+
+    def _run(self, crops: list[np.ndarray]) -> list:
+        return [r for r in self.model.predict(crops, batch_size=len(crops), threshold=self.threshold)]

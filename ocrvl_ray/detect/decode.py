@@ -1,0 +1,247 @@
+"""Decode stage: manifest rows -> page status, (possibly rotated) words, detector input, page image hand-off.
+
+``decode_batch(batch, max_pixels, handoff, det_max_side)`` is a plain function over a numpy batch of
+manifest rows (``records.PAGE_SCHEMA`` columns); Ray runs it as tasks. Per page it
+
+* refuses a missing file (``Skip.IMAGE_MISSING``), an image above ``max_pixels`` judged from the header
+  before any pixel is decoded (``Skip.IMAGE_TOO_LARGE``), and zero-byte / corrupt / truncated files
+  (``Skip.IMAGE_CORRUPT``);
+* normalises to 8-bit BGR: EXIF orientation applied, grayscale/palette/CMYK converted, alpha composited
+  on white, 16-bit scaled to 8-bit;
+* applies ``ocrvl_ray.compose.orient_page`` to pages labelled with an ``orientation`` (text_in_wild);
+* emits a reduced detector input (longest side <= ``det_max_side``; JPEGs are DCT-downscaled while
+  decoding) and the factors that map detector pixels back to page pixels;
+* hands the full page downstream either as encoded bytes (``handoff="bytes"``: the original file when
+  OpenCV decodes it to the same pixels, else a fast PNG) or as the decoded array (``handoff="array"``).
+
+Output columns added: ``status`` ("ok" or a Skip value), ``detail``, ``det_image``, ``det_sx``, ``det_sy``
+and ``image_bytes`` or ``image``. ``width``/``height``/``words`` are updated to the decoded page.
+Use ``page_image(batch, i)`` downstream to get the full BGR page from either hand-off.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from ocrvl_ray.records import Page, Word
+from ocrvl_ray.report.skips import Skip
+
+OK = "ok"
+HANDOFFS = ("bytes", "array")
+DET_MAX_SIDE = 1024
+EMPTY_IMAGE = np.zeros((0, 0, 3), np.uint8)
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+_PLAIN_MODES = {"RGB", "L"}  # modes OpenCV's IMREAD_COLOR decodes to exactly our pixels
+
+
+class _Refused(Exception):
+    def __init__(self, skip: Skip, detail: str):
+        super().__init__(detail)
+        self.skip, self.detail = skip, detail
+
+
+def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, handoff: str = "bytes",
+                 det_max_side: int = DET_MAX_SIDE) -> dict[str, Any]:
+    """Decode every page of a manifest batch; bad pages get a status, never an exception."""
+    if handoff not in HANDOFFS:
+        raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
+    n = len(batch["page_id"])
+    out = {k: list(v) for k, v in batch.items()}
+    status, detail = list(batch.get("status", [OK] * n)), list(batch.get("detail", [""] * n))
+    det, sx, sy, full = [EMPTY_IMAGE] * n, [1.0] * n, [1.0] * n, [None] * n
+    words = [_word_rows(w) for w in batch["words"]]
+    for i in range(n):
+        if status[i] != OK:
+            continue
+        page = Page.from_row({k: batch[k][i] for k in batch if k in _PAGE_FIELDS} | {"words": words[i]})
+        try:
+            page, decoded = decode_page(page, max_pixels, handoff, det_max_side)
+        except _Refused as r:
+            status[i], detail[i] = r.skip.value, r.detail
+            continue
+        except Exception as e:  # noqa: BLE001 - a bad page must never kill the run
+            status[i], detail[i] = Skip.ERROR.value, f"{page.image_path}: {type(e).__name__}: {e}"
+            continue
+        out["width"][i], out["height"][i] = page.width, page.height
+        words[i] = [w.to_row() for w in page.words]
+        det[i], full[i] = decoded["det_image"], decoded["full"]
+        sx[i], sy[i] = page.width / det[i].shape[1], page.height / det[i].shape[0]
+    out.update(words=words, status=status, detail=detail, det_image=det, det_sx=sx, det_sy=sy)
+    out["width"] = np.asarray(out["width"], np.int32)
+    out["height"] = np.asarray(out["height"], np.int32)
+    if handoff == "bytes":
+        out["image_bytes"] = [b if b is not None else b"" for b in full]
+    else:
+        out["image"] = [a if a is not None else EMPTY_IMAGE for a in full]
+    return out
+
+
+_PAGE_FIELDS = ("page_id", "dataset", "split", "image_name", "image_path", "width", "height", "source", "attrs")
+
+
+def _word_rows(words) -> list[dict]:
+    """Manifest words (Arrow structs as numpy objects) -> plain ``Word.to_row()`` dicts."""
+    return [Word.from_row(w).to_row() for w in (words if words is not None else [])]
+
+
+def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
+                det_max_side: int = DET_MAX_SIDE) -> tuple[Page, dict]:
+    """Decode one page; returns the updated page and ``{"det_image", "full"}`` (bytes or array)."""
+    path = page.image_path
+    if not path or not os.path.isfile(path):
+        raise _Refused(Skip.IMAGE_MISSING, f"{path or page.image_name}: image file not found")
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: zero-byte file")
+    im = _open_checked(data, path, max_pixels)
+    orientation = _exif_orientation(im)
+    raw_w, raw_h = im.size
+    disp_w, disp_h = (raw_h, raw_w) if orientation in _SWAPS_AXES else (raw_w, raw_h)
+    page = _exif_words(page, orientation, raw_w, raw_h, disp_w, disp_h)
+    needs_orient = bool(page.attrs.get("orientation"))
+    plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient
+    try:
+        if handoff == "bytes" and plain and im.format == "JPEG":
+            im.draft("RGB", _draft_target(raw_w, raw_h, det_max_side))  # DCT downscale while decoding
+        im.load()
+        bgr = _to_bgr(ImageOps.exif_transpose(im) if orientation not in (0, 1) else im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    page.width, page.height = disp_w, disp_h
+    if needs_orient:
+        from ocrvl_ray.compose import orient_page  # compose owns the text_in_wild rotation rule
+
+        page, bgr = orient_page(page, bgr)
+        page.height, page.width = bgr.shape[:2]
+    det_image = _reduce(bgr, det_max_side)
+    if handoff == "array":
+        full: Any = bgr
+    elif plain:
+        full = data  # OpenCV decodes the original file to these same pixels: move the compact original
+    else:
+        ok, enc = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        full = enc.tobytes()
+    return page, {"det_image": det_image, "full": full}
+
+
+def page_image(batch: dict[str, Any], i: int) -> np.ndarray:
+    """The full BGR page of row ``i`` from either hand-off (``image`` array or ``image_bytes``)."""
+    if "image" in batch:
+        return np.asarray(batch["image"][i])
+    data = batch["image_bytes"][i]
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        raise ValueError(f"page {batch['page_id'][i]}: image_bytes do not decode")
+    return img
+
+
+def _open_checked(data: bytes, path: str, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse images above ``max_pixels`` before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise _Refused(Skip.IMAGE_TOO_LARGE, f"{path}: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: not a readable image ({type(e).__name__})") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise _Refused(Skip.IMAGE_TOO_LARGE,
+                       f"{path}: {w}x{h} = {w * h:,} pixels is above max_pixels={max_pixels:,} "
+                       f"(raise max_pixels if the image is genuine)")
+    if w <= 0 or h <= 0:
+        raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: image has no pixels ({w}x{h})")
+    return im
+
+
+def _exif_orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block means "no orientation"
+        return 1
+
+
+def _draft_target(w: int, h: int, max_side: int) -> tuple[int, int]:
+    s = min(1.0, max_side / max(w, h))
+    return max(1, int(w * s)), max(1, int(h * s))
+
+
+def _to_bgr(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> 8-bit 3-channel BGR (alpha composited on white, 16/32-bit scaled)."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im)
+        if mode == "F":
+            a8 = np.clip(a, 0, 255).astype(np.uint8) if a.max(initial=0) > 1 else (np.clip(a, 0, 1) * 255).astype(np.uint8)
+        else:
+            top = 65535 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255
+            a8 = (np.clip(a.astype(np.int64), 0, top) * 255 // top).astype(np.uint8)
+        return cv2.cvtColor(a8, cv2.COLOR_GRAY2BGR)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
+
+
+def _reduce(bgr: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = bgr.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return np.ascontiguousarray(bgr)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+
+
+def _exif_words(page: Page, orientation: int, raw_w: int, raw_h: int, disp_w: int, disp_h: int) -> Page:
+    """Words are taken in the displayed orientation (as the original pipeline did), unless the label's
+    size matches the stored frame and not the displayed one: then they are mapped like the pixels."""
+    if orientation not in _SWAPS_AXES or (page.width, page.height) != (raw_w, raw_h) or raw_w == raw_h:
+        return page
+    for w in page.words:
+        w.points = clockwise_from_top_left(exif_transform_points(w.points, orientation, raw_w, raw_h))
+    return page
+
+
+def exif_transform_points(points: list[float], orientation: int, w: int, h: int) -> list[float]:
+    """Map flat (x, y, ...) points of a ``w``x``h`` stored image to its EXIF-oriented display frame."""
+    out = []
+    for x, y in zip(points[0::2], points[1::2]):
+        if orientation == 2:
+            x, y = w - x, y
+        elif orientation == 3:
+            x, y = w - x, h - y
+        elif orientation == 4:
+            x, y = x, h - y
+        elif orientation == 5:
+            x, y = y, x
+        elif orientation == 6:
+            x, y = h - y, x
+        elif orientation == 7:
+            x, y = h - y, w - x
+        elif orientation == 8:
+            x, y = y, w - x
+        out += [float(x), float(y)]
+    return out
+
+
+def clockwise_from_top_left(points: list[float]) -> list[float]:
+    """Reorder a polygon (flat x, y, ...) to run clockwise on screen (y down) from its top-left corner."""
+    pts = list(zip(points[0::2], points[1::2]))
+    area = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]))
+    if area < 0:
+        pts.reverse()
+    start = min(range(len(pts)), key=lambda k: (pts[k][0] + pts[k][1], pts[k][1]))
+    pts = pts[start:] + pts[:start]
+    return [float(v) for p in pts for v in p]
