@@ -6,6 +6,7 @@ word the label lacks, encode -> pick the samples the recipe keeps (cells replace
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -53,7 +54,7 @@ class PageResult:
 class _Words:
     """The page's usable words as arrays (indices into these arrays, not into page.words)."""
     boxes: np.ndarray              # (n, 4) clipped AABBs
-    polys: list[np.ndarray]        # (k, 2) polygons, page pixels
+    polys: list[list[float]]       # flat polygons [x1, y1, x2, y2, ...], page pixels
     texts: list[str]
     ids: list
     orients: list[str | None]
@@ -73,31 +74,30 @@ class _Candidate:
 def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Words:
     boxes, polys, texts, ids, orients = [], [], [], [], []
     for w in page.words:
-        name = f"{page.source or page.image_name}#{w.id}"
-        pts = np.asarray(w.points, dtype=np.float64).reshape(-1, 2) if len(w.points) >= 4 else None
-        if pts is None or len(w.points) % 2:
-            skips.add(Skip.DEGENERATE_BOX, name)
+        pts = w.points
+        if len(pts) < 6 or len(pts) % 2:
+            skips.add(Skip.DEGENERATE_BOX, f"{page.source or page.image_name}#{w.id}")
             continue
-        if not np.isfinite(pts).all():
-            skips.add(Skip.BAD_COORDINATE, name)
+        if not math.isfinite(sum(pts)):  # NaN or infinite anywhere
+            skips.add(Skip.BAD_COORDINATE, f"{page.source or page.image_name}#{w.id}")
             continue
-        box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
-        if box[2] <= box[0] or box[3] <= box[1]:
-            skips.add(Skip.DEGENERATE_BOX, name)
+        xs, ys = pts[0::2], pts[1::2]
+        x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+        if x2 <= x1 or y2 <= y1:
+            skips.add(Skip.DEGENERATE_BOX, f"{page.source or page.image_name}#{w.id}")
             continue
-        clipped = geo.clip_boxes(box[None], width, height)[0]
-        if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-            skips.add(Skip.WORD_OUTSIDE_PAGE, name)
+        if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+            skips.add(Skip.WORD_OUTSIDE_PAGE, f"{page.source or page.image_name}#{w.id}")
             continue
         text = (w.text or "").strip()
         if not text:
-            skips.add(Skip.EMPTY_TEXT, name)
-        boxes.append(clipped)
+            skips.add(Skip.EMPTY_TEXT, f"{page.source or page.image_name}#{w.id}")
+        boxes.append((x1, y1, x2, y2))
         polys.append(pts)
         texts.append(text)
         ids.append(w.id)
-        orients.append(word_orientation(w))
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        orients.append(word_orientation(w) if w.attrs else None)
+    arr = geo.clip_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), width, height)
     return _Words(arr, polys, texts, ids, orients, np.array([bool(t) for t in texts], dtype=bool))
 
 
@@ -223,9 +223,15 @@ def _render_sample(c: _Candidate, n: int, text: str, image: np.ndarray, words: _
         label = set(c.words)
         hidden = [i for i in np.flatnonzero(visible) if i not in label]
         if hidden:
+            # label words near a hidden one are protected from its dilation; the others are out of reach
+            reach = dilate + opts.inpaint_radius + 2
+            hb, lb = words.boxes[hidden], words.boxes[c.words].reshape(-1, 4)
+            near = ((lb[:, None, 0] < hb[None, :, 2] + reach) & (lb[:, None, 2] > hb[None, :, 0] - reach) &
+                    (lb[:, None, 1] < hb[None, :, 3] + reach) & (lb[:, None, 3] > hb[None, :, 1] - reach)).any(axis=1)
             origin = np.array([x1, y1], dtype=np.float64)
-            crop = hide_words(crop, [words.polys[i] - origin for i in hidden],
-                              [words.polys[i] - origin for i in c.words], dilate, opts.inpaint_radius)
+            crop = hide_words(crop, [np.reshape(words.polys[i], (-1, 2)) - origin for i in hidden],
+                              [np.reshape(words.polys[c.words[k]], (-1, 2)) - origin for k in np.flatnonzero(near)],
+                              dilate, opts.inpaint_radius)
     data = encode_jpeg(crop, opts.jpeg_quality)
     if data is None:
         skips.add(Skip.ERROR, f"{stem} {c.kind} {c.index}: JPEG encoding failed")

@@ -39,28 +39,34 @@ def hide_words(crop: np.ndarray, hide: list[np.ndarray], keep: list[np.ndarray],
     margin = dilate + radius + 1
     ipolys = [np.round(p).astype(np.int32) for p in hide]
     kpolys = [np.round(p).astype(np.int32) for p in keep]
+    ibox = np.array([[*p.min(axis=0), *p.max(axis=0)] for p in ipolys]).reshape(-1, 4)
+    kbox = np.array([[*p.min(axis=0), *p.max(axis=0)] for p in kpolys]).reshape(-1, 4)
     rects = []
-    for p in ipolys:
-        x1, y1 = p.min(axis=0) - margin
-        x2, y2 = p.max(axis=0) + margin + 1
-        x1, y1, x2, y2 = max(0, int(x1)), max(0, int(y1)), min(w, int(x2)), min(h, int(y2))
+    for x1, y1, x2, y2 in ibox:
+        x1, y1, x2, y2 = max(0, x1 - margin), max(0, y1 - margin), min(w, x2 + margin + 1), min(h, y2 + margin + 1)
         if x2 > x1 and y2 > y1:
-            rects.append([x1, y1, x2, y2])
+            rects.append([int(x1), int(y1), int(x2), int(y2)])
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1)) if dilate > 0 else None
     for x1, y1, x2, y2 in _merge_rects(rects):
         origin = np.array([x1, y1], dtype=np.int32)
         mask = np.zeros((y2 - y1, x2 - x1), dtype=np.uint8)
-        cv2.fillPoly(mask, [p - origin for p in ipolys], 255)
+        cv2.fillPoly(mask, [ipolys[i] - origin for i in _touching(ibox, x1, y1, x2, y2)], 255)
         if kernel is not None:
             mask = cv2.dilate(mask, kernel)
-        if kpolys:
-            cv2.fillPoly(mask, [p - origin for p in kpolys], 0)
+        kp = [kpolys[i] - origin for i in _touching(kbox, x1, y1, x2, y2)]
+        if kp:
+            cv2.fillPoly(mask, kp, 0)
         if mask.any():
             out[y1:y2, x1:x2] = cv2.inpaint(out[y1:y2, x1:x2], mask, radius, cv2.INPAINT_TELEA)
     return out
 
 
+def _touching(boxes: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
+    """Indices of integer boxes (inclusive corners) that reach into the window [x1, x2) x [y1, y2)."""
+    return np.flatnonzero((boxes[:, 0] < x2) & (boxes[:, 2] >= x1) & (boxes[:, 1] < y2) & (boxes[:, 3] >= y1))
+
+
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
     """JPEG bytes of a BGR (or gray) uint8 image; None if OpenCV cannot encode it."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])  # views need no copy
     return buf.tobytes() if ok else None
