@@ -41,6 +41,14 @@ def test_flag_priority_and_forms(value, expected):
     assert page.words[0].points == expected
 
 
+def test_character_boxes_turn_with_the_page():
+    page = tiw_page("du")
+    page.attrs["chars"] = [[0, 0, 10, 0, 10, 20, 0, 20]]
+    turned, _ = orient_page(page, np.zeros((50, 100, 3), np.uint8))
+    assert turned.attrs["chars"] == [[30, 0, 50, 0, 50, 10, 30, 10]]
+    assert page.attrs["chars"] == [[0, 0, 10, 0, 10, 20, 0, 20]]   # the input page is not modified
+
+
 def test_upright_pages_are_untouched():
     img = np.zeros((50, 100, 3), np.uint8)
     for value in (None, "", [], {"ud": False}):

@@ -264,3 +264,17 @@ def test_jpeg_quality_and_size():
     assert (lo.width, lo.height) == (123, 77) and decode(lo).shape == (77, 123, 3)
     assert len(lo.image) < len(hi.image)
     assert np.abs(decode(hi).astype(int) - img[:77, :123]).mean() < np.abs(decode(lo).astype(int) - img[:77, :123]).mean()
+
+
+def test_text_in_wild_hides_characters_outside_every_word():
+    words = [word(1, 10, 10, 50, 30, "AB"), word(2, 70, 10, 90, 30, "C")]
+    page, img = page_of(words, dataset="text_in_wild")
+    img[12:28, 55:65] = INK                                   # a character annotated without a word
+    page.attrs["chars"] = [[55, 12, 65, 12, 65, 28, 55, 28],  # stray: hidden
+                           [12, 12, 28, 12, 28, 28, 12, 28]]  # inside the word "AB": left alone
+    [s] = run(page, img, [layout(0, 0, 100, 50)], jpeg_quality=95).samples
+    assert (s.text, s.box) == ("AB C", (10, 10, 90, 30))
+    crop = decode(s).astype(float)
+    assert crop[4:16, 47:53].mean() > 200                     # x 57..63 of the page
+    assert crop[2:18, 2:38].mean() < 40 and crop[2:18, 62:78].mean() < 40
+    assert Skip.EMPTY_TEXT.value not in run(page, img, [layout(0, 0, 100, 50)]).skips.counts

@@ -45,8 +45,9 @@ def word_orientation(word: Word) -> str | None:
 
 
 def orient_page(page: Page, image: np.ndarray) -> tuple[Page, np.ndarray]:
-    """Rotate ``image`` (H x W [x C]) and the words' polygons by the page's orientation flag: usd 180 degrees,
-    ud 90 degrees counter-clockwise, du 90 degrees clockwise. Polygons stay clockwise from top-left.
+    """Rotate ``image`` (H x W [x C]), the words' polygons and the character boxes (``attrs["chars"]``) by the
+    page's orientation flag: usd 180 degrees, ud 90 degrees counter-clockwise, du 90 degrees clockwise.
+    Polygons stay clockwise from top-left.
     Identity for upright pages and pages already turned (``attrs["oriented"]``)."""
     flag = page_orientation(page)
     if flag is None or page.attrs.get("oriented"):
@@ -54,12 +55,16 @@ def orient_page(page: Page, image: np.ndarray) -> tuple[Page, np.ndarray]:
     rotation, move, shift = _TURNS[flag]
     h, w = image.shape[:2]
     turned = cv2.rotate(image, rotation)
-    words = []
-    for word in page.words:
-        pts = [move(x, y, w, h) for x, y in zip(word.points[0::2], word.points[1::2])]
+
+    def turn(points: list[float]) -> list[float]:
+        pts = [move(x, y, w, h) for x, y in zip(points[0::2], points[1::2])]
         if len(pts) == 4:
             pts = pts[shift:] + pts[:shift]
-        words.append(replace(word, points=[float(v) for p in pts for v in p]))
-    out = replace(page, words=words, width=int(turned.shape[1]), height=int(turned.shape[0]),
-                  attrs={**page.attrs, "oriented": True})
+        return [float(v) for p in pts for v in p]
+
+    words = [replace(word, points=turn(word.points)) for word in page.words]
+    attrs = {**page.attrs, "oriented": True}
+    if page.attrs.get("chars"):
+        attrs["chars"] = [turn(c) for c in page.attrs["chars"]]
+    out = replace(page, words=words, width=int(turned.shape[1]), height=int(turned.shape[0]), attrs=attrs)
     return out, turned

@@ -101,6 +101,25 @@ def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Wo
     return _Words(arr, polys, texts, ids, orients, np.array([bool(t) for t in texts], dtype=bool))
 
 
+def _add_stray_chars(words: _Words, chars: list, width: int, height: int) -> _Words:
+    """Character boxes (text_in_wild ``attrs["chars"]``) whose centre lies in no word: text no label can hold,
+    appended as unlabelable entries so crops hide them. Characters inside words are covered by their word."""
+    rows = [c for c in chars if isinstance(c, (list, tuple)) and len(c) >= 6 and len(c) % 2 == 0
+            and math.isfinite(sum(c))]
+    if not rows:
+        return words
+    boxes = np.array([[min(c[0::2]), min(c[1::2]), max(c[0::2]), max(c[1::2])] for c in rows], dtype=np.float64)
+    clipped = geo.clip_boxes(boxes, width, height)
+    stray = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & \
+        ~geo.centres_inside(boxes, words.boxes).any(axis=1)
+    keep = np.flatnonzero(stray)
+    if not len(keep):
+        return words
+    return _Words(np.vstack([words.boxes, clipped[keep]]), words.polys + [list(rows[i]) for i in keep],
+                  words.texts + [""] * len(keep), words.ids + [None] * len(keep), words.orients + [None] * len(keep),
+                  np.concatenate([words.labelable, np.zeros(len(keep), dtype=bool)]))
+
+
 def _assign(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: float,
             center_inside: bool) -> list[list[int]]:
     """Label words of each box: best box by overlap (>= threshold) and covered >= min_coverage (and centred)."""
@@ -139,6 +158,10 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     result = PageResult()
     skips = result.skips
     words = _clean_words(page, width, height, skips)
+    dilate = max(opts.dilate_min, round(opts.dilate_factor * float(np.median(words.boxes[:, 3] - words.boxes[:, 1])))) \
+        if len(words.texts) else opts.dilate_min
+    if page.attrs.get("chars"):
+        words = _add_stray_chars(words, page.attrs["chars"], width, height)
     stem = os.path.splitext(os.path.basename(page.image_name or page.page_id))[0]
     flatten = recipe.flatten_rotated and page_orientation(page) in ("ud", "du")
 
@@ -168,8 +191,6 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
             label = regions[table].label if table is not None else c.label
             cell_cands.append(_Candidate("cell", order[k], label, geo.region_box(c.box, width, height), ws, table))
 
-    dilate = max(opts.dilate_min, round(opts.dilate_factor * float(np.median(words.boxes[:, 3] - words.boxes[:, 1])))) \
-        if len(words.texts) else opts.dilate_min
 
     def render(cands: list[_Candidate], flat: bool) -> list[tuple[_Candidate, Sample]]:
         out = []
@@ -203,7 +224,7 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     result.samples = [s for _, s in chosen]
 
     used = {i for c, _ in chosen for i in c.words}
-    unused = len(words.texts) - len(used) - int((~words.labelable).sum())
+    unused = int(words.labelable.sum()) - len(used)
     if unused:
         skips.add(Skip.WORD_UNUSED, stem, n=unused)
     if not result.samples:
