@@ -2,7 +2,8 @@
 
 Side by side in one run: masking by small inpainted windows (ours), no masking, and the original's
 whole-crop inpaint (every pixel of a crop except its label words, dilated, cv2 Telea) as the baseline.
-Regions are shrunk by 4% of their width on the right so edge words fall partly outside and must be hidden.
+Regions are shrunk by 4% of their width on the right so edge words fall partly outside and must be hidden;
+the recipe keeps layout samples next to cell samples (cells_replace=table) so both kinds are encoded.
 Usage: .venv/bin/python bench/compose_cost.py [pages]
 """
 from __future__ import annotations

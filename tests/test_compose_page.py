@@ -156,6 +156,7 @@ def test_cells_replace_layout_samples_of_the_page():
     assert res.skips.counts[Skip.WORD_UNUSED.value] == 1   # "para": its region lost to the cells
     per_table = run(page, img, regions, cells, overrides={"cells_replace": "table"})
     assert [(s.kind, s.text) for s in per_table.samples] == [("layout", "para"), ("cell", "k1"), ("cell", "v1")]
+    assert per_table.samples[0].filename == "scan_001_layout_00.jpg"
     no_cells = run(page, img, regions, [])
     assert [(s.kind, s.text, s.filename) for s in no_cells.samples] == [
         ("layout", "para", "scan_001_layout_00.jpg"), ("layout", "k1 v1", "scan_001_layout_01.jpg")]

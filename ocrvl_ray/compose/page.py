@@ -69,6 +69,7 @@ class _Candidate:
     crop: tuple[int, int, int, int]
     words: list[int]               # label words, reading order decided later
     table: int | None = None
+    number: int = 0                # layout: position in reading order (file name)
 
 
 def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Words:
@@ -142,7 +143,7 @@ def _usable_boxes(items: list[Region], width: int, height: int, skips: SkipCount
     for i, r in enumerate(items):
         box = geo.region_box(r.box, width, height)
         if box[2] <= box[0] or box[3] <= box[1]:
-            skips.add(Skip.DEGENERATE_BOX, f"{what} {i} {r.label}")
+            skips.add(Skip.DEGENERATE_BOX, f"{what} {r.label} {tuple(round(v) for v in r.box)}")
             continue
         keep.append(i)
         boxes.append(box)
@@ -169,7 +170,7 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     usable = False
     if recipe.layout:
         allowed = [i for i in region_order(regions) if regions[i].label in recipe.labels]
-        keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, "region")
+        keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, f"{stem} region")
         usable |= bool(keep)
         members = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage, recipe.center_inside)
         for k, ws in zip(keep, members):
@@ -177,12 +178,12 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
             crop = geo.region_box(regions[ri].box, width, height)
             if ws and recipe.crop == "words":
                 crop = geo.union_box(words.boxes[ws], width, height)
-            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws))
+            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws, number=len(layout_cands)))
     cell_cands: list[_Candidate] = []
     if recipe.cells and cells:
         order = sorted(range(len(cells)), key=lambda i: (
             cells[i].table if cells[i].table is not None else -1, cells[i].box[1], cells[i].box[0], i))
-        keep, boxes = _usable_boxes([cells[i] for i in order], width, height, skips, "cell")
+        keep, boxes = _usable_boxes([cells[i] for i in order], width, height, skips, f"{stem} cell")
         usable |= bool(keep)
         members = _assign(words, boxes, recipe.cell_threshold, recipe.cell_min_coverage, False)
         for k, ws in zip(keep, members):
@@ -191,10 +192,9 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
             label = regions[table].label if table is not None else c.label
             cell_cands.append(_Candidate("cell", order[k], label, geo.region_box(c.box, width, height), ws, table))
 
-
     def render(cands: list[_Candidate], flat: bool) -> list[tuple[_Candidate, Sample]]:
         out = []
-        for n, c in enumerate(cands):
+        for c in cands:
             text = compose_text(words.boxes[c.words], [words.texts[i] for i in c.words],
                                 [words.ids[i] for i in c.words], [words.orients[i] for i in c.words], recipe) \
                 if c.words else ""
@@ -203,20 +203,16 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
             if not text:
                 skips.add(Skip.EMPTY_LABEL, f"{stem} {c.kind} {c.index} {c.label}")
                 continue
-            sample = _render_sample(c, n, text, image, words, stem, dilate, recipe, opts, skips)
+            sample = _render_sample(c, text, image, words, stem, dilate, recipe, opts, skips)
             if sample is not None:
                 out.append((c, sample))
         return out
 
-    layout_samples = render(layout_cands, flatten)
     cell_samples = render(cell_cands, flatten)
-    if not cell_samples:
-        chosen = layout_samples
-    elif recipe.cells_replace == "page":
-        chosen = cell_samples
-    else:
+    if cell_samples:  # cells replace layout samples: of the whole page, or of their own table
         tables = {c.table for c, _ in cell_samples}
-        chosen = [(c, s) for c, s in layout_samples if c.index not in tables] + cell_samples
+        layout_cands = [] if recipe.cells_replace == "page" else [c for c in layout_cands if c.index not in tables]
+    chosen = render(layout_cands, flatten) + cell_samples
     if not chosen and recipe.word_fallback:
         word_cands = [_Candidate("word", i, "word", geo.padded_box(words.boxes[i], recipe.word_pad, width, height), [i])
                       for i in np.flatnonzero(words.labelable)]
@@ -232,7 +228,7 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     return result
 
 
-def _render_sample(c: _Candidate, n: int, text: str, image: np.ndarray, words: _Words, stem: str, dilate: int,
+def _render_sample(c: _Candidate, text: str, image: np.ndarray, words: _Words, stem: str, dilate: int,
                    recipe: Recipe, opts: ComposeOptions, skips: SkipCounter) -> Sample | None:
     x1, y1, x2, y2 = c.crop
     if x2 <= x1 or y2 <= y1:
@@ -258,7 +254,7 @@ def _render_sample(c: _Candidate, n: int, text: str, image: np.ndarray, words: _
         skips.add(Skip.ERROR, f"{stem} {c.kind} {c.index}: JPEG encoding failed")
         return None
     if c.kind == "layout":
-        filename = f"{stem}_layout_{n:02d}.jpg"
+        filename = f"{stem}_layout_{c.number:02d}.jpg"
     else:
         filename = f"{stem}_{c.kind}_{x1}_{y1}.jpg"
     return Sample(kind=c.kind, text=text, image=data, width=x2 - x1, height=y2 - y1, filename=filename,
