@@ -148,9 +148,42 @@ def test_broken_lmdb_health_and_errors(tmp_path, capsys):
     assert r["schema"]["label_format"] == "text" and r["counts"]["dataset"] == {"(no meta)": 3}
     assert main(["inspect", path, "--html", "--strict"]) == 1
     assert "health: 4 problem(s)" in capsys.readouterr().out
+    # a truncated JPEG and bytes that are no image at all
+    env = lmdb.open(path, map_size=1 << 26)
+    with env.begin(write=True) as t:
+        t.put(b"image-000000001", _jpeg(200, 40)[:300])
+        t.put(b"image-000000002", b"not an image")
+    env.close()
+    r = inspect_lmdb(path)
+    bad = r["suspicious"]["undecodable_image"]
+    assert bad["count"] == 2 and [e["key"] for e in bad["examples"]] == [1, 2]
+    assert "truncated" in bad["examples"][0]["detail"] and r["crop_width"]["n"] == 0
+    assert "2 image(s) do not decode" in r["health"]["line"]
     assert (tmp_path / "legacy.lmdb.report.html").is_file()
     with pytest.raises(OcrvlError, match="no LMDB here"):
         inspect_lmdb(tmp_path / "missing.lmdb")
     assert main(["inspect", str(tmp_path / "missing.lmdb")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ocrvl inspect: error:") and "\n" not in err
+
+
+@pytest.mark.parametrize("base, fmt", [(1, "pickle"), (0, "text")])
+def test_agrees_with_the_sink_writer_and_verifier(tmp_path, base, fmt):
+    from ocrvl_ray.sink.reader import verify_lmdb
+    from ocrvl_ray.sink.synthetic import synthetic_pages
+    from ocrvl_ray.sink.writer import LmdbWriter
+
+    path = str(tmp_path / f"syn_{base}_{fmt}.lmdb")
+    with LmdbWriter(path, index_base=base, label_format=fmt) as w:
+        w.write_pages(synthetic_pages(20, samples_per_page=3, skip_every=5))
+    v = verify_lmdb(path)
+    r = inspect_lmdb(path, contact=5)
+    assert v["ok"] and r["health"]["ok"], r["health"]["line"]
+    assert r["num_samples"] == v["num_samples"] and r["schema"]["index_base"] == base
+    assert r["schema"]["label_format"] == fmt
+    assert r["counts"]["sample_kind"] == v["samples_by_kind"]
+    assert r["pages"] == {k: v["pages_by_status"][k] for k in r["pages"]} and sum(r["pages"].values()) == 20
+    assert r["counts"]["dataset"] == {"synthetic": v["num_samples"]}
+    # the synthetic crops are single-colour JPEGs: every one is near-blank
+    assert r["suspicious"]["near_blank"]["count"] == v["num_samples"]
+    assert bool(r["health"]["notes"]) == (base == 0)

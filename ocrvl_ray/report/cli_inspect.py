@@ -21,14 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when the health check finds problems")
 
 
-def default_html_path(lmdb: str) -> str:
-    return str(Path(lmdb.rstrip("/\\"))) + ".report.html"
-
-
 def run(args: argparse.Namespace) -> int:
     from ocrvl_ray.report.inspect import format_summary, inspect_lmdb
 
-    html = None if args.html is None else (args.html or default_html_path(args.lmdb))
+    html = None if args.html is None else (args.html or True)
     report = inspect_lmdb(args.lmdb, html=html, contact=args.contact, examples=args.examples,
                           long_label=args.long_label, blank_std=args.blank_std)
     print(format_summary(report))

@@ -2,10 +2,9 @@
 base64 data URIs. No scripts and no external resources, so it opens offline and can be mailed around."""
 from __future__ import annotations
 
-import unicodedata
 from html import escape
 
-from ocrvl_ray.report.inspect import FLAGS, data_uri
+from ocrvl_ray.report.inspect import FLAGS, data_uri, unusual_char
 
 _CSS = """
 body{font-family:"Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",NanumGothic,
@@ -30,14 +29,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 def _label_html(text: str) -> str:
     """Escape a label; show invisible/unusual characters as visible ``U+XXXX`` marks."""
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if (cat in ("Cc", "Co", "Cs", "Cn", "Cf") and ch != "\n") or ch == "\ufffd":
-            out.append(f'<span class="uc">U+{ord(ch):04X}</span>')
-        else:
-            out.append(escape(ch))
-    return "".join(out)
+    return "".join(f'<span class="uc">U+{ord(ch):04X}</span>' if unusual_char(ch) else escape(ch) for ch in text)
 
 
 def _bars(title: str, rows: list[tuple[str, int]], note: str = "") -> str:
@@ -77,6 +69,7 @@ def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
         f"<h1>LMDB data report</h1><div class=\"path\">{escape(r['path'])} · index_base {s['index_base']}"
         f" · label_format {escape(str(s['label_format']))}</div>",
         f'<div class="health {"ok" if h["ok"] else "bad"}">{escape(h["line"])}</div>',
+        *(f"<p>note: {escape(n)}</p>" for n in h["notes"]),
         '<h2>Counts</h2><div class="grid">',
         _bars("by dataset", list(r["counts"]["dataset"].items())),
         _bars("by sample kind", list(r["counts"]["sample_kind"].items())),

@@ -14,7 +14,9 @@ import json
 import os
 import pickle
 import unicodedata
+from bisect import bisect_right
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ _THUMB = (360, 200)
 
 # ------------------------------------------------------------------------------------------ text
 
+@lru_cache(maxsize=None)
 def char_class(ch: str) -> str:
     """One of CHAR_CLASSES for a single character."""
     cp = ord(ch)
@@ -58,16 +61,19 @@ def char_class(ch: str) -> str:
     return "other"
 
 
+@lru_cache(maxsize=None)
+def unusual_char(ch: str) -> str | None:
+    cat = unicodedata.category(ch)
+    if (cat == "Cc" and ch != "\n") or cat in ("Co", "Cs", "Cn", "Cf") or ch == "\ufffd":
+        kind = {"Cc": "control", "Co": "private use", "Cs": "surrogate", "Cn": "unassigned",
+                "Cf": "format"}.get(cat, "replacement")
+        return f"U+{ord(ch):04X} {kind}"
+    return None
+
+
 def unusual_chars(text: str) -> list[str]:
-    """Characters that should not be in an OCR label, as ``U+XXXX name`` (newline is allowed)."""
-    out = []
-    for ch in dict.fromkeys(text):
-        cat = unicodedata.category(ch)
-        if (cat == "Cc" and ch != "\n") or cat in ("Co", "Cs", "Cn", "Cf") or ch == "\ufffd":
-            kind = {"Cc": "control", "Co": "private use", "Cs": "surrogate", "Cn": "unassigned",
-                    "Cf": "format"}.get(cat, "replacement")
-            out.append(f"U+{ord(ch):04X} {kind}")
-    return out
+    """Characters that should not be in an OCR label, as ``U+XXXX kind`` (newline is allowed)."""
+    return [u for u in map(unusual_char, dict.fromkeys(text)) if u]
 
 
 class _NoGlobalsUnpickler(pickle.Unpickler):
@@ -96,14 +102,46 @@ def decode_label(raw: bytes, pickled: bool) -> str:
 
 # ------------------------------------------------------------------------------------------ pixels
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header without decoding; None if not a parseable JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        m = data[i + 1]
+        if m == 0xFF:                                   # fill byte
+            i += 1
+        elif 0xD0 <= m <= 0xD8 or m == 0x01:            # markers without a length
+            i += 2
+        elif 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):   # SOFn: P, Y, X
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
 def crop_stats(data: bytes) -> tuple[int, int, float]:
-    """(width, height, grayscale std) from a reduced-scale decode; raises on undecodable bytes."""
+    """(width, height, grayscale std) from a 1/8-scale decode; raises ValueError on undecodable bytes.
+
+    JPEG: size from the header, pixels via libjpeg's DCT-domain downscale (OpenCV); a JPEG without its
+    end marker counts as truncated. Other formats: PIL, downscaled to 256 px.
+    """
+    size = jpeg_size(data)
+    if size is not None:
+        import cv2
+
+        if data.rstrip(b"\0")[-2:] != b"\xff\xd9":
+            raise ValueError("truncated JPEG (no end marker)")
+        g = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        if g is None or min(size) <= 0:
+            raise ValueError("JPEG does not decode")
+        return size[0], size[1], float(cv2.meanStdDev(g)[1][0, 0])
     im = Image.open(io.BytesIO(data))
     w, h = im.size
-    im.draft("L", (max(1, w // 8), max(1, h // 8)))   # JPEG: DCT-domain downscale, no full decode
     g = im.convert("L")
-    if max(g.size) > 256:
-        g.thumbnail((256, 256), Image.BILINEAR)
+    g.thumbnail((256, 256), Image.BILINEAR)
     return w, h, float(np.asarray(g, dtype=np.float32).std())
 
 
@@ -132,7 +170,7 @@ class Histogram:
         self.n, self.total, self.min, self.max = 0, 0, None, None
 
     def add(self, v: int) -> None:
-        self.counts[int(np.searchsorted(self.edges, v, side="right"))] += 1
+        self.counts[bisect_right(self.edges, v)] += 1
         self.n += 1
         self.total += v
         self.min = v if self.min is None else min(self.min, v)
@@ -219,20 +257,31 @@ def _health(n: int, declared: int | None, base: int, scan: dict, stats: dict) ->
         problems.append(f"{n_out} sample key(s) outside {base}..{base + n - 1}{hint}")
     if stats["undecodable"]:
         problems.append(f"{stats['undecodable']} image(s) do not decode")
+    notes = []
+    if base == 0:
+        notes.append("index_base 0 (FAST tools): the erniekit reader reads keys 1..N and never sees sample 0")
     summary = (f"{n} samples; image {found['image']}/{n}, label {found['label']}/{n}, meta {found['meta']}/{n}")
     line = (f"health: OK — {summary}" if not problems
             else f"health: {len(problems)} problem(s) — {'; '.join(problems)}")
-    return {"ok": not problems, "problems": problems, "line": line, "found": found}
+    return {"ok": not problems, "problems": problems, "notes": notes, "line": line, "found": found}
 
 
 # ------------------------------------------------------------------------------------------ main
 
-def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | None = None, contact: int = 48, *,
+def default_html_path(lmdb: str | os.PathLike) -> str:
+    """``out/x_layout.lmdb`` -> ``out/x_layout.lmdb.report.html`` (beside the LMDB directory)."""
+    return str(Path(os.fspath(lmdb).rstrip("/\\"))) + ".report.html"
+
+
+def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None = None, contact: int = 48, *,
                  examples: int = 12, long_label: int = 1000, blank_std: float = 3.0) -> dict:
-    """Summarise the LMDB at ``path``; write a self-contained HTML report to ``html`` when given.
+    """Summarise the LMDB at ``path``; write a self-contained HTML report to ``html`` when given
+    (``html=True``: ``default_html_path(path)``).
 
     Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health).
     """
+    if html is True:
+        html = default_html_path(path)
     p, env = _open(path)
     thumbs: dict[int, bytes] = {}
     try:
@@ -243,9 +292,20 @@ def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | None = None,
     if html:
         from ocrvl_ray.report.html import render_html
 
+        Path(html).parent.mkdir(parents=True, exist_ok=True)
         Path(html).write_text(render_html(report, thumbs), encoding="utf-8")
         report["html"] = str(html)
     return report
+
+
+def _read_sample(txn, num: int) -> tuple[bytes | None, bytes | None, bool, bytes | None]:
+    """(image, label bytes, label is pickled, meta) of key number ``num``, with the reader's fallbacks."""
+    img = txn.get(schema.key(schema.IMAGE_FMT, num)) or txn.get(schema.key(schema.IMG_FALLBACK_FMT, num))
+    label = txn.get(schema.key(schema.GT_FMT, num))
+    pickled = label is not None
+    if label is None:
+        label = txn.get(schema.key(schema.LABEL_FMT, num)) or txn.get(schema.key(schema.TEXT_FALLBACK_FMT, num))
+    return img, label, pickled, txn.get(schema.key(schema.META_FMT, num))
 
 
 def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blank_std: float,
@@ -276,12 +336,7 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
 
     for i in range(n):
         num = i + base
-        img = txn.get((schema.IMAGE_FMT % num).encode()) or txn.get(b"img-%09d" % num)
-        label_raw, pickled = txn.get((schema.GT_FMT % num).encode()), True
-        if label_raw is None:
-            pickled = False
-            label_raw = txn.get((schema.LABEL_FMT % num).encode()) or txn.get(b"text-%09d" % num)
-        meta_raw = txn.get((schema.META_FMT % num).encode())
+        img, label_raw, pickled, meta_raw = _read_sample(txn, num)
         meta: dict[str, Any] = {}
         if meta_raw is None:
             stats["missing_meta"] += 1
@@ -326,7 +381,7 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
                     flags.append(("tiny_crop", f"{w}x{h}"))
             except Exception as e:  # any decoder error means the same thing here
                 stats["undecodable"] += 1
-                flags.append(("undecodable_image", type(e).__name__))
+                flags.append(("undecodable_image", f"{type(e).__name__}: {e}"[:120]))
         if label_raw is not None:
             if len(text) > long_label:
                 flags.append(("long_label", f"{len(text)} chars"))
@@ -386,6 +441,7 @@ def format_summary(r: dict) -> str:
     s = r["schema"]
     out = [f"LMDB {r['path']}  (index_base {s['index_base']}, label_format {s['label_format']}"
            f"{'' if s['declared'] else ', no ocrvl-schema key'})", r["health"]["line"]]
+    out += [f"note: {note}" for note in r["health"]["notes"]]
     if r["pages"]:
         out.append("pages: " + ", ".join(f"{k} {v}" for k, v in r["pages"].items()))
     for key, title in (("dataset", "by dataset"), ("sample_kind", "by sample kind"),
