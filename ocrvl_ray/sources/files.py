@@ -155,8 +155,13 @@ def stream_collection(src: Source, dataset: str, opts: Options, partitions: int,
     with tempfile.TemporaryDirectory(prefix="ocrvl-spill-", dir=tmp_dir) as d:
         spill = _Spill(d, partitions)
         firsts = _spill_stream(src, spill, partitions, skips)
+        if firsts is Skip.UNKNOWN_FORMAT:  # no images[]: a page document after all, read it whole
+            out = PageBatch()
+            read_file(src, dataset, opts, out, skips)
+            yield (out.to_table() if len(out) else None), skips.to_dict()
+            return
         if isinstance(firsts, Skip):
-            if firsts is not Skip.ERROR:
+            if firsts is not Skip.ERROR:  # ERROR was counted with its cause
                 skips.add(firsts, src.rel)
             yield None, skips.to_dict()
             return

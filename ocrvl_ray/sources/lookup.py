@@ -132,8 +132,11 @@ def load_legacy(path: str) -> dict[str, str]:
         data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
         obj = _NoGlobals(io.BytesIO(data)).load()
     except pickle.UnpicklingError as e:
-        raise OcrvlError(f"{path} is not a plain legacy lookup ({e}); only a pickled dict of "
-                         f"file name -> path strings is accepted") from None
+        if str(e).startswith("refusing"):
+            raise OcrvlError(f"{path} is not a plain legacy lookup ({e}); only a pickled dict of "
+                             f"file name -> path strings is accepted") from None
+        raise OcrvlError(f"{path} is not a readable pickle ({e}); expected the gzip pickle written by "
+                         f"convert_lookup_to_pickle.py") from None
     except (EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError) as e:
         raise OcrvlError(f"{path} is not a readable pickle ({type(e).__name__}); expected the gzip "
                          f"pickle written by convert_lookup_to_pickle.py") from None
