@@ -81,10 +81,11 @@ def test_project_rules_catch_unsafe_copies(cfg):
     c["docker"]["head_run_options"] = []
     c["head_start_ray_commands"] = ["ray start --head --dashboard-host 0.0.0.0"]
     del c["file_mounts"]["~/ocrvl-ray"]
+    del c["available_node_types"]["gpu"]["node_config"]["ImageId"]
     ray_validate(c)   # all of this is valid for Ray itself
     problems = " | ".join(project_problems(c))
     for needle in ("min_workers 1", "port 8265 to the internet", "does not bind the output volume /data",
-                   "dashboard on all interfaces", "does not sync the repository"):
+                   "dashboard on all interfaces", "does not sync the repository", "'gpu' has no ImageId"):
         assert needle in problems
     # an internal rule (from the cluster's own group) on 8265 is fine
     c2 = copy.deepcopy(cfg)

@@ -169,6 +169,11 @@ def project_problems(cfg: dict, output_mount: str = "/data", repo_mount: str = "
         if name != head and gpus and nt.get("min_workers", 0) != 0:
             problems.append(f"GPU worker type {name!r} has min_workers {nt.get('min_workers')}: use 0 "
                             "so idle GPUs are released")
+    if cfg.get("provider", {}).get("type") == "aws":
+        for name, nt in types.items():
+            if str(nt.get("node_config", {}).get("ImageId", "")).lower() in ("", "latest_dlami"):
+                problems.append(f"node type {name!r} has no ImageId: Ray's default AMI (CUDA 11.2 driver) "
+                                "cannot run the CUDA 12.6 image")
     if not any(nt.get("resources", {}).get("GPU", 0) for n, nt in types.items() if n != head):
         problems.append("no GPU worker type: detection and training need one")
     docker = cfg.get("docker", {})
