@@ -420,7 +420,8 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
         "crop_height": heights.to_dict(),
         "char_classes": {c: {"chars": chars[c], "share": round(chars[c] / total_chars, 4) if total_chars else 0.0,
                              "samples": samples_with[c]} for c in CHAR_CLASSES},
-        "other_chars": [{"char": ch, "code": f"U+{ord(ch):04X}", "name": unicodedata.name(ch, "?"), "count": c}
+        "other_chars": [{"char": ch, "code": f"U+{ord(ch):04X}", "count": c,
+                         "name": unicodedata.name(ch, "") or f"<{unicodedata.category(ch)}>"}
                         for ch, c in other_chars.most_common(20)],
         "suspicious": flagged,
         "contact": sheet,
