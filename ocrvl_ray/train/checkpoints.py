@@ -1,0 +1,155 @@
+"""The trainer's ``checkpoint-N/`` folders on disk: find finished ones, stage them for reporting,
+restore one for resuming, and read their metrics. Plain filesystem code (no Ray, no Paddle).
+
+A paddleformers checkpoint is written file by file: weights, ``trainer_state.json``, RNG state,
+optimizer, and ``scheduler.pdparams`` last. A folder counts as finished when ``trainer_state.json`` and
+``scheduler.pdparams`` exist and nothing in it changed for ``settle_s`` seconds, or when a newer
+checkpoint exists or the trainer has exited (then ``trainer_state.json`` suffices).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+LAST_FILE = "scheduler.pdparams"
+STAGING = ".ocrvl-staging"
+#: Numeric fields of paddleformers' log entries that we stream as metrics.
+METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "epoch", "progress_or_epoch", "train_loss")
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> dict[int, Path]:
+    """``{step: path}`` of ``checkpoint-N`` folders directly under ``output_dir``."""
+    d = Path(output_dir)
+    if not d.is_dir():
+        return {}
+    out = {}
+    for p in d.iterdir():
+        m = CKPT_RE.match(p.name)
+        if m and p.is_dir():
+            out[int(m.group(1))] = p
+    return dict(sorted(out.items()))
+
+
+def signature(path: Path) -> tuple[int, int] | None:
+    """Identity of one write of a checkpoint: (mtime_ns, size) of its trainer state, or None."""
+    try:
+        st = (path / STATE_FILE).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def is_finished(path: Path, *, settled_before: float, newer_exists: bool, trainer_exited: bool) -> bool:
+    if not (path / STATE_FILE).is_file():
+        return False
+    if newer_exists or trainer_exited:
+        return True
+    if not (path / LAST_FILE).is_file():
+        return False
+    try:
+        newest = max(f.stat().st_mtime for f in path.rglob("*") if f.is_file())
+    except (OSError, ValueError):
+        return False
+    return newest <= settled_before
+
+
+class CheckpointWatcher:
+    """Yields each finished checkpoint write once; ignores what was on disk when it started and steps
+    at or below ``after_step`` (the checkpoint a restarted run resumed from)."""
+
+    def __init__(self, output_dir: str | os.PathLike, after_step: int = -1, settle_s: float = 1.0):
+        self.output_dir = Path(output_dir)
+        self.after_step = after_step
+        self.settle_s = settle_s
+        self.seen = {step: signature(p) for step, p in list_checkpoints(self.output_dir).items()}
+
+    def poll(self, trainer_exited: bool = False) -> list[int]:
+        found = list_checkpoints(self.output_dir)
+        newest = max(found, default=-1)
+        settled_before = time.time() - self.settle_s
+        new = []
+        for step, path in found.items():
+            sig = signature(path)
+            if step <= self.after_step or sig is None or self.seen.get(step) == sig:
+                continue
+            if is_finished(path, settled_before=settled_before, newer_exists=step < newest,
+                           trainer_exited=trainer_exited):
+                self.seen[step] = sig
+                new.append(step)
+        return new
+
+
+def stage(src: Path, staging_root: Path) -> Path | None:
+    """Hard-link copy of ``src`` (falls back to copying), so the trainer may rotate ``src`` away while
+    it is uploaded. None when ``src`` vanished meanwhile (``save_total_limit`` rotation)."""
+    dst = staging_root / f"{src.name}-{uuid.uuid4().hex[:8]}"
+
+    def link_or_copy(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    try:
+        shutil.copytree(src, dst, copy_function=link_or_copy)
+    except (FileNotFoundError, shutil.Error):
+        shutil.rmtree(dst, ignore_errors=True)
+        return None
+    return dst
+
+
+def restore(src: str | os.PathLike, output_dir: str | os.PathLike, step: int) -> Path:
+    """Put a stored checkpoint back as ``output_dir/checkpoint-<step>`` (atomic rename of a full copy)."""
+    target = Path(output_dir) / f"checkpoint-{step}"
+    tmp = Path(output_dir) / f".restore-{target.name}-{uuid.uuid4().hex[:8]}"
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """Global step of a checkpoint: from its folder name ``checkpoint-N``, else its trainer state."""
+    p = Path(path)
+    m = CKPT_RE.match(p.name)
+    if m:
+        return int(m.group(1))
+    try:
+        return int(json.loads((p / STATE_FILE).read_text())["global_step"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{p} is neither named checkpoint-N nor holds {STATE_FILE} with global_step") from e
+
+
+def log_metrics(step: int, logs: dict[str, Any]) -> dict[str, float]:
+    """The streamed form of one paddleformers log entry: ``step`` plus the numeric METRIC_KEYS."""
+    out: dict[str, float] = {"step": int(step)}
+    for k in METRIC_KEYS:
+        v = logs.get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
+def checkpoint_metrics(path: Path, logs: list[dict[str, float]]) -> dict[str, float]:
+    """Metrics for a checkpoint report: its step, epoch, and the latest streamed log at or before it
+    (paddleformers keeps no log history in ``trainer_state.json``)."""
+    step = checkpoint_step(path)
+    merged: dict[str, Any] = {}
+    try:
+        merged["epoch"] = json.loads((path / STATE_FILE).read_text()).get("epoch")
+    except (OSError, ValueError):
+        pass
+    for entry in logs:
+        if entry.get("step", -1) <= step:
+            merged.update({k: v for k, v in entry.items() if k != "step"})
+    return log_metrics(step, merged)

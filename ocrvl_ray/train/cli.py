@@ -1,0 +1,45 @@
+"""``ocrvl train CONFIG.yaml [key=value ...]``: erniekit's config and overrides, run under Ray Train."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ocrvl_ray.config import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="erniekit training YAML (e.g. run_ocr_vl_sft_16k.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="erniekit keys (max_steps=100, output_dir=...) and ours (num_workers=8, "
+                             "storage_path=s3://..., run_name=..., max_failures=2, entry=mod:fn, "
+                             "ernie_root=..., mode=launcher); see docs/train.md")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config and the pre-flight findings, do not train")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocrvl_ray.train.config import load_train_config, run_name_for
+    from ocrvl_ray.train.run import check
+
+    items = ([args.config] if args.config else []) + list(args.overrides)
+    yaml_path = items[0] if items and "=" not in items[0] else None
+    overrides = items[1:] if yaml_path else items
+    if yaml_path is not None and not yaml_path.endswith((".yaml", ".yml")):
+        raise ConfigError(f"argument {yaml_path!r} is neither a .yaml config nor key=value")
+    ours, train_args = load_train_config(yaml_path, overrides)
+    if args.dry_run:
+        import yaml
+        print(yaml.safe_dump({"ocrvl": ours.model_dump(), "run_name": run_name_for(ours, train_args),
+                              "erniekit": train_args}, allow_unicode=True, sort_keys=False), end="")
+    check(ours, train_args)
+    if args.dry_run:
+        return 0
+
+    from ocrvl_ray.runtime import init_ray
+    from ocrvl_ray.train.run import fit
+
+    init_ray()
+    result = fit(ours, train_args)
+    ckpt = result.checkpoint
+    print(f"ocrvl train: done; latest checkpoint {ckpt.path if ckpt else '(none reported)'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,91 @@
+"""The training config: erniekit's YAML + ``key=value`` overrides, with our Ray keys beside them.
+
+Parsing is erniekit's own (``erniekit/hparams/parser.py::read_args``): the YAML is read with
+``yaml.safe_load``, the overrides with ``OmegaConf.from_cli`` and merged over it, then turned into a plain
+dict. Our keys (:data:`OUR_KEYS`) are popped out of that dict and validated by :class:`TrainConfig`;
+everything else goes to the entry (erniekit) untouched. Precedence for our keys: command line >
+environment (``ERNIE_ROOT``) > YAML > defaults.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Sequence
+
+from pydantic import Field, ValidationError
+
+from ocrvl_ray.config import ConfigError, JobConfig, deep_merge, env_overrides, load_yaml
+
+DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
+
+
+class TrainConfig(JobConfig):
+    """Our keys; they sit beside erniekit's in the same YAML / ``key=value`` syntax."""
+    num_workers: int = Field(1, ge=1)            # in-process: one per GPU; launcher: one per node
+    use_gpu: Optional[bool] = None              # None: use GPUs when the cluster has any
+    gpus_per_worker: int = Field(1, ge=1)       # launcher mode: GPUs per node
+    cpus_per_worker: float = Field(1.0, ge=0)
+    storage_path: Optional[str] = None          # local path, NFS or cloud URI; None: ~/ray_results
+    run_name: Optional[str] = None              # None: the basename of output_dir (re-running resumes)
+    max_failures: int = Field(1, ge=-1)         # worker-group restarts; -1 = unlimited
+    num_to_keep: Optional[int] = Field(None, ge=1)  # checkpoints kept in storage; None = all
+    entry: str = DEFAULT_ENTRY                  # module:function called in every worker with the config dict
+    ernie_root: Optional[str] = None            # the ERNIE checkout (ernie/, data_processor/, erniekit/)
+    mode: Literal["in-process", "launcher"] = "in-process"
+    watch_interval_s: float = Field(2.0, gt=0)  # how often output_dir is scanned for checkpoint-N
+    preflight: bool = True                      # audit the config before starting Ray Train
+
+    ENV_OVERRIDES = {"ERNIE_ROOT": ("ernie_root", str)}
+
+
+OUR_KEYS = frozenset(TrainConfig.model_fields)
+
+
+def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str]) -> dict[str, Any]:
+    """Exactly what ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    base = load_yaml(yaml_path) if yaml_path else {}
+    try:
+        cli = OmegaConf.from_cli(list(overrides))
+        return OmegaConf.to_container(OmegaConf.merge(base, cli))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+
+
+def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                      env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+                      ) -> tuple[TrainConfig, dict[str, Any]]:
+    """(our typed keys, erniekit's dict). Relative ``output_dir``/``logging_dir`` become absolute
+    against ``cwd`` (Ray workers do not share the driver's working directory)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. max_steps=100)")
+    from_yaml = load_yaml(yaml_path) if yaml_path else {}
+    merged = erniekit_args(yaml_path, overrides)
+    cli_keys = {o.split("=", 1)[0].strip().lstrip("-").split(".")[0] for o in overrides}
+    ours_yaml = {k: from_yaml[k] for k in OUR_KEYS if k in from_yaml}
+    ours_cli = {k: merged[k] for k in OUR_KEYS if k in merged and k in cli_keys}
+    data = deep_merge(deep_merge(ours_yaml, env_overrides(TrainConfig, os.environ if env is None else env)),
+                      ours_cli)
+    try:
+        ours = TrainConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"config key {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
+    rest = {k: v for k, v in merged.items() if k not in OUR_KEYS}
+    base = Path(cwd or os.getcwd())
+    for key in ("output_dir", "logging_dir"):
+        if isinstance(rest.get(key), str) and rest[key] and "://" not in rest[key]:
+            rest[key] = str((base / rest[key]).resolve())
+    return ours, rest
+
+
+def run_name_for(ours: TrainConfig, args: Mapping[str, Any]) -> str:
+    """The Ray Train run name: ``run_name`` or the basename of ``output_dir``."""
+    if ours.run_name:
+        return ours.run_name
+    out = str(args.get("output_dir") or "").rstrip("/")
+    return os.path.basename(out) or "ocrvl-train"

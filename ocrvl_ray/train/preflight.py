@@ -1,0 +1,120 @@
+"""Pre-flight audit of a training config: one clear line per problem, before any worker starts.
+
+Checks (on the driver's filesystem): every LMDB the erniekit reader will open exists, opens read-only,
+has ``num-samples`` > 0 and no spaces in its path; ``output_dir`` is set and writable; the LoRA target
+list is not silently reduced to ``o_proj``/``down_proj``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ocrvl_ray.sink.schema import NUM_SAMPLES
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str      # "error" stops the run, "warning" is printed
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.message}"
+
+
+def lmdb_paths(args: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(config key, path) of every LMDB the reader opens: ``train_lmdb_paths`` (comma-separated) and
+    ``train_dataset_path``/``eval_dataset_path`` when they end in ``.lmdb``."""
+    out = [("train_lmdb_paths", p) for p in _items(args.get("train_lmdb_paths"))]
+    for key in ("train_dataset_path", "eval_dataset_path"):
+        out += [(key, p) for p in _items(args.get(key)) if p.rstrip("/").endswith(".lmdb")]
+    return out
+
+
+def _items(value: Any) -> list[str]:
+    """A comma-separated string (or a YAML list) as a list of non-empty, stripped items."""
+    if not value:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def check_lmdb(key: str, path: str) -> list[Finding]:
+    if " " in path:
+        return [Finding("error", f"{key}: LMDB path {path!r} contains a space; the erniekit reader strips "
+                                 "spaces from the path list, so rename the folder")]
+    p = Path(path)
+    if not p.is_dir():
+        what = "is a file, not an LMDB directory" if p.exists() else "does not exist"
+        return [Finding("error", f"{key}: LMDB {path} {what}; build it with `ocrvl layout` or fix the path")]
+    import lmdb
+
+    try:
+        env = lmdb.open(str(p), readonly=True, lock=False, readahead=False, subdir=True)
+    except lmdb.Error as e:
+        return [Finding("error", f"{key}: LMDB {path} cannot be opened read-only ({e}); is it a complete LMDB?")]
+    try:
+        with env.begin() as txn:
+            raw = txn.get(NUM_SAMPLES)
+    finally:
+        env.close()
+    try:
+        n = int(raw.decode("ascii")) if raw is not None else None
+    except (UnicodeDecodeError, ValueError):
+        n = None
+    if n is None:
+        return [Finding("error", f"{key}: LMDB {path} has no valid 'num-samples' key; it was not written by "
+                                 "a finished `ocrvl layout` run")]
+    if n <= 0:
+        return [Finding("error", f"{key}: LMDB {path} has num-samples={n}; it holds no training samples")]
+    return []
+
+
+def check_output_dir(args: Mapping[str, Any]) -> list[Finding]:
+    out = args.get("output_dir")
+    if not out:
+        return [Finding("error", "output_dir is not set; add output_dir: /path/to/run to the YAML")]
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".ocrvl-write-test-"):
+            pass
+    except OSError as e:
+        return [Finding("error", f"output_dir {out} is not writable ({e.strerror or e}); "
+                                 "choose a directory you can write")]
+    return []
+
+
+def check_lora_targets(args: Mapping[str, Any]) -> list[Finding]:
+    """erniekit's default LoRA targets for OCR-VL-SFT (without ``use_huggingface_model``) name the fused
+    ``qkv_proj``/``up_gate_proj``, which PaddleOCR-VL does not have: only o_proj and down_proj adapt."""
+    lora = str(args.get("fine_tuning", "")).lower() == "lora" or args.get("lora") is True
+    stage = str(args.get("stage", ""))
+    if lora and "OCR-VL" in stage and not args.get("use_huggingface_model", False):
+        return [Finding("warning", "LoRA will adapt only o_proj and down_proj: erniekit's default targets "
+                                   "for OCR-VL-SFT expect fused qkv_proj/up_gate_proj, which PaddleOCR-VL does "
+                                   "not have; set use_huggingface_model=True to adapt q/k/v/o/gate/up/down")]
+    return []
+
+
+def check_lmdb_probs(args: Mapping[str, Any]) -> list[Finding]:
+    paths, probs = args.get("train_lmdb_paths"), args.get("train_lmdb_prob")
+    if not paths or probs is None:
+        return []
+    n_paths, n_probs = len(_items(paths)), len(_items(probs))
+    if n_paths != n_probs:
+        return [Finding("error", f"train_lmdb_prob has {n_probs} value(s) for {n_paths} path(s) in "
+                                 "train_lmdb_paths; give one probability per LMDB")]
+    return []
+
+
+def audit(args: Mapping[str, Any]) -> list[Finding]:
+    """All findings for erniekit's config dict, errors first."""
+    found: list[Finding] = []
+    for key, path in lmdb_paths(args):
+        found += check_lmdb(key, path)
+    found += check_lmdb_probs(args)
+    found += check_output_dir(args)
+    found += check_lora_targets(args)
+    return sorted(found, key=lambda f: f.level != "error")

@@ -1,0 +1,59 @@
+"""Driver side: build the Ray Train ``DataParallelTrainer`` for a training config and run it."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.train.config import TrainConfig, run_name_for
+from ocrvl_ray.train.preflight import audit
+
+log = logging.getLogger("ocrvl.train")
+
+
+def check(ours: TrainConfig, args: dict[str, Any], echo=print) -> None:
+    """Pre-flight: print every finding on its own line; raise when any is an error."""
+    findings = audit(args) if ours.preflight else []
+    for f in findings:
+        echo(f"ocrvl train: {f}")
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        raise OcrvlError(f"pre-flight found {len(errors)} problem(s) listed above; fix them "
+                         "(or skip the audit with preflight=false)")
+    if ours.entry.endswith(":erniekit") and ours.mode == "in-process":
+        from ocrvl_ray.train.entries import ernie_checkout
+        ernie_checkout(ours.ernie_root)
+
+
+def build_trainer(ours: TrainConfig, args: dict[str, Any]):
+    """The DataParallelTrainer (Paddle backend) for our keys + the entry's config dict."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from ocrvl_ray.train.backend import PaddleConfig
+    from ocrvl_ray.train.worker import train_loop_per_worker
+
+    use_gpu = ours.use_gpu if ours.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+    resources = {"CPU": ours.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = ours.gpus_per_worker if ours.mode == "launcher" else 1
+    payload = {"entry": ours.entry, "args": args, "mode": ours.mode,
+               "watch_interval_s": ours.watch_interval_s, "ernie_root": ours.ernie_root}
+    return DataParallelTrainer(
+        train_loop_per_worker, train_loop_config=payload,
+        backend_config=PaddleConfig(mode=ours.mode),
+        scaling_config=ScalingConfig(num_workers=ours.num_workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources,
+                                     placement_strategy="STRICT_SPREAD" if ours.mode == "launcher" else "PACK"),
+        run_config=RunConfig(name=run_name_for(ours, args), storage_path=ours.storage_path,
+                             failure_config=FailureConfig(max_failures=ours.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=ours.num_to_keep)))
+
+
+def fit(ours: TrainConfig, args: dict[str, Any]):
+    """Run training to the end; returns Ray Train's ``Result`` (``.checkpoint`` = latest checkpoint-N)."""
+    result = build_trainer(ours, args).fit()
+    if result.checkpoint is not None:
+        log.info("latest checkpoint: %s", result.checkpoint.path)
+    return result

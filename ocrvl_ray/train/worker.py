@@ -1,0 +1,166 @@
+"""The function every Ray Train worker runs: restore, run the entry, report what it writes.
+
+1. If Ray Train has a checkpoint (a restart after a failure, or a re-run with the same run name) it is
+   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it.
+2. The entry runs in a thread (in-process) or as ``paddle.distributed.launch`` (launcher mode).
+3. Meanwhile rank 0 scans ``output_dir`` every ``watch_interval_s``; each finished ``checkpoint-N`` is
+   reported with ``ray.train.report(metrics, checkpoint=...)`` as ``checkpoint-N`` in storage. Log lines
+   of a paddleformers Trainer (step, loss, learning rate) stream as metric-only reports. Every rank takes
+   part in each report (it is a barrier); rank 0 broadcasts what to report.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ocrvl_ray.train import checkpoints as ck
+
+log = logging.getLogger("ocrvl.train")
+_LOGS: "queue.Queue[dict]" = queue.Queue()
+
+
+class EntryRunner(threading.Thread):
+    """Runs ``fn(config)`` once; keeps its exception for :meth:`raise_if_failed`."""
+
+    def __init__(self, fn: Callable[[dict], Any], config: dict):
+        super().__init__(name="ocrvl-entry", daemon=True)
+        self.fn, self.config, self.error = fn, config, None
+
+    def run(self) -> None:
+        try:
+            self.fn(self.config)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the reporting thread
+            self.error = e
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def run_launcher(payload: dict, config: dict) -> None:
+    """Launcher mode: write the resolved config, run this node's ``paddle.distributed.launch``."""
+    from ocrvl_ray.train.entries import launcher_command
+
+    out = Path(config["output_dir"])
+    meta = out / ".ocrvl"
+    meta.mkdir(parents=True, exist_ok=True)
+    cfg_file = meta / f"train_config.node{os.environ['PADDLE_RANK']}.yaml"
+    cfg_file.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    cmd = launcher_command(payload["entry"], str(cfg_file), os.environ, str(meta / "launch_logs"),
+                           payload.get("ernie_root"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_TRAINER", "PADDLE_CURRENT"))}
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"paddle.distributed.launch exited with {proc.returncode}; "
+                           f"see {meta / 'launch_logs'}")
+
+
+def _install_log_stream() -> None:
+    """Every paddleformers Trainer created in this process also puts its log entries on ``_LOGS``."""
+    import importlib.util
+
+    if importlib.util.find_spec("paddleformers") is None:
+        return
+    from paddleformers.trainer import trainer as pf_trainer
+    from paddleformers.trainer.trainer_callback import TrainerCallback
+
+    class StreamLogs(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                _LOGS.put(ck.log_metrics(state.global_step, logs))
+
+    if not any(getattr(c, "__name__", "") == "StreamLogs" for c in pf_trainer.DEFAULT_CALLBACKS):
+        pf_trainer.DEFAULT_CALLBACKS.append(StreamLogs)
+
+
+def _drain() -> list[dict]:
+    out = []
+    while True:
+        try:
+            out.append(_LOGS.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def _restore(config: dict, local_rank: int) -> int:
+    """Copy Ray Train's latest checkpoint back into output_dir; returns its step or -1."""
+    import ray.train
+    from ray.train.collective import barrier
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return -1
+    step = ck.checkpoint_step(checkpoint.path)
+    out = Path(config["output_dir"])
+    if local_rank == 0:
+        with checkpoint.as_directory() as d:
+            ck.restore(d, out, step)
+    barrier()
+    config["resume_from_checkpoint"] = str(out / f"checkpoint-{step}")
+    log.info("resuming from %s (stored at %s)", config["resume_from_checkpoint"], checkpoint.path)
+    return step
+
+
+def train_loop_per_worker(payload: dict) -> None:
+    """``payload``: entry, args (the entry's config dict), mode, watch_interval_s, ernie_root."""
+    import ray.train
+    from ray.train import Checkpoint
+    from ray.train.collective import broadcast_from_rank_zero
+
+    from ocrvl_ray.train.entries import load_entry
+
+    ctx = ray.train.get_context()
+    rank, local_rank = ctx.get_world_rank(), ctx.get_local_rank()
+    config = dict(payload["args"])
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    if payload.get("ernie_root"):
+        os.environ["ERNIE_ROOT"] = payload["ernie_root"]
+    resumed = _restore(config, local_rank)
+
+    if payload.get("mode") == "launcher":
+        runner = EntryRunner(lambda cfg: run_launcher(payload, cfg), config)
+    else:
+        _install_log_stream()
+        _drain()
+        runner = EntryRunner(load_entry(payload["entry"]), config)
+    watcher = ck.CheckpointWatcher(out, after_step=resumed)
+    logs: list[dict] = []
+    runner.start()
+    while True:
+        runner.join(payload.get("watch_interval_s", 2.0))
+        runner.raise_if_failed()
+        news, staged = None, {}
+        fresh = _drain()
+        if rank == 0:
+            logs = (logs + fresh)[-200:]
+            exited = not runner.is_alive()
+            for step in watcher.poll(trainer_exited=exited):
+                path = ck.stage(out / f"checkpoint-{step}", out / ck.STAGING)
+                if path is not None:
+                    staged[step] = path
+            news = {"done": exited, "logs": len(fresh), "steps": sorted(staged)}
+        news = broadcast_from_rank_zero(news)
+        for entry in fresh if rank == 0 else [{}] * news["logs"]:
+            ray.train.report(entry)
+        for step in news["steps"]:
+            if rank == 0:
+                metrics = ck.checkpoint_metrics(staged[step], logs)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(staged[step])),
+                                 checkpoint_dir_name=f"checkpoint-{step}")
+                shutil.rmtree(staged[step], ignore_errors=True)
+                log.info("reported checkpoint-%d %s", step, metrics)
+            else:
+                ray.train.report({}, checkpoint_dir_name=f"checkpoint-{step}")
+        if news["done"]:
+            break
+    runner.join()
+    runner.raise_if_failed()
