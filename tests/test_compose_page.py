@@ -279,3 +279,15 @@ def test_text_in_wild_hides_characters_outside_every_word():
     assert crop[4:16, 47:53].mean() > 200                     # x 57..63 of the page
     assert crop[2:18, 2:38].mean() < 40 and crop[2:18, 62:78].mean() < 40
     assert Skip.EMPTY_TEXT.value not in run(page, img, [layout(0, 0, 100, 50)]).skips.counts
+
+
+def test_handwriting_cells_win_over_layout_and_empty_words_are_hidden():
+    words = [word(1, 10, 10, 40, 30, "셀"), word(2, 60, 10, 90, 30, ""), word(3, 10, 60, 40, 80, "글")]
+    page, img = page_of(words, dataset="handwriting")
+    regions = [layout(0, 0, 100, 50, "table", order=1), layout(0, 55, 100, 90, order=2)]
+    res = run(page, img, regions, [cell(0, 0, 100, 50, table=0)], jpeg_quality=95)
+    assert [(s.kind, s.text, s.layout_label) for s in res.samples] == [("cell", "셀", "table")]
+    crop = decode(res.samples[0]).astype(float)
+    assert crop[12:28, 62:88].mean() > 200 and crop[12:28, 12:38].mean() < 40   # unlabelled box hidden
+    assert res.skips.counts[Skip.EMPTY_TEXT.value] == 1 and res.skips.counts[Skip.WORD_UNUSED.value] == 1
+    assert texts(run(page, img, regions)) == ["셀", "글"]
