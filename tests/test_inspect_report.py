@@ -160,6 +160,8 @@ def test_broken_lmdb_health_and_errors(tmp_path, capsys):
     assert "truncated" in bad["examples"][0]["detail"] and r["crop_width"]["n"] == 0
     assert "2 image(s) do not decode" in r["health"]["line"]
     assert (tmp_path / "legacy.lmdb.report.html").is_file()
+    empty = _write(tmp_path / "empty.lmdb", [])
+    assert inspect_lmdb(empty)["health"]["problems"] == ["no samples"]
     with pytest.raises(OcrvlError, match="no LMDB here"):
         inspect_lmdb(tmp_path / "missing.lmdb")
     assert main(["inspect", str(tmp_path / "missing.lmdb")]) == 2

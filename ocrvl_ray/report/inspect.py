@@ -243,6 +243,8 @@ def _health(n: int, declared: int | None, base: int, scan: dict, stats: dict) ->
     problems = []
     if declared is None:
         problems.append(f"num-samples missing (inferred {n} from the highest image key)")
+    if n == 0:
+        problems.append("no samples")
     found = {}
     for kind, names in (("image", ("image", "img")), ("label", ("gt", "label", "text")), ("meta", ("meta",))):
         have = n - stats["missing_" + kind]
