@@ -9,7 +9,7 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("lmdb", help="the LMDB directory (e.g. out/sample_layout.lmdb)")
     p.add_argument("--html", nargs="?", const="", default=None, metavar="FILE",
-                   help="write the HTML report (default file: <lmdb>.report.html)")
+                   help="write the HTML report (default file: <lmdb>.report.html); give it after LMDB")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--contact", type=int, default=48, metavar="N", help="crops on the contact sheet (default 48)")
     p.add_argument("--examples", type=int, default=12, metavar="N",
