@@ -1,7 +1,7 @@
 """Reading our LMDBs the way erniekit's ``SFTMultimodalDatasetLmdb`` does, resume markers, verification.
 
-All readers open the environment read-only without the lock file (as erniekit does): use them when no
-writer is running on the same LMDB.
+Readers open the environment read-only; they join LMDB's reader table when ``lock.mdb`` is writable, so
+reading next to a running writer (e.g. ``completed_pages`` during a run) sees a consistent snapshot.
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def decode_label(raw: bytes) -> str:
 def _open(path: str) -> lmdb.Environment:
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         raise OcrvlError(f"{path}: no LMDB here (expected a directory with data.mdb)")
-    return lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+    # Register as a reader when we may (safe next to a live writer); erniekit-style lock-free otherwise.
+    lock = os.access(os.path.join(path, "lock.mdb"), os.W_OK)
+    return lmdb.open(path, readonly=True, lock=lock, readahead=False, meminit=False, subdir=True)
 
 
 class LmdbReader:

@@ -129,7 +129,7 @@ class LmdbWriter:
         stats, batch, size = WriteStats(), [], 0
         for page in pages:
             batch.append(page)
-            size += sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)
+            size += 256 + sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)  # 256: marker
             if size >= self.max_txn_bytes:
                 stats.merge(self._commit(lambda txn, b=batch: self._put_pages(txn, b)))
                 batch, size = [], 0

@@ -1,0 +1,193 @@
+"""LmdbSink through real Ray Data: round trips, resume, failures mid-write, kill -9 of the driver, empty input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from ocrvl_ray.sink import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
+from ocrvl_ray.sink.synthetic import synthetic_pages
+
+
+def expected(pages) -> Counter:
+    return Counter((s.label.strip(), json.dumps(json.loads(s.meta), sort_keys=True))
+                   for p in pages if p.status == "ok" for s in p.samples)
+
+
+def contents(path) -> Counter:
+    with LmdbReader(path) as r:
+        out = Counter()
+        for i in range(len(r)):
+            image, label = r[i]
+            assert image.mode == "RGB"
+            out[(label, json.dumps(r.meta(i), sort_keys=True))] += 1
+        return out
+
+
+def assert_exact(path, pages):
+    report = verify_lmdb(path)
+    assert report["ok"], report["problems"]
+    assert report["pages"] == len({p.page_id for p in pages})
+    assert contents(path) == expected(pages)
+
+
+def dataset(ray, pages, blocks=8):
+    return ray.data.from_items([p.to_row() for p in pages], override_num_blocks=blocks)
+
+
+@pytest.mark.parametrize("label_format,index_base", [("pickle", 1), ("text", 0)])
+def test_round_trip(ray_local, tmp_path, label_format, index_base):
+    pages = synthetic_pages(30, seed=11, skip_every=6)
+    sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format)
+    summary = write_lmdb(dataset(ray_local, pages), sink)
+    assert_exact(sink.path, pages)
+    n = sum(expected(pages).values())
+    assert summary["num_samples"] == summary["samples"] == n
+    assert summary["pages"] == {"ok": 25, "no_regions": 5} and summary["write_tasks"] == 8
+    assert summary["page_skips"]["counts"] == {"no_regions": 5}
+    assert summary["item_skips"]["counts"] == {"empty_text": sum(1 for p in range(30) if p % 4 == 0 and p % 6 != 5)}
+    kinds = Counter(json.loads(s.meta)["sample_kind"] for p in pages if p.status == "ok" for s in p.samples)
+    assert summary["samples_by_kind"] == dict(kinds)
+    with LmdbReader(sink.path) as r:   # preserve_order: keys follow the dataset order
+        assert [r.label(i) for i in range(len(r))] == [s.label.strip() for p in pages if p.status == "ok"
+                                                       for s in p.samples]
+
+
+def test_pandas_blocks(ray_local, tmp_path):
+    pages = synthetic_pages(12, seed=12, skip_every=5)
+    ds = ray_local.data.from_pandas(pd.DataFrame([p.to_row() for p in pages]))
+    ds = ds.map_batches(lambda df: df, batch_format="pandas", batch_size=4)
+    sink = LmdbSink(str(tmp_path / "pd.lmdb"))
+    write_lmdb(ds, sink)
+    assert_exact(sink.path, pages)
+
+
+def test_resume_after_half(ray_local, tmp_path):
+    pages = synthetic_pages(40, seed=13, skip_every=7)
+    path = str(tmp_path / "r.lmdb")
+    write_lmdb(dataset(ray_local, pages[:20], 4), LmdbSink(path))
+    done = completed_pages(path)
+    assert done == {p.page_id for p in pages[:20]}
+    todo = [p for p in pages if p.page_id not in done]
+    summary = write_lmdb(dataset(ray_local, todo, 4), LmdbSink(path))
+    assert summary["pages_already_done"] == 0 and sum(summary["pages"].values()) == 20
+    assert_exact(path, pages)
+
+
+def poisoned_sink(path, poison: str, **kw) -> LmdbSink:
+    """A sink whose ``write()`` raises when the poisoned page's block arrives (after earlier pages committed).
+
+    Defined in a function so cloudpickle ships the class by value to the Ray workers.
+    """
+    class PoisonedSink(LmdbSink):
+        def write(self, blocks, ctx):
+            def guarded():
+                for b in blocks:
+                    if poison in b.column("page_id").to_pylist():
+                        raise RuntimeError(f"injected failure at {poison}")
+                    yield b
+            return super().write(guarded(), ctx)
+    return PoisonedSink(path, **kw)
+
+
+def test_exception_mid_write_then_rerun(ray_local, tmp_path):
+    pages = synthetic_pages(24, seed=14, skip_every=5)
+    path = str(tmp_path / "e.lmdb")
+    # one page per block, all blocks in one write task, one txn per page: pages 0..9 commit, then it raises
+    sink = poisoned_sink(path, pages[10].page_id, max_txn_bytes=1, min_pages_per_write=len(pages))
+    with pytest.raises(Exception, match="injected failure"):
+        write_lmdb(dataset(ray_local, pages, blocks=len(pages)), sink)
+    assert completed_pages(path) == {p.page_id for p in pages[:10]}
+    report = verify_lmdb(path)
+    assert report["ok"], report["problems"]
+    # rerun everything, unfiltered: markers make the retry idempotent
+    summary = write_lmdb(dataset(ray_local, pages, 3), LmdbSink(path))
+    ok_done = sum(p.status == "ok" for p in pages[:10])
+    assert summary["pages_already_done"] == ok_done          # skipped pages' markers are simply replaced
+    assert sum(summary["pages"].values()) == len(pages) - ok_done
+    assert_exact(path, pages)
+
+
+KILL_SCRIPT = """
+import os, sys, time
+os.environ["RAY_AUTH_MODE"] = "disabled"
+import ray
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+import ray.data
+ray.data.DataContext.get_current().enable_progress_bars = False
+from ocrvl_ray.sink import LmdbSink, write_lmdb
+from ocrvl_ray.sink.synthetic import synthetic_pages
+
+def slow(row):
+    time.sleep(0.15)
+    return row
+
+pages = synthetic_pages(int(sys.argv[2]), seed=15, skip_every=6)
+ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=len(pages)).map(slow)
+write_lmdb(ds, LmdbSink(sys.argv[1]))
+print("FINISHED")
+"""
+
+
+def _group_alive(pgid: int) -> bool:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def test_kill_minus_9_of_driver_then_rerun(ray_local, tmp_path):
+    n_pages = 80
+    pages = synthetic_pages(n_pages, seed=15, skip_every=6)
+    path = str(tmp_path / "k.lmdb")
+    script = tmp_path / "writer.py"
+    script.write_text(KILL_SCRIPT)
+    log = open(tmp_path / "writer.log", "w")
+    proc = subprocess.Popen([sys.executable, str(script), path, str(n_pages)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        deadline = time.time() + 120
+        while len(completed_pages(path)) < 8:
+            assert proc.poll() is None, (tmp_path / "writer.log").read_text()[-2000:]
+            assert time.time() < deadline, "writer made no progress"
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)      # the driver dies mid-run
+        proc.wait()
+    finally:
+        try:                                   # then its Ray processes (same session), wherever they were
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        log.close()
+    deadline = time.time() + 30
+    while _group_alive(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert "FINISHED" not in (tmp_path / "writer.log").read_text()
+    done = completed_pages(path)
+    assert 8 <= len(done) < n_pages
+    report = verify_lmdb(path)                 # consistent right after the crash
+    assert report["ok"], report["problems"]
+    todo = [p for p in pages if p.page_id not in done]
+    write_lmdb(dataset(ray_local, todo, 4), LmdbSink(path))
+    assert_exact(path, pages)
+
+
+def test_empty_dataset(ray_local, tmp_path):
+    path = str(tmp_path / "empty.lmdb")
+    ds = dataset(ray_local, synthetic_pages(4, seed=16), 2).filter(lambda r: False)
+    summary = write_lmdb(ds, LmdbSink(path))
+    assert summary["num_samples"] == 0 and summary["pages"] == {} and summary["samples"] == 0
+    report = verify_lmdb(path)
+    assert report["ok"] and report["num_samples"] == 0 and report["pages"] == 0
