@@ -2,8 +2,8 @@
 suspicious samples, a sampled contact sheet and a health line.
 
 Streams: one ``get`` per key of each sample, aggregates in fixed-size counters and histograms, keeps at
-most ``examples`` flagged samples per reason. Every crop is decoded once at reduced scale (JPEG draft
-mode) for the blank check; only the sampled contact-sheet crops and kept examples are decoded fully.
+most ``examples`` flagged samples per reason. Every crop is decoded once at 1/8 scale for the blank
+check (JPEG size from the header); only the sampled contact-sheet crops and kept examples become thumbnails.
 Read-only: the LMDB is opened with ``readonly=True, lock=False``.
 """
 from __future__ import annotations
