@@ -55,3 +55,12 @@ def test_recipe_overrides_and_errors():
         get_recipe("ocr_public", {"layout_treshold": 0.2})
     with pytest.raises(OcrvlError, match=r"recipes\.handwriting\.crop"):
         get_recipe("handwriting", {"crop": "page"})
+
+
+def test_compose_imports_neither_ray_nor_paddle():
+    import subprocess
+    import sys
+    code = ("import sys, ocrvl_ray.compose; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'paddle', 'paddlex', 'paddleocr'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
