@@ -52,13 +52,13 @@ class PageResult:
 
 @dataclass
 class _Words:
-    """The page's usable words as arrays (indices into these arrays, not into page.words)."""
+    """The page's usable words (+ stray characters) as arrays; indices are into these, not page.words."""
     boxes: np.ndarray              # (n, 4) clipped AABBs
     polys: list[list[float]]       # flat polygons [x1, y1, x2, y2, ...], page pixels
     texts: list[str]
     ids: list
     orients: list[str | None]
-    labelable: np.ndarray          # (n,) bool: has text
+    labelable: np.ndarray          # (n,) bool: has text (False: empty words, stray characters: hide only)
 
 
 @dataclass
