@@ -47,16 +47,20 @@ def test_ray_validator_accepts_and_project_rules_hold(cfg):
 
 
 def test_documented_jobs_fit_the_node_types():
+    from ocrvl_ray.train.config import load_train_config
+
     train = _documented_train_args()
-    assert train["use_gpu"] == "true"
-    problems = check_cluster(CLUSTER, LAYOUT, train_workers=int(train["num_workers"]),
-                             gpus_per_worker=float(train["gpus_per_worker"]))
+    ours, _ = load_train_config(None, [f"{k}={v}" for k, v in train.items()], env={})
+    assert ours.use_gpu and ours.num_workers == 4
+    gpus = ours.gpus_per_worker if ours.mode == "launcher" else 1   # in-process: one GPU per worker
+    problems = check_cluster(CLUSTER, LAYOUT, train_workers=ours.num_workers, gpus_per_worker=gpus,
+                             cpus_per_worker=ours.cpus_per_worker)
     assert problems == []
     lc = load_config(LayoutConfig, LAYOUT, env={})
     reqs = {r.name: r for r in layout_requests(lc)}
     assert reqs["layout actor pool"].resources == {"CPU": 1.0, "GPU": 0.5}
     assert reqs["cells actor pool"].count == 4
-    assert main([str(CLUSTER), str(LAYOUT), "--train-workers", train["num_workers"]]) == 0
+    assert main([str(CLUSTER), str(LAYOUT), "--train-workers", str(ours.num_workers)]) == 0
 
 
 @pytest.mark.parametrize("mutate, message", [

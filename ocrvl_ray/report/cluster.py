@@ -200,7 +200,7 @@ def project_problems(cfg: dict, output_mount: str = "/data", repo_mount: str = "
 
 
 def check_cluster(path: str | Path, layout_yaml: str | Path | None = None, train_workers: int = 0,
-                  gpus_per_worker: float = 1) -> list[str]:
+                  gpus_per_worker: float = 1, cpus_per_worker: float = 1) -> list[str]:
     """All problems (empty: OK). Ray's own rejection raises ``OcrvlError``. The layout job and the
     training job are checked separately: they do not run at the same time."""
     from ocrvl_ray.config import LayoutConfig, load_config
@@ -212,7 +212,7 @@ def check_cluster(path: str | Path, layout_yaml: str | Path | None = None, train
         lc = load_config(LayoutConfig, layout_yaml, env={})
         problems += pool_problems(lc) + check_fit(prepared, layout_requests(lc))
     if train_workers:
-        problems += check_fit(prepared, train_requests(train_workers, True, gpus_per_worker))
+        problems += check_fit(prepared, train_requests(train_workers, True, gpus_per_worker, cpus_per_worker))
     return problems
 
 
@@ -220,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ocrvl_ray.report.cluster", description=__doc__.splitlines()[0])
     ap.add_argument("cluster", help="cluster.yaml")
     ap.add_argument("layout", nargs="?", help="a LayoutConfig YAML to fit (e.g. configs/cluster_layout.yaml)")
-    ap.add_argument("--train-workers", type=int, default=0, help="Ray Train workers (one per GPU) to fit")
-    ap.add_argument("--gpus-per-worker", type=float, default=1)
+    ap.add_argument("--train-workers", type=int, default=0, help="Ray Train workers (num_workers) to fit")
+    ap.add_argument("--gpus-per-worker", type=float, default=1, help="1 in-process; GPUs per node in launcher mode")
+    ap.add_argument("--cpus-per-worker", type=float, default=1)
     a = ap.parse_args(argv)
     try:
-        problems = check_cluster(a.cluster, a.layout, a.train_workers, a.gpus_per_worker)
+        problems = check_cluster(a.cluster, a.layout, a.train_workers, a.gpus_per_worker, a.cpus_per_worker)
     except OcrvlError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
