@@ -120,9 +120,9 @@ def test_fit_rejects_requests_the_nodes_cannot_hold(cfg):
     assert check_fit(prepared, train_requests(4)) == []
     assert "exceed" in check_fit(prepared, train_requests(5))[0]
     assert "no node type" in check_fit(prepared, train_requests(1, cpus_per_worker=33))[0]
-    # device index a 1-GPU actor never sees; fractional GPUs above 1
-    assert "use device: gpu" in " ".join(pool_problems(layout(**{"layout.device": "gpu:1", "layout.num_gpus": 1})))
+    # fractional GPUs above 1 per actor
     assert "whole number" in " ".join(pool_problems(layout(**{"layout.num_gpus": 1.5})))
+    assert pool_problems(layout(**{"layout.num_gpus": 2})) == []
 
 
 def test_cli_reports_ray_rejection_in_one_line(cfg, tmp_path, capsys):

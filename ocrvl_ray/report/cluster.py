@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import re
 import sys
 from dataclasses import dataclass
@@ -145,7 +144,7 @@ def train_requests(num_workers: int, use_gpu: bool = True, gpus_per_worker: floa
 
 
 def pool_problems(config) -> list[str]:
-    """GPU requests Ray cannot honour: fractional above 1, or a device index the actor will not see."""
+    """GPU requests Ray cannot honour: fractions above 1 GPU per actor."""
     from ocrvl_ray.config import actor_gpus
 
     problems = []
@@ -153,9 +152,6 @@ def pool_problems(config) -> list[str]:
         g = actor_gpus(pool, pool.device)
         if g > 1 and g != int(g):
             problems.append(f"{name}.num_gpus={g:g}: above 1 GPU per actor Ray needs a whole number")
-        if g > 0 and pool.device.startswith("gpu:") and int(pool.device[4:]) >= max(1, math.ceil(g)):
-            problems.append(f"{name}.device={pool.device}: a Ray actor sees only its own {math.ceil(g)} GPU(s) "
-                            f"as gpu:0..; use device: gpu")
     return problems
 
 
