@@ -1,0 +1,118 @@
+"""LayoutDetector / CellDetector as plain callables on decoded batches (real paddleocr predictors)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocrvl_ray.detect.cells import CellDetector
+from ocrvl_ray.detect.decode import OK, decode_batch
+from ocrvl_ray.detect.layout import LayoutDetector
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.records import Page, Region, pages_to_table
+from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.testing.models import build_tiny_cell_model, build_tiny_layout_model
+
+SCRIPT = [
+    ("doc_title", 0.92, 0.20, 0.05, 0.80, 0.10),
+    ("text", 0.90, 0.10, 0.15, 0.90, 0.35),
+    ("text", 0.40, 0.10, 0.40, 0.90, 0.50),   # 0.4 < threshold 0.5: dropped
+    ("table", 0.40, 0.10, 0.55, 0.90, 0.95),  # 0.4 > table_threshold 0.3: kept, same pass
+]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    return (build_tiny_layout_model(base / "layout", SCRIPT),
+            build_tiny_cell_model(base / "cells", [(0, 0, 0.5, 0.5), (0.5, 0.5, 1, 1)]))
+
+
+def write_page(path, w, h):
+    Image.fromarray(np.full((h, w, 3), 250, np.uint8)).save(path)
+    return path
+
+
+def manifest(paths, sizes):
+    pages = [Page(f"p{i}", "ocr_public", "train", p.name, str(p), w, h, [], f"l{i}.json")
+             for i, (p, (w, h)) in enumerate(zip(paths, sizes))]
+    t = pages_to_table(pages)
+    return {c: (t.column(c).to_numpy() if c in ("width", "height") else np.array(t.column(c).to_pylist() + [None], dtype=object)[:-1])
+            for c in t.column_names}
+
+
+class CountingPredict:
+    """Spy that counts predict calls of the real predictor (the predictor still does the work)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def predict(self, *a, **kw):
+        self.calls += 1
+        return self.model.predict(*a, **kw)
+
+
+def test_layout_regions_in_page_pixels_one_pass(tmp_path, models):
+    sizes = [(2480, 3508), (900, 600)]
+    paths = [write_page(tmp_path / f"p{i}.png", w, h) for i, (w, h) in enumerate(sizes)]
+    batch = decode_batch(manifest(paths, sizes), det_max_side=1024)
+    det = LayoutDetector(str(models[0]), threshold=0.5, table_threshold=0.3)
+    det.model = CountingPredict(det.model)
+    out = det(batch)
+    assert det.model.calls == 1
+    for i, (w, h) in enumerate(sizes):
+        regions = [Region.from_row(r) for r in out["regions"][i]]
+        assert [(r.label, r.order) for r in regions] == [("doc_title", 1), ("text", 2), ("table", None)]
+        want = [(0.20 * w, 0.05 * h, 0.80 * w, 0.10 * h), (0.10 * w, 0.15 * h, 0.90 * w, 0.35 * h),
+                (0.10 * w, 0.55 * h, 0.90 * w, 0.95 * h)]
+        tol = 1.0 + max(w, h) / 1024  # paddlex rounds to whole detector pixels
+        for r, wb in zip(regions, want):
+            assert np.allclose(r.box, wb, atol=tol), (r.label, r.box, wb)
+        assert regions[2].score == pytest.approx(0.4)
+
+
+def test_non_ok_rows_pass_through_and_detector_errors_are_per_row(tmp_path, models):
+    sizes = [(300, 400)] * 3
+    paths = [write_page(tmp_path / f"q{i}.png", w, h) for i, (w, h) in enumerate(sizes)]
+    paths[0] = tmp_path / "missing.png"
+    batch = decode_batch(manifest(paths, sizes))
+    assert batch["status"][0] == Skip.IMAGE_MISSING.value
+    dets = list(batch["det_image"])
+    dets[2] = np.zeros((0, 5, 3), np.uint8)  # an "ok" row the real predictor cannot process
+    batch["det_image"] = dets
+    out = LayoutDetector(str(models[0]))(batch)
+    assert out["status"][0] == Skip.IMAGE_MISSING.value and out["regions"][0] == []
+    assert out["status"][1] == OK and len(out["regions"][1]) == 3
+    assert out["status"][2] == Skip.DETECTOR_ERROR.value and "layout detector failed" in out["detail"][2]
+
+
+def test_cells_mapped_back_through_the_downscale(tmp_path, models):
+    """Table 1800x2400 px > max_side 1280: crop downscaled by 0.5333, cells must come back x1.875."""
+    w, h = 2000, 3000
+    path = write_page(tmp_path / "big.png", w, h)
+    other = write_page(tmp_path / "small.png", 300, 200)
+    batch = decode_batch(manifest([path, other], [(w, h), (300, 200)]))
+    table = Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()
+    text = Region("text", 0.9, (10.0, 10.0, 200.0, 50.0), order=1).to_row()
+    batch["regions"] = [[text, table], [text]]
+    out = CellDetector(str(models[1]), threshold=0.3, max_side=1280)(batch)
+    cells = [Region.from_row(c) for c in out["cells"][0]]
+    # hand-computed: crop 1800x2400 -> 960x1280; cell (0,0)-(480,640) -> page 100 + 480*1.875 = 1000 ...
+    assert sorted(c.box for c in cells) == [(100.0, 300.0, 1000.0, 1500.0), (1000.0, 1500.0, 1900.0, 2700.0)]
+    assert all(c.kind == "cell" and c.table == 1 and c.label == "cell" for c in cells)
+    assert out["cells"][1] == [] and out["status"] == [OK, OK]
+
+
+def test_table_partly_outside_the_page_is_clipped(tmp_path, models):
+    path = write_page(tmp_path / "p.png", 400, 300)
+    batch = decode_batch(manifest([path], [(400, 300)]), handoff="array")
+    batch["regions"] = [[Region("table", 0.9, (200.0, 100.0, 500.0, 400.0)).to_row()]]
+    cells = [Region.from_row(c) for c in CellDetector(str(models[1]))(batch)["cells"][0]]
+    assert sorted(c.box for c in cells) == [(200.0, 100.0, 300.0, 200.0), (300.0, 200.0, 400.0, 300.0)]
+
+
+def test_missing_model_dir_is_one_clear_error(tmp_path):
+    with pytest.raises(OcrvlError, match="layout.model_dir=.*demo_models=true"):
+        LayoutDetector(str(tmp_path / "nothing"))
+    with pytest.raises(OcrvlError, match="cells.model_dir"):
+        CellDetector(str(tmp_path / "nothing"))
