@@ -116,3 +116,29 @@ def test_missing_model_dir_is_one_clear_error(tmp_path):
         LayoutDetector(str(tmp_path / "nothing"))
     with pytest.raises(OcrvlError, match="cells.model_dir"):
         CellDetector(str(tmp_path / "nothing"))
+
+
+NO_NET_SCRIPT = """
+import socket, sys
+events = []
+sys.addaudithook(lambda ev, args: events.append((ev, str(args)[:80])) if ev in ("socket.connect", "socket.getaddrinfo") else None)
+import numpy as np
+from ocrvl_ray.detect.layout import LayoutDetector
+det = LayoutDetector(sys.argv[1])
+det.model.predict([np.full((64, 64, 3), 255, np.uint8)], threshold=det.thresholds)
+print("EVENTS", events)
+"""
+
+
+def test_no_network_when_model_dir_is_given(models, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PADDLE_PDX")}
+    env["OCRVL_CACHE"] = str(tmp_path / "cache")
+    proc = subprocess.run([sys.executable, "-c", NO_NET_SCRIPT, str(models[0])], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "EVENTS []" in proc.stdout
+    assert (tmp_path / "cache" / "paddlex").is_dir()  # paddlex cache redirected under OCRVL_CACHE
