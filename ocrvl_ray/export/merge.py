@@ -35,16 +35,17 @@ def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the HF-layout update ``scaling · (A @ B)ᵀ`` in fp32, shape [stop-start, in]."""
     A = pair.A.astype(np.float32, copy=False)                   # [in, r]
     B = pair.B[:, start:stop].astype(np.float32, copy=False)    # [r, rows]
-    delta = A @ B                                               # [in, rows]
+    delta = B.T @ A.T                                           # [rows, r] @ [r, in] = (A @ B)ᵀ, contiguous
     delta *= np.float32(pair.scaling)
-    return delta.T                                              # [rows, in]
+    return delta
 
 
-def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int) -> np.ndarray:
-    """Base rows ``w[start:stop]`` plus their LoRA update, rounded once back to ``w``'s dtype."""
-    out = w.astype(np.float32)                                  # [rows, in]
-    out += lora_delta_rows(pair, start, stop)
-    return out.astype(w.dtype)
+def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int) -> tuple[np.ndarray, float]:
+    """Base rows ``w[start:stop]`` plus their LoRA update, rounded once to ``w``'s dtype; and max |update|."""
+    delta = lora_delta_rows(pair, start, stop)                  # [rows, in] fp32
+    peak = float(np.abs(delta).max()) if delta.size else 0.0
+    delta += w                                                  # fp32 sum (w is upcast inside the ufunc)
+    return delta.astype(w.dtype), peak
 
 
 def is_weight_file(rel: str) -> bool:
@@ -164,10 +165,8 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
                         if pair is None:
                             w.write(info.name, rows)
                             continue
-                        new = merged_rows(rows, pair, s, e)
-                        if new.size:
-                            max_delta = max(max_delta, float(np.max(np.abs(
-                                new.astype(np.float32) - rows.astype(np.float32)))))
+                        new, peak = merged_rows(rows, pair, s, e)
+                        max_delta = max(max_delta, peak)
                         w.write(info.name, new)
                     if pair is None:
                         untouched.append(info.name)

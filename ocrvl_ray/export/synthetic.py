@@ -56,15 +56,22 @@ def model_spec(scale: dict[int, int] | None = None, max_layers: int | None = Non
 
 
 def write_base(folder: str | Path, spec: list[tuple[str, tuple[int, ...]]], *, dtype=ml_dtypes.bfloat16,
-               seed: int = 0, std: float = 0.02, extra_files: bool = True) -> Path:
-    """Write ``model.safetensors`` (random normal weights, tensor by tensor) and the HF support files."""
+               seed: int = 0, std: float = 0.02, extra_files: bool = True, pool: int = 0) -> Path:
+    """Write ``model.safetensors`` (random normal weights, tensor by tensor) and the HF support files.
+
+    ``pool > 0``: each tensor repeats a random slice of one pool of that many values (fast for GB-sized models).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     dt = next(k for k, v in DTYPES.items() if v == np.dtype(dtype))
+    values = (rng.standard_normal(pool, dtype=np.float32) * np.float32(std)).astype(dtype) if pool else None
     w = StreamWriter(folder / "model.safetensors", [(n, dt, s) for n, s in spec], {"format": "pt"})
     try:
         for name, shape in spec:
+            if values is not None:
+                w.write(name, np.resize(values[rng.integers(pool // 2):], shape))
+                continue
             a = rng.standard_normal(shape, dtype=np.float32)
             a *= np.float32(std)
             w.write(name, a.astype(dtype))
