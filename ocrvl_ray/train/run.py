@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from ocrvl_ray.errors import OcrvlError
@@ -11,11 +12,11 @@ from ocrvl_ray.train.preflight import audit
 log = logging.getLogger("ocrvl.train")
 
 
-def check(ours: TrainConfig, args: dict[str, Any], echo=print) -> None:
-    """Pre-flight: print every finding on its own line; raise when any is an error."""
+def check(ours: TrainConfig, args: dict[str, Any]) -> None:
+    """Pre-flight: print every finding on its own line (stderr); raise when any is an error."""
     findings = audit(args) if ours.preflight else []
     for f in findings:
-        echo(f"ocrvl train: {f}")
+        print(f"ocrvl train: {f}", file=sys.stderr)
     errors = [f for f in findings if f.level == "error"]
     if errors:
         raise OcrvlError(f"pre-flight found {len(errors)} problem(s) listed above; fix them "

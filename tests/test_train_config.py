@@ -1,0 +1,260 @@
+"""Training config, pre-flight audit, erniekit entry and backend env: no Ray cluster needed."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import lmdb
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from ocrvl_ray import cli
+from ocrvl_ray.config import ConfigError
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.train import checkpoints as ck
+from ocrvl_ray.train import entries, preflight
+from ocrvl_ray.train.config import OUR_KEYS, load_train_config, run_name_for
+
+USER_YAML = Path(__file__).parent / "data" / "run_ocr_vl_sft_16k.yaml"
+
+
+def erniekit_reference(yaml_path: Path, overrides: list[str]) -> dict:
+    """erniekit/hparams/parser.py::read_args, written out: YAML via safe_load, overrides via from_cli."""
+    base = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    return OmegaConf.to_container(OmegaConf.merge(base, OmegaConf.from_cli(overrides)))
+
+
+def test_user_yaml_is_accepted_unchanged(tmp_path):
+    ours, args = load_train_config(USER_YAML, [], env={}, cwd=tmp_path)
+    raw = yaml.safe_load(USER_YAML.read_text(encoding="utf-8"))
+    assert ours.num_workers == 1 and ours.mode == "in-process" and ours.entry.endswith(":erniekit")
+    # only the two output paths are made absolute (workers do not share the driver's cwd)
+    assert args["output_dir"] == str(tmp_path / "PaddleOCR-VL-SFT-Bengali")
+    assert args["logging_dir"] == str(tmp_path / "PaddleOCR-VL-SFT-Bengali" / "tensorboard_logs")
+    rest = {k: v for k, v in args.items() if k not in ("output_dir", "logging_dir")}
+    assert rest == {k: v for k, v in raw.items() if k not in ("output_dir", "logging_dir")}
+    assert run_name_for(ours, args) == "PaddleOCR-VL-SFT-Bengali"
+
+
+def test_overrides_match_erniekit(tmp_path):
+    overrides = ["max_steps=100", "learning_rate=1e-4", "do_eval=False", "amp_custom_white_list=[matmul,softmax]",
+                 "train_lmdb_paths=/data/a_layout.lmdb,/data/b_layout.lmdb", "train_lmdb_prob=0.7,0.3",
+                 "extra.nested.key=3", "min_lr=null", "seed='7'", "output_dir=/abs/run",
+                 "num_workers=8", "storage_path=s3://bucket/runs", "mode=launcher", "max_failures=3"]
+    ours, args = load_train_config(USER_YAML, overrides, env={}, cwd=tmp_path)
+    expected = erniekit_reference(USER_YAML, overrides)
+    expected["logging_dir"] = str(tmp_path / expected["logging_dir"])
+    for k in OUR_KEYS:
+        expected.pop(k, None)
+    assert args == expected
+    # the types erniekit's parser gives, written out by hand
+    assert args["max_steps"] == 100 and args["learning_rate"] == 1e-4 and args["do_eval"] is False
+    assert args["amp_custom_white_list"] == ["matmul", "softmax"]
+    assert args["train_lmdb_paths"] == "/data/a_layout.lmdb,/data/b_layout.lmdb"
+    assert args["extra"] == {"nested": {"key": 3}} and args["min_lr"] is None and args["seed"] == "7"
+    assert (ours.num_workers, ours.storage_path, ours.mode, ours.max_failures) == (8, "s3://bucket/runs", "launcher", 3)
+    assert not OUR_KEYS & set(args)
+
+
+def test_our_keys_precedence_and_errors(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: out\nernie_root: /from/yaml\nnum_workers: 2\n")
+    ours, _ = load_train_config(cfg, [], env={}, cwd=tmp_path)
+    assert ours.ernie_root == "/from/yaml" and ours.num_workers == 2
+    ours, _ = load_train_config(cfg, [], env={"ERNIE_ROOT": "/from/env"}, cwd=tmp_path)
+    assert ours.ernie_root == "/from/env"
+    ours, _ = load_train_config(cfg, ["ernie_root=/from/cli"], env={"ERNIE_ROOT": "/from/env"}, cwd=tmp_path)
+    assert ours.ernie_root == "/from/cli"
+    with pytest.raises(ConfigError, match="num_workers"):
+        load_train_config(cfg, ["num_workers=two"], env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="mode"):
+        load_train_config(cfg, ["mode=torchrun"], env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_train_config(cfg, ["max_steps"], env={}, cwd=tmp_path)
+
+
+def _lmdb(path: Path, entries_: dict[bytes, bytes]) -> str:
+    env = lmdb.open(str(path), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        for k, v in entries_.items():
+            txn.put(k, v)
+    env.close()
+    return str(path)
+
+
+def test_preflight_one_line_per_problem(tmp_path):
+    good = _lmdb(tmp_path / "good_layout.lmdb", {b"num-samples": b"3", b"image-000000001": b"x"})
+    empty = _lmdb(tmp_path / "empty_layout.lmdb", {b"num-samples": b"0"})
+    nokey = _lmdb(tmp_path / "nokey_layout.lmdb", {b"image-000000001": b"x"})
+    spaced = tmp_path / "with space_layout.lmdb"
+    spaced.mkdir()
+    not_lmdb = tmp_path / "plain_layout.lmdb"
+    not_lmdb.mkdir()
+    missing = str(tmp_path / "missing_layout.lmdb")
+    args = {"train_lmdb_paths": ",".join([good, empty, nokey, str(spaced), str(not_lmdb), missing]),
+            "train_lmdb_prob": "0.5,0.5", "eval_dataset_path": good, "output_dir": str(tmp_path / "out"),
+            "fine_tuning": "LoRA", "stage": "OCR-VL-SFT"}
+    found = preflight.audit(args)
+    lines = [str(f) for f in found]
+    assert all("\n" not in line for line in lines)
+    errors = [f.message for f in found if f.level == "error"]
+    assert len(errors) == 6, lines
+    assert any(empty in m and "num-samples=0" in m for m in errors)
+    assert any(nokey in m and "num-samples" in m for m in errors)
+    assert any(str(spaced) in m and "space" in m for m in errors)
+    assert any(str(not_lmdb) in m and "read-only" in m for m in errors)
+    assert any(missing in m and "does not exist" in m for m in errors)
+    assert any("train_lmdb_prob has 2 value(s) for 6 path(s)" in m for m in errors)
+    warnings = [f.message for f in found if f.level == "warning"]
+    assert len(warnings) == 1 and "o_proj and down_proj" in warnings[0] and "use_huggingface_model" in warnings[0]
+    assert (tmp_path / "out").is_dir()
+
+    ok = preflight.audit({"train_lmdb_paths": good, "train_lmdb_prob": "1.0", "output_dir": str(tmp_path / "o2"),
+                          "fine_tuning": "LoRA", "stage": "OCR-VL-SFT", "use_huggingface_model": True})
+    assert ok == []
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    bad_out = preflight.audit({"output_dir": str(blocker / "sub")})
+    assert len(bad_out) == 1 and "not writable" in bad_out[0].message
+    assert "output_dir is not set" in preflight.audit({})[0].message
+
+
+def test_cli_preflight_on_user_yaml_lists_problems(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ERNIE_ROOT", raising=False)
+    rc = cli.main(["train", str(USER_YAML)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[0].startswith("ocrvl train: error: train_lmdb_paths: LMDB /mnt/nas/ocr_dataset/ocr_public_train_layout")
+    assert err[1].startswith("ocrvl train: error: eval_dataset_path: LMDB /mnt/nas/ocr_dataset/public_admin_train")
+    assert err[2].startswith("ocrvl train: warning: LoRA will adapt only o_proj and down_proj")
+    assert err[3] == ("ocrvl train: error: pre-flight found 2 problem(s) listed above; fix them "
+                      "(or skip the audit with preflight=false)")
+    assert len(err) == 4
+
+
+def test_erniekit_entry_without_checkout_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ERNIE_ROOT", raising=False)
+    rc = cli.main(["train", str(USER_YAML), "preflight=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "ernie_root=" in err[0] and "ERNIE_ROOT" in err[0] and "data_processor" in err[0]
+    with pytest.raises(OcrvlError, match="not an ERNIE checkout"):
+        entries.ernie_checkout(str(tmp_path))
+
+
+def _stub_checkout(root: Path, record: Path) -> Path:
+    """Stands in for the user's ERNIE clone: its tuner records how it was called."""
+    for pkg in ("ernie", "data_processor", "erniekit", "erniekit/train"):
+        (root / pkg).mkdir(parents=True, exist_ok=True)
+        (root / pkg / "__init__.py").write_text("")
+    (root / "erniekit" / "launcher.py").write_text("")
+    (root / "erniekit" / "train" / "tuner.py").write_text(
+        "import json, os, sys\n"
+        "def run_tuner(args=None):\n"
+        f"    json.dump({{'args': args, 'sys_path0': sys.path[0], 'FLAGS_set_to_1d': os.environ.get('FLAGS_set_to_1d')}},"
+        f" open({str(record)!r}, 'w'))\n")
+    return root
+
+
+def test_erniekit_entry_builds_the_in_process_call(tmp_path, monkeypatch):
+    root = _stub_checkout(tmp_path / "ERNIE", tmp_path / "called.json")
+    _, args = load_train_config(USER_YAML, ["max_steps=5", f"ernie_root={root}"], env={}, cwd=tmp_path)
+    call = entries.erniekit_call(args, str(root))
+    assert (call.sys_path, call.module, call.function) == (str(root), "erniekit.train.tuner", "run_tuner")
+    assert call.args == args and call.env["FLAGS_set_to_1d"] == "False"
+
+    monkeypatch.setenv("ERNIE_ROOT", str(root))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [m for m in sys.modules if m == "erniekit" or m.startswith("erniekit.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setenv("FLAGS_set_to_1d", "True")
+    entries.erniekit(args)
+    called = json.loads((tmp_path / "called.json").read_text())
+    assert called["args"] == json.loads(json.dumps(args))
+    assert called["sys_path0"] == str(root) and called["FLAGS_set_to_1d"] == "False"
+    for name in [m for m in sys.modules if m == "erniekit" or m.startswith("erniekit.")]:
+        del sys.modules[name]
+
+    env = {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "6170", "NNODES": "2", "PADDLE_RANK": "1",
+           "POD_IP": "10.0.0.2", "FLAGS_selected_gpus": "0,1"}
+    cmd = entries.launcher_command(entries.DEFAULT_ENTRY, "/run/cfg.yaml", env, "/run/logs", str(root))
+    assert cmd[1:4] == ["-u", "-m", "paddle.distributed.launch"]
+    flags = dict(zip(cmd[4:-3:2], cmd[5:-3:2]))
+    assert flags == {"--master": "10.0.0.1:6170", "--nnodes": "2", "--rank": "1", "--host": "10.0.0.2",
+                     "--log_dir": "/run/logs", "--devices": "0,1"}
+    assert cmd[-3:] == [str(root / "erniekit" / "launcher.py"), "train", "/run/cfg.yaml"]
+
+
+def test_load_entry_errors():
+    assert entries.load_entry("ocrvl_ray.train.examples:allreduce_check").__name__ == "allreduce_check"
+    for spec, msg in [("nocolon", "module:function"), ("no_such_mod_xyz:f", "cannot import"),
+                      ("ocrvl_ray.train.examples:nope", "no function nope")]:
+        with pytest.raises(OcrvlError, match=msg):
+            entries.load_entry(spec)
+
+
+def test_backend_env_cpu_and_gpu():
+    from ocrvl_ray.train.backend import collective_env, launcher_env
+
+    cpu = [{"ip": "10.0.0.1", "port": 4000 + r, "local_rank": r, "local_world_size": 2, "gpu_ids": [],
+            "cuda_visible": ""} for r in range(2)]
+    e1 = collective_env(1, cpu, "10.0.0.1:5000", None)
+    assert e1["PADDLE_TRAINER_ID"] == "1" and e1["PADDLE_TRAINERS_NUM"] == "2"
+    assert e1["PADDLE_TRAINER_ENDPOINTS"] == "10.0.0.1:4000,10.0.0.1:4001"
+    assert e1["PADDLE_CURRENT_ENDPOINT"] == "10.0.0.1:4001" and e1["PADDLE_MASTER"] == "10.0.0.1:5000"
+    assert e1["PADDLE_DISTRI_BACKEND"] == "gloo" and "FLAGS_selected_gpus" not in e1
+    assert (e1["PADDLE_LOCAL_RANK"], e1["PADDLE_LOCAL_SIZE"], e1["PADDLE_NNODES"]) == ("1", "2", "1")
+    # two nodes x 2 GPUs; Ray shares the node's GPUs "4,6" with both of its workers
+    gpu = [{"ip": f"10.0.0.{1 + r // 2}", "port": 4000, "local_rank": r % 2, "local_world_size": 2,
+            "gpu_ids": [["4", "6"][r % 2]], "cuda_visible": "4,6"} for r in range(4)]
+    e3 = collective_env(3, gpu, "10.0.0.1:5000", None)
+    assert e3["PADDLE_DISTRI_BACKEND"] == "nccl" and e3["FLAGS_selected_gpus"] == "1"
+    assert e3["PADDLE_NNODES"] == "2" and e3["PADDLE_CURRENT_ENDPOINT"] == "10.0.0.2:4000"
+    nodes = [{"ip": f"10.0.0.{r + 1}", "port": 1, "local_rank": 0, "local_world_size": 1,
+              "gpu_ids": ["0", "1"], "cuda_visible": "0,1"} for r in range(2)]
+    l1 = launcher_env(1, nodes, 6170)
+    assert (l1["MASTER_ADDR"], l1["MASTER_PORT"], l1["NNODES"], l1["PADDLE_RANK"], l1["POD_IP"]) == \
+        ("10.0.0.1", "6170", "2", "1", "10.0.0.2")
+    assert l1["FLAGS_selected_gpus"] == "0,1" and not any(k.startswith("PADDLE_TRAINER") for k in l1)
+
+
+def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
+    out = tmp_path / "out"
+    old = out / "checkpoint-2"
+    old.mkdir(parents=True)
+    (old / ck.STATE_FILE).write_text("{}")
+    w = ck.CheckpointWatcher(out, after_step=-1, settle_s=0.3)
+    assert w.poll() == []                       # on disk before the start: not ours
+    c4 = out / "checkpoint-4"
+    c4.mkdir()
+    (c4 / "peft_model-00001-of-00001.safetensors").write_bytes(b"w")
+    assert w.poll() == []                       # no trainer state yet
+    (c4 / ck.STATE_FILE).write_text(json.dumps({"global_step": 4, "epoch": 1.0}))
+    assert w.poll() == []                       # scheduler (written last) missing
+    (c4 / ck.LAST_FILE).write_bytes(b"s")
+    assert w.poll() == []                       # not settled yet
+    time.sleep(0.4)
+    assert w.poll() == [4]
+    assert w.poll() == []                       # once
+    c8 = out / "checkpoint-8"
+    c8.mkdir()
+    (c8 / ck.STATE_FILE).write_text("{}")
+    assert w.poll() == []
+    assert w.poll(trainer_exited=True) == [8]   # the trainer exited: the state file suffices
+    os.utime(old / ck.STATE_FILE, ns=(1, 1))    # rewritten after a resume -> a new write
+    assert ck.CheckpointWatcher(out, after_step=4).poll(trainer_exited=True) == []
+    assert w.poll(trainer_exited=True) == [2]
+
+    staged = ck.stage(c4, out / ck.STAGING)
+    assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in c4.iterdir())
+    assert ck.stage(out / "checkpoint-99", out / ck.STAGING) is None
+    restored = ck.restore(staged, tmp_path / "again", 4)
+    assert restored.name == "checkpoint-4" and (restored / ck.LAST_FILE).read_bytes() == b"s"
+    logs = [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.5, "learning_rate": 0.1}, {"step": 5, "loss": 1.0}]
+    assert ck.checkpoint_metrics(c4, logs) == {"step": 4, "loss": 1.5, "learning_rate": 0.1, "epoch": 1.0}
