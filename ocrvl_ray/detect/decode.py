@@ -107,14 +107,14 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
     disp_w, disp_h = (raw_h, raw_w) if orientation in _SWAPS_AXES else (raw_w, raw_h)
     page = _exif_words(page, orientation, raw_w, raw_h, disp_w, disp_h)
     needs_orient = bool(page.attrs.get("orientation"))
-    plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient
-    try:
-        if handoff == "bytes" and plain and im.format == "JPEG":
-            im.draft("RGB", _draft_target(raw_w, raw_h, det_max_side))  # DCT downscale while decoding
-        im.load()
-        bgr = _to_bgr(ImageOps.exif_transpose(im) if orientation not in (0, 1) else im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient and not _has_alpha_key(im)
+    bgr = _decode_plain(data, im, handoff, det_max_side) if plain else None
+    if bgr is None:
+        try:
+            im.load()
+            bgr = _to_bgr(ImageOps.exif_transpose(im) if orientation not in (0, 1) else im)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     page.width, page.height = disp_w, disp_h
     if needs_orient:
         from ocrvl_ray.compose import orient_page  # compose owns the text_in_wild rotation rule
@@ -163,16 +163,43 @@ def _open_checked(data: bytes, path: str, max_pixels: int) -> Image.Image:
     return im
 
 
+def _has_alpha_key(im: Image.Image) -> bool:
+    return "transparency" in im.info
+
+
 def _exif_orientation(im: Image.Image) -> int:
+    """EXIF orientation from the header only. (Pillow's ``getexif`` on a PNG decodes all pixels to look for
+    an eXIf chunk after the image data; such late chunks are ignored here.)"""
     try:
-        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = im.getexif()
+        return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block means "no orientation"
         return 1
 
 
-def _draft_target(w: int, h: int, max_side: int) -> tuple[int, int]:
-    s = min(1.0, max_side / max(w, h))
-    return max(1, int(w * s)), max(1, int(h * s))
+def _decode_plain(data: bytes, im: Image.Image, handoff: str, det_max_side: int) -> np.ndarray | None:
+    """OpenCV fast path for 8-bit RGB/gray PNG and JPEG without orientation; None = use the Pillow path.
+
+    With the "bytes" hand-off a JPEG is decoded DCT-downscaled (1/2, 1/4, 1/8) to just above the
+    detector size: the full page is never materialised in this stage.
+    """
+    if im.format not in ("PNG", "JPEG"):
+        return None
+    if im.format == "JPEG" and not data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9":
+        return None  # no end-of-image marker: truncated, let Pillow report it
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    if handoff == "bytes" and im.format == "JPEG":
+        k = max((k for k in (1, 2, 4, 8) if max(im.size) / k >= det_max_side), default=1)
+        flags = {1: flags, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}[k] | (cv2.IMREAD_IGNORE_ORIENTATION if k > 1 else 0)
+    return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
 
 
 def _to_bgr(im: Image.Image) -> np.ndarray:
