@@ -9,7 +9,7 @@ import numpy as np
 
 from ocrvl_ray.records import Page
 from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import PageBatch, Source
+from ocrvl_ray.sources.batch import PageBatch, Source, WordList
 from ocrvl_ray.sources.files import read_files, stream_collection
 from ocrvl_ray.sources.geometry import box_to_xy4, clockwise_flat8, quads_to_flat8
 from ocrvl_ray.sources.readers import Options, detect
@@ -298,9 +298,11 @@ def test_stream_malformed_and_not_utf8(tmp_path):
 
 def test_page_batch_matches_records_schema():
     b = PageBatch()
-    b.add("ocr_public", "train", "a", 10, 20, "/x/a.json", "x/a.json", {"k": 1}, ["1"],
-          np.array([[0, 0, 1, 0, 1, 1, 0, 1]]), ["가"], [""])
+    words = WordList()
+    words.add("1", [0, 0, 1, 1], [0, 1, 0, 1], "가", 0)
+    b.add("ocr_public", "train", "a", 10, 20, "/x/a.json", "x/a.json", {"k": 1}, words)
     p = b.pages()[0]
-    assert p.words[0].text == "가" and p.attrs == {"k": 1} and p.image_path is None
+    assert p.words[0].text == "가" and p.words[0].points == [0, 0, 1, 0, 1, 1, 0, 1]
+    assert p.attrs == {"k": 1} and p.image_path is None
     from ocrvl_ray.records import pages_to_table
-    assert pages_to_table([p]).equals(b.to_table())
+    assert pages_to_table([p]).equals(b.to_table(SkipCounter()))

@@ -58,7 +58,7 @@ def read_files(sources: list[Source], dataset: str, opts: Options) -> tuple[pa.T
             read_file(src, dataset, opts, out, skips)
         except Exception as e:  # a reader bug on odd input must not lose the other files of the unit
             skips.add(Skip.ERROR, f"{src.rel} ({type(e).__name__}: {e})")
-    return (out.to_table() if len(out) else None), skips.to_dict()
+    return out.to_table(skips), skips.to_dict()
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -158,7 +158,7 @@ def stream_collection(src: Source, dataset: str, opts: Options, partitions: int,
         if firsts is Skip.UNKNOWN_FORMAT:  # no images[]: a page document after all, read it whole
             out = PageBatch()
             read_file(src, dataset, opts, out, skips)
-            yield (out.to_table() if len(out) else None), skips.to_dict()
+            yield out.to_table(skips), skips.to_dict()
             return
         if isinstance(firsts, Skip):
             if firsts is not Skip.ERROR:  # ERROR was counted with its cause
@@ -185,5 +185,5 @@ def stream_collection(src: Source, dataset: str, opts: Options, partitions: int,
                 count_orphans(groups, src.rel, skips)
             except Exception as e:  # a reader bug on odd input must not lose the other partitions
                 skips.add(Skip.ERROR, f"{src.rel} partition {p} ({type(e).__name__}: {e})")
-            yield (out.to_table() if len(out) else None), skips.to_dict()
+            yield out.to_table(skips), skips.to_dict()
             skips = SkipCounter()

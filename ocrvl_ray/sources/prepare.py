@@ -29,7 +29,7 @@ from ocrvl_ray.sources.files import read_files, stream_collection
 from ocrvl_ray.sources.lookup import LookupIndex, build_lookup, load_lookup
 from ocrvl_ray.sources.readers import READERS, Options
 from ocrvl_ray.sources.scan import scan
-from ocrvl_ray.sources.splits import split_from_path
+from ocrvl_ray.sources.splits import split_of_file
 
 DEFAULT_SPLIT = "train"
 
@@ -56,7 +56,7 @@ def plan(files: list[tuple[str, int]], roots: list[str], split: str | None, file
     for path, size in files:
         root = next((r for r in roots if path == r or path.startswith(r.rstrip(os.sep) + os.sep)), path)
         rel = os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")
-        sp = split or split_from_path(path)
+        sp = split or split_of_file(path)
         if sp is None:
             sp, defaulted = DEFAULT_SPLIT, defaulted + 1
         src = Source(path, rel, sp)

@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import PageBatch, Source, dumps_attrs
-from ocrvl_ray.sources.geometry import box_to_xy4, numbers, quads_to_flat8
+from ocrvl_ray.sources.batch import PageBatch, Source, WordList
+from ocrvl_ray.sources.geometry import box_to_xy4, quads_to_flat8
 from ocrvl_ray.sources.splits import hashed_split
 
 PAGE_FAMILIES = ("ocr_public", "finance_logistics", "handwriting")
@@ -103,77 +103,6 @@ def flag(d: dict, name: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# words -> polygons (bulk)
-# ------------------------------------------------------------------------------------------------
-class WordList:
-    """Candidate words of one page; ``finish`` normalises all boxes at once and counts the bad ones."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.xs: list = []
-        self.ys: list = []
-        self.texts: list[str] = []
-        self.attrs: list[str] = []
-        self.where: list[str] = []
-
-    def add(self, wid: str, xs: Any, ys: Any, text: str, where: str, attrs: dict | None = None) -> None:
-        self.ids.append(wid)
-        self.xs.append(xs)
-        self.ys.append(ys)
-        self.texts.append(text)
-        self.attrs.append(dumps_attrs(attrs))
-        self.where.append(where)
-
-    def finish(self, skips: SkipCounter) -> tuple[list[str], np.ndarray, list[str], list[str]]:
-        n = len(self.ids)
-        if n == 0:
-            return [], np.zeros((0, 8)), [], []
-        X, Y, pre = _coords(self.xs, self.ys)
-        flat, reasons = quads_to_flat8(X, Y)
-        for i in range(n):
-            if pre[i] is not None:
-                reasons[i] = pre[i]
-        keep = np.fromiter((r is None for r in reasons), dtype=bool, count=n)
-        if keep.all():
-            return self.ids, flat, self.texts, self.attrs
-        for i in np.flatnonzero(~keep):
-            skips.add(reasons[i], self.where[i])
-        idx = np.flatnonzero(keep).tolist()
-        return ([self.ids[i] for i in idx], flat[keep], [self.texts[i] for i in idx],
-                [self.attrs[i] for i in idx])
-
-
-def _coords(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, list]:
-    """(n,4) coordinate arrays; one numpy call when every box is 4 clean numbers, else per box."""
-    n = len(xs)
-    try:
-        X = np.array(xs, dtype=np.float64)
-        Y = np.array(ys, dtype=np.float64)
-        if X.shape == (n, 4) and Y.shape == (n, 4):
-            return X, Y, [None] * n
-    except (TypeError, ValueError):
-        pass
-    X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
-    for i in range(n):
-        vx, vy = numbers(xs[i], 4), numbers(ys[i], 4)
-        bad = vx if isinstance(vx, Skip) else vy if isinstance(vy, Skip) else None
-        if bad is not None:
-            pre[i] = bad
-        else:
-            X[i], Y[i] = vx, vy
-    return X, Y, pre
-
-
-def emit_page(out: PageBatch, skips: SkipCounter, dataset: str, split: str, name: str, width: int,
-              height: int, source: str, src: Source, attrs: dict | None, words: WordList) -> None:
-    ids, pts, texts, wattrs = words.finish(skips)
-    if not ids:
-        skips.add(Skip.PAGE_NO_WORDS, source)
-        return
-    out.add(dataset, split, name, width, height, source, src.rel, attrs, ids, pts, texts, wattrs)
-
-
-# ------------------------------------------------------------------------------------------------
 # page documents: ocr_public / finance_logistics / handwriting raw files
 # ------------------------------------------------------------------------------------------------
 def is_page_doc(doc: Any) -> bool:
@@ -188,20 +117,34 @@ def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: Page
         skips.add(Skip.MISSING_FIELD, f"{src.rel}: needs Images{{}} and bbox[]")
         return
     name = as_text(img.get("filename")) or as_text(img.get("file_name")) or src.stem
-    words = WordList()
+    words = WordList("bbox")
+    try:  # fast path: every box has its fields and a non-empty text
+        rows = [(b["data"], b["x"], b["y"], b.get("id")) for b in boxes]
+        texts = [t.strip() if type(t) is str else as_text(t) for t, _, _, _ in rows]
+    except (KeyError, TypeError, AttributeError):
+        texts = [None]
+    if all(texts):
+        words.ids = [str(i) if r[3] is None else str(r[3]) for i, r in enumerate(rows)]
+        words.xs = [r[1] for r in rows]
+        words.ys = [r[2] for r in rows]
+        words.texts = texts
+        words.attrs = [""] * len(rows)
+        words.index = list(range(len(rows)))
+        boxes = []
     for i, b in enumerate(boxes):
-        where = f"{src.rel}:bbox[{i}]"
-        if not isinstance(b, dict) or "x" not in b or "y" not in b or "data" not in b:
-            skips.add(Skip.MISSING_FIELD, where)
+        try:
+            text, xs, ys = b["data"], b["x"], b["y"]
+        except (KeyError, TypeError):
+            skips.add(Skip.MISSING_FIELD, f"{src.rel}:bbox[{i}]")
             continue
-        text = as_text(b["data"])
-        if text is None:
-            skips.add(Skip.EMPTY_TEXT, where)
+        text = text.strip() if type(text) is str else as_text(text)
+        if not text:
+            skips.add(Skip.EMPTY_TEXT, f"{src.rel}:bbox[{i}]")
             continue
         wid = b.get("id")
-        words.add(str(i) if wid is None else str(wid), b["x"], b["y"], text, where)
-    emit_page(out, skips, dataset, opts.split or src.split, name, as_int(img.get("width")),
-              as_int(img.get("height")), src.path, src, None, words)
+        words.add(str(i) if wid is None else str(wid), xs, ys, text, i)
+    out.add(dataset, opts.split or src.split, name, as_int(img.get("width")), as_int(img.get("height")),
+            src.path, src.rel, None, words)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -341,30 +284,29 @@ def join_collection(spec: CollectionSpec, dataset: str, images: Iterable[tuple[i
             skips.add(info, where)
             groups.pop(key, None)
             continue
-        words, chars = WordList(), []
+        words, chars = WordList("annotations"), []
         for j, ann in groups.pop(key, []) if key is not None else []:
-            awhere = f"{src.rel}:annotations[{j}]"
             w = spec.word(ann, j)
             if w is None:
                 continue
             if isinstance(w, Skip):
-                skips.add(w, awhere)
+                skips.add(w, f"{src.rel}:annotations[{j}]")
                 continue
             xy = box_to_xy4(w[1], spec.box_layout)
             if isinstance(xy, Skip):
                 if w[0] != CHAR:
-                    skips.add(xy, awhere)
+                    skips.add(xy, f"{src.rel}:annotations[{j}]")
                 continue
             if w[0] == CHAR:
                 chars.append(xy)
             else:
-                words.add(w[0], xy[0], xy[1], w[2], awhere, w[3])
+                words.add(w[0], xy[0], xy[1], w[2], j, w[3])
         attrs = dict(info.attrs or {})
         if chars:
             flat, reasons = quads_to_flat8(np.array([c[0] for c in chars]), np.array([c[1] for c in chars]))
             attrs["chars"] = [[round(v, 2) for v in row] for row, r in zip(flat.tolist(), reasons) if r is None]
-        emit_page(out, skips, dataset, info.split, info.name, info.width, info.height, f"{src.path}#{where}",
-                  src, attrs or None, words)
+        out.add(dataset, info.split, info.name, info.width, info.height, f"{src.path}#{where}", src.rel,
+                attrs or None, words)
 
 
 def count_orphans(groups: dict[str, list], rel: str, skips: SkipCounter) -> None:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from functools import lru_cache
 from pathlib import PurePath
 
 _TOKEN = re.compile(r"[A-Za-z]+|[가-힣]+|\d+")
@@ -36,6 +38,16 @@ def split_from_path(path: str | PurePath) -> str | None:
         if split:
             return split
     return None
+
+
+@lru_cache(maxsize=1 << 16)
+def _folder_split(directory: str) -> str | None:
+    return split_from_path(directory)
+
+
+def split_of_file(path: str) -> str | None:
+    """``split_from_path`` for many files: the file name, then its folder (cached per folder)."""
+    return split_of_component(os.path.basename(path)) or _folder_split(os.path.dirname(path))
 
 
 def hashed_split(key: str, seed: int = 42, valid_fraction: float = 0.1) -> str:
