@@ -107,7 +107,7 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
     disp_w, disp_h = (raw_h, raw_w) if orientation in _SWAPS_AXES else (raw_w, raw_h)
     page = _exif_words(page, orientation, raw_w, raw_h, disp_w, disp_h)
     needs_orient = bool(page.attrs.get("orientation"))
-    plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient and not _has_alpha_key(im)
+    plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient and "transparency" not in im.info
     bgr = _decode_plain(data, im, handoff, det_max_side) if plain else None
     if bgr is None:
         try:
@@ -163,10 +163,6 @@ def _open_checked(data: bytes, path: str, max_pixels: int) -> Image.Image:
     return im
 
 
-def _has_alpha_key(im: Image.Image) -> bool:
-    return "transparency" in im.info
-
-
 def _exif_orientation(im: Image.Image) -> int:
     """EXIF orientation from the header only. (Pillow's ``getexif`` on a PNG decodes all pixels to look for
     an eXIf chunk after the image data; such late chunks are ignored here.)"""
@@ -207,13 +203,16 @@ def _to_bgr(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im)
-        if mode == "F":
-            a8 = np.clip(a, 0, 255).astype(np.uint8) if a.max(initial=0) > 1 else (np.clip(a, 0, 1) * 255).astype(np.uint8)
+        peak = a.max(initial=0)
+        if mode.startswith("I;16") or peak > 255:
+            top = 65535.0
+        elif mode == "F" and peak <= 1:
+            top = 1.0  # float images in 0..1
         else:
-            top = 65535 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255
-            a8 = (np.clip(a.astype(np.int64), 0, top) * 255 // top).astype(np.uint8)
+            top = 255.0
+        a8 = (np.clip(a.astype(np.float64), 0, top) * (255 / top) + 0.5).astype(np.uint8)
         return cv2.cvtColor(a8, cv2.COLOR_GRAY2BGR)
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+    if mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(white, rgba)

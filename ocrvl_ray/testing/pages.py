@@ -249,7 +249,7 @@ def write_image(path: str | os.PathLike, kind: str, width: int = 64, height: int
     """Write a test image of ``kind``; returns the path.
 
     Good kinds: ``rgb_png``, ``rgb_jpeg``, ``gray_png``, ``rgba_png``, ``palette_png``, ``gray16_png``,
-    ``cmyk_jpeg``, ``exif_rotated_jpeg`` (stored ``width``x``height`` with EXIF orientation 6 = shown
+    ``rgb48_png``, ``cmyk_jpeg``, ``exif_rotated_jpeg`` (stored ``width``x``height`` with EXIF orientation 6 = shown
     rotated 90° clockwise). Bad kinds: ``zero_byte``, ``corrupt`` (random bytes), ``truncated_png``,
     ``truncated_jpeg``, ``bomb_png`` (a valid PNG header claiming 50000x50000 pixels, tiny file).
     """
@@ -274,6 +274,13 @@ def write_image(path: str | os.PathLike, kind: str, width: int = 64, height: int
     elif kind == "gray16_png":
         gray = np.asarray(im.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
         Image.fromarray(gray).save(path, "PNG")
+    elif kind == "rgb48_png":  # 16 bits per channel
+        import cv2
+
+        cv2.imwrite(str(path) if path.suffix == ".png" else str(path) + ".png",
+                    np.ascontiguousarray(rgb[:, :, ::-1]).astype(np.uint16) * 257)
+        if path.suffix != ".png":
+            Path(str(path) + ".png").rename(path)
     elif kind == "cmyk_jpeg":
         im.convert("CMYK").save(path, "JPEG", quality=95)
     elif kind == "exif_rotated_jpeg":
@@ -298,8 +305,8 @@ def write_image(path: str | os.PathLike, kind: str, width: int = 64, height: int
     return path
 
 
-GOOD_KINDS = ("rgb_png", "rgb_jpeg", "gray_png", "rgba_png", "palette_png", "gray16_png", "cmyk_jpeg",
-              "exif_rotated_jpeg")
+GOOD_KINDS = ("rgb_png", "rgb_jpeg", "gray_png", "rgba_png", "palette_png", "gray16_png", "rgb48_png",
+              "cmyk_jpeg", "exif_rotated_jpeg")
 BAD_KINDS = ("zero_byte", "corrupt", "truncated_png", "truncated_jpeg", "bomb_png")
 
 
