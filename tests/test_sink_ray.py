@@ -42,15 +42,16 @@ def dataset(ray, pages, blocks=8):
     return ray.data.from_items([p.to_row() for p in pages], override_num_blocks=blocks)
 
 
-@pytest.mark.parametrize("label_format,index_base", [("pickle", 1), ("text", 0)])
-def test_round_trip(ray_local, tmp_path, label_format, index_base):
+@pytest.mark.parametrize("label_format,index_base,bundle,tasks", [("pickle", 1, 64, 1), ("text", 0, None, 8)])
+def test_round_trip(ray_local, tmp_path, label_format, index_base, bundle, tasks):
     pages = synthetic_pages(30, seed=11, skip_every=6)
-    sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format)
-    summary = write_lmdb(dataset(ray_local, pages), sink)
+    sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format,
+                    min_pages_per_write=bundle)
+    summary = write_lmdb(dataset(ray_local, pages), sink)   # 8 blocks
     assert_exact(sink.path, pages)
     n = sum(expected(pages).values())
     assert summary["num_samples"] == summary["samples"] == n
-    assert summary["pages"] == {"ok": 25, "no_regions": 5} and summary["write_tasks"] == 8
+    assert summary["pages"] == {"ok": 25, "no_regions": 5} and summary["write_tasks"] == tasks
     assert summary["page_skips"]["counts"] == {"no_regions": 5}
     assert summary["item_skips"]["counts"] == {"empty_text": sum(1 for p in range(30) if p % 4 == 0 and p % 6 != 5)}
     kinds = Counter(json.loads(s.meta)["sample_kind"] for p in pages if p.status == "ok" for s in p.samples)
@@ -131,7 +132,7 @@ def slow(row):
 
 pages = synthetic_pages(int(sys.argv[2]), seed=15, skip_every=6)
 ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=len(pages)).map(slow)
-write_lmdb(ds, LmdbSink(sys.argv[1]))
+write_lmdb(ds, LmdbSink(sys.argv[1], min_pages_per_write=4))   # several commits before the kill
 print("FINISHED")
 """
 

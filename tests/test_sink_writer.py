@@ -172,6 +172,18 @@ def test_rows_from_arrow_pandas_and_empty_blocks():
     got_arrow = list(iter_pages([empty_no_cols, table, empty_df]))
     got_pandas = list(iter_pages([df]))
     assert got_arrow == pages and got_pandas == pages
+    assert list(iter_pages([table.slice(1, 2)])) == pages[1:3]          # Ray hands out zero-copy slices
+    large = pa.schema([("page_id", pa.string()), ("status", pa.string()), ("detail", pa.string()),
+                       ("samples", pa.large_list(pa.struct([("image", pa.large_binary()), ("label", pa.string()),
+                                                            ("width", pa.int64())]))), ("skips", pa.string())])
+    slim = [{**r, "samples": [{"image": s["image"], "label": s["label"], "width": s["width"]} for s in r["samples"]]}
+            for r in rows]
+    got_large = list(iter_pages([pa.Table.from_pylist(slim, schema=large)]))
+    assert [[(bytes(s.image), s.label, s.width, s.height, s.meta) for s in p.samples] for p in got_large] == \
+        [[(s.image, s.label, s.width, 0, "") for s in p.samples] for p in pages]
+    all_skipped = pa.Table.from_pylist([{"page_id": "s", "status": "no_regions", "detail": "", "samples": [],
+                                         "skips": ""}])             # samples typed list<null>
+    assert list(iter_pages([all_skipped])) == [SinkPage("s", "no_regions")]
     odd = SinkPage.from_row({"page_id": np.str_("x"), "status": "ok", "detail": None, "skips": float("nan"),
                              "samples": np.array([{"image": np.frombuffer(b"\xff\xd8", np.uint8), "label": "a",
                                                    "filename": "f", "width": np.int64(3), "height": np.int32(2),

@@ -13,16 +13,21 @@ from typing import Iterable, Iterator
 from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
-from ocrvl_ray.sink.rows import SinkPage
+from ocrvl_ray.sink.rows import SinkPage, SinkSample
 from ocrvl_ray.sink.writer import DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats, check_options
 
 
 class LmdbSink(Datasink):
-    """Appends page rows to one LMDB directory; pages whose ``page/<id>`` marker exists are skipped."""
+    """Appends page rows to one LMDB directory; pages whose ``page/<id>`` marker exists are skipped.
+
+    ``min_pages_per_write`` bundles blocks so each write task (one env open, a few fsyncs) gets at least
+    that many pages (``None``: one task per block). ``map_size`` is the initial map, doubled when full;
+    ``max_txn_bytes`` bounds a transaction (it always ends at a page boundary).
+    """
 
     def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = None):
+                 min_pages_per_write: int | None = 64):
         check_options(index_base, label_format)
         self.path, self.index_base, self.label_format = str(path), index_base, label_format
         self.map_size, self.max_txn_bytes = map_size, max_txn_bytes
@@ -70,11 +75,65 @@ def iter_pages(blocks: Iterable[Block]) -> Iterator[SinkPage]:
         if acc.num_rows() == 0:
             continue
         if hasattr(block, "to_pylist"):          # pyarrow.Table
-            rows = block.to_pylist()
+            yield from _arrow_pages(block)
         else:                                    # pandas.DataFrame (lists as object arrays)
-            rows = block.to_dict("records")
-        for row in rows:
+            for row in block.to_dict("records"):
+                yield SinkPage.from_row(row)
+
+
+def _arrow_pages(table) -> Iterator[SinkPage]:
+    """Arrow fast path: image bytes stay zero-copy views of the block's buffers."""
+    import pyarrow as pa
+    t = table.schema.field("samples").type if "samples" in table.column_names else None
+    if not (t is not None and (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)
+            and {"image", "label"} <= {f.name for f in t.value_type}):
+        for row in table.to_pylist():            # e.g. list<null> when every page was skipped
             yield SinkPage.from_row(row)
+        return
+    for batch in table.to_batches():
+        yield from _batch_pages(batch)
+
+
+def _batch_pages(batch) -> Iterator[SinkPage]:
+    samples = batch.column("samples")
+    struct = samples.values
+    fields = dict(zip([f.name for f in struct.type], struct.flatten()))
+    images = _binary_views(fields["image"])
+    cols = {name: fields[name].to_pylist() if name in fields else [None] * len(struct)
+            for name in ("label", "filename", "width", "height", "meta")}
+    valid = struct.is_valid().to_pylist()
+    offsets = samples.offsets.to_pylist()
+    others = [name for name in batch.schema.names if name != "samples"]
+    for i, row in enumerate(batch.select(others).to_pylist()):
+        row["samples"] = []
+        page = SinkPage.from_row(row)
+        for j in range(offsets[i], offsets[i + 1]):
+            if valid[j]:
+                page.samples.append(SinkSample(
+                    images[j], *(_sample_field(cols, k, j) for k in ("label", "filename", "width", "height", "meta"))))
+        yield page
+
+
+def _binary_views(arr) -> list:
+    """Zero-copy ``memoryview`` per value of a (large_)binary Arrow array; ``b""`` for nulls."""
+    import numpy as np
+    import pyarrow as pa
+    if pa.types.is_large_binary(arr.type):
+        dtype = np.int64
+    elif pa.types.is_binary(arr.type):
+        dtype = np.int32
+    else:
+        return [bytes(v) if v is not None else b"" for v in arr.to_pylist()]
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, dtype=dtype)[arr.offset:arr.offset + len(arr) + 1].tolist()
+    view = memoryview(data).cast("B") if data is not None else memoryview(b"")
+    valid = arr.is_valid().to_pylist()
+    return [view[off[j]:off[j + 1]] if valid[j] else b"" for j in range(len(arr))]
+
+
+def _sample_field(cols: dict, name: str, j: int):
+    v = cols[name][j]
+    return (v or 0) if name in ("width", "height") else (v or "")
 
 
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:

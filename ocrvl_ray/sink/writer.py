@@ -111,7 +111,12 @@ class LmdbWriter:
         self.env = lmdb.open(self.path, map_size=max(self.map_size, 2 * used), subdir=True,
                              readahead=False, meminit=False, max_dbs=0)
         self.env.reader_check()   # drop reader slots of killed processes
-        self._commit(self._init_schema)
+        with self.env.begin() as txn:
+            raw = txn.get(S.SCHEMA_KEY)
+        if raw is None:
+            self._commit(self._init_schema)
+        else:
+            self._check_schema(json.loads(raw))
         return self
 
     def close(self) -> None:
@@ -164,8 +169,10 @@ class LmdbWriter:
             txn.put(S.SCHEMA_KEY, json.dumps({"version": S.SCHEMA_VERSION, "index_base": self.index_base,
                                               "label_format": self.label_format, "writer": "ocrvl-ray"}).encode())
             txn.put(S.NUM_SAMPLES, b"0")
-            return
-        have = json.loads(raw)
+        else:
+            self._check_schema(json.loads(raw))
+
+    def _check_schema(self, have: dict) -> None:
         if (have.get("index_base"), have.get("label_format")) != (self.index_base, self.label_format):
             raise OcrvlError(f"{self.path}: existing LMDB has index_base={have.get('index_base')}, "
                              f"label_format={have.get('label_format')} but this run asks index_base={self.index_base}, "
