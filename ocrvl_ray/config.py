@@ -178,7 +178,7 @@ class ActorPool(BaseModel):
     max_actors: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
     num_gpus: Optional[float] = Field(None, ge=0, description="per actor; None = 1 on a GPU device, else 0")
-    num_cpus: float = Field(1.0, ge=0)
+    num_cpus: float = Field(0.25, ge=0, description="per actor, for scheduling; small so decode/compose tasks keep CPUs")
 
 
 class LayoutModelConfig(ActorPool):

@@ -1,0 +1,23 @@
+"""``ocrvl layout [config.yaml] [key=value ...]``: the same job as ``jobs/layout.py``."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]",
+                   help="a LayoutConfig YAML and/or overrides, e.g. demo_models=true output=out/x_layout.lmdb "
+                        "layout.device=gpu:0 (FAST_* environment variables also apply)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ocrvl_ray.config import LayoutConfig, load_config, split_cli_args
+
+    yaml_path, overrides = split_cli_args(args.args)
+    cfg = load_config(LayoutConfig, yaml_path, overrides)
+    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.runtime import init_ray
+
+    init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
+    report = run_layout(cfg)
+    return 0 if report["pages_processed"] + report["pages_already_done"] >= report["pages_in"] else 1
