@@ -116,6 +116,27 @@ def test_exception_mid_write_then_rerun(ray_local, tmp_path):
     assert_exact(path, pages)
 
 
+def test_worker_dies_after_commit_task_retried(ray_local, tmp_path):
+    """The write task's process exits right after its commit: Ray Core retries the task, markers absorb it."""
+    flag = str(tmp_path / "died-once")
+
+    class DyingSink(LmdbSink):
+        def write(self, blocks, ctx):
+            result = super().write(blocks, ctx)
+            if not os.path.exists(flag):
+                open(flag, "w").close()
+                os._exit(1)
+            return result
+
+    pages = synthetic_pages(20, seed=17, skip_every=4)
+    path = str(tmp_path / "d.lmdb")
+    summary = write_lmdb(dataset(ray_local, pages, 4), DyingSink(path))
+    assert os.path.exists(flag)
+    assert summary["pages_already_done"] == sum(p.status == "ok" for p in pages)   # the retry wrote nothing new
+    assert summary["num_samples"] == sum(expected(pages).values())
+    assert_exact(path, pages)
+
+
 KILL_SCRIPT = """
 import os, sys, time
 os.environ["RAY_AUTH_MODE"] = "disabled"
