@@ -119,3 +119,19 @@ def test_final_checkpoint_merges_with_ocrvl_merge(lora_run):
         np.testing.assert_allclose(merged[w], expected, rtol=0, atol=1e-5)
         changed += not np.allclose(merged[w], base_w[w])
     assert changed == 7 * 2     # 7 target linears x 2 layers, all trained away from the base
+
+
+def test_launcher_mode_one_worker_per_node(ray_local, tmp_path):
+    """Two Ray workers act as two nodes, each running paddle.distributed.launch with the backend's
+    MASTER_ADDR/PORT, NNODES, PADDLE_RANK and POD_IP; the launched processes all-reduce across nodes."""
+    ours, args = load_train_config(None, [
+        "num_workers=2", "use_gpu=false", "mode=launcher", "entry=ocrvl_ray.train.examples:allreduce_check",
+        f"output_dir={tmp_path / 'out'}", f"storage_path={tmp_path / 'storage'}", "max_failures=0",
+        "watch_interval_s=0.5"], env={})
+    assert fit(ours, args).error is None
+    got = [json.loads((tmp_path / "out" / f"allreduce-rank{r}.json").read_text()) for r in range(2)]
+    assert [g["sum"] for g in got] == [3.0, 3.0]
+    assert [g["env"]["PADDLE_RANK"] for g in got] == ["0", "1"]          # node rank from the backend
+    assert got[0]["env"]["MASTER_ADDR"] == got[1]["env"]["MASTER_ADDR"]
+    assert got[0]["env"]["PADDLE_NNODES"] == "2"
+    assert (tmp_path / "out" / ".ocrvl" / "train_config.node1.yaml").is_file()

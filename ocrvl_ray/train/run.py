@@ -46,7 +46,7 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
         backend_config=PaddleConfig(mode=ours.mode),
         scaling_config=ScalingConfig(num_workers=ours.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources,
-                                     placement_strategy="STRICT_SPREAD" if ours.mode == "launcher" else "PACK"),
+                                     placement_strategy="SPREAD" if ours.mode == "launcher" else "PACK"),
         run_config=RunConfig(name=run_name_for(ours, args), storage_path=ours.storage_path,
                              failure_config=FailureConfig(max_failures=ours.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=ours.num_to_keep)))

@@ -52,15 +52,15 @@ def run_launcher(payload: dict, config: dict) -> None:
     out = Path(config["output_dir"])
     meta = out / ".ocrvl"
     meta.mkdir(parents=True, exist_ok=True)
-    cfg_file = meta / f"train_config.node{os.environ['PADDLE_RANK']}.yaml"
+    node = os.environ["PADDLE_RANK"]
+    cfg_file = meta / f"train_config.node{node}.yaml"
     cfg_file.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    cmd = launcher_command(payload["entry"], str(cfg_file), os.environ, str(meta / "launch_logs"),
-                           payload.get("ernie_root"))
+    logs = meta / f"launch_logs.node{node}"
+    cmd = launcher_command(payload["entry"], str(cfg_file), os.environ, str(logs), payload.get("ernie_root"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_TRAINER", "PADDLE_CURRENT"))}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"paddle.distributed.launch exited with {proc.returncode}; "
-                           f"see {meta / 'launch_logs'}")
+        raise RuntimeError(f"paddle.distributed.launch exited with {proc.returncode} on node {node}; see {logs}")
 
 
 def _install_log_stream() -> None:
