@@ -111,7 +111,7 @@ def test_preflight_one_line_per_problem(tmp_path):
     assert any("train_lmdb_prob has 2 value(s) for 6 path(s)" in m for m in errors)
     warnings = [f.message for f in found if f.level == "warning"]
     assert len(warnings) == 1 and "o_proj and down_proj" in warnings[0] and "use_huggingface_model" in warnings[0]
-    assert (tmp_path / "out").is_dir()
+    assert not (tmp_path / "out").exists()      # the audit creates nothing
 
     ok = preflight.audit({"train_lmdb_paths": good, "train_lmdb_prob": "1.0", "output_dir": str(tmp_path / "o2"),
                           "fine_tuning": "LoRA", "stage": "OCR-VL-SFT", "use_huggingface_model": True})

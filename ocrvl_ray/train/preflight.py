@@ -6,7 +6,6 @@ list is not silently reduced to ``o_proj``/``down_proj``.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +72,20 @@ def check_lmdb(key: str, path: str) -> list[Finding]:
 
 
 def check_output_dir(args: Mapping[str, Any]) -> list[Finding]:
+    """``output_dir`` is set and writable (probing the nearest existing folder; nothing is created)."""
     out = args.get("output_dir")
     if not out:
         return [Finding("error", "output_dir is not set; add output_dir: /path/to/run to the YAML")]
+    probe = Path(out)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return [Finding("error", f"output_dir {out} is not writable ({probe} is a file); choose another path")]
     try:
-        os.makedirs(out, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".ocrvl-write-test-"):
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".ocrvl-write-test-"):
             pass
     except OSError as e:
-        return [Finding("error", f"output_dir {out} is not writable ({e.strerror or e}); "
+        return [Finding("error", f"output_dir {out} is not writable ({probe}: {e.strerror or e}); "
                                  "choose a directory you can write")]
     return []
 
