@@ -12,6 +12,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
+from ocrvl_ray.errors import OcrvlError
 from ocrvl_ray.sink import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
 from ocrvl_ray.sink.synthetic import synthetic_pages
 
@@ -46,12 +47,13 @@ def dataset(ray, pages, blocks=8):
 def test_round_trip(ray_local, tmp_path, label_format, index_base, bundle, tasks):
     pages = synthetic_pages(30, seed=11, skip_every=6)
     sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format,
-                    min_pages_per_write=bundle)
+                    min_pages_per_write=bundle, map_size=32 << 10)
     summary = write_lmdb(dataset(ray_local, pages), sink)   # 8 blocks
     assert_exact(sink.path, pages)
     n = sum(expected(pages).values())
     assert summary["num_samples"] == summary["samples"] == n
     assert summary["pages"] == {"ok": 25, "no_regions": 5} and summary["write_tasks"] == tasks
+    assert summary["map_growths"] >= 1                     # started from a 32 KiB map
     assert summary["page_skips"]["counts"] == {"no_regions": 5}
     assert summary["item_skips"]["counts"] == {"empty_text": sum(1 for p in range(30) if p % 4 == 0 and p % 6 != 5)}
     kinds = Counter(json.loads(s.meta)["sample_kind"] for p in pages if p.status == "ok" for s in p.samples)
@@ -204,6 +206,14 @@ def test_kill_minus_9_of_driver_then_rerun(ray_local, tmp_path):
     todo = [p for p in pages if p.page_id not in done]
     write_lmdb(dataset(ray_local, todo, 4), LmdbSink(path))
     assert_exact(path, pages)
+
+
+def test_mismatched_options_refused_before_running(ray_local, tmp_path):
+    path = str(tmp_path / "m.lmdb")
+    write_lmdb(dataset(ray_local, synthetic_pages(3, seed=18), 1), LmdbSink(path))
+    with pytest.raises(OcrvlError, match="index_base=1, label_format=pickle but this run asks index_base=0"):
+        write_lmdb(dataset(ray_local, synthetic_pages(3, seed=19), 1), LmdbSink(path, index_base=0))
+    assert verify_lmdb(path)["ok"] and len(completed_pages(path)) == 3
 
 
 def test_empty_dataset(ray_local, tmp_path):
