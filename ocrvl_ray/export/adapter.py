@@ -17,6 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import ml_dtypes
@@ -42,6 +43,16 @@ class LoraPair:
     @property
     def rank(self) -> int:
         return self.A.shape[1]
+
+    @cached_property
+    def At32(self) -> np.ndarray:
+        """Aᵀ [r, in] fp32, contiguous (computed once; merge works on row chunks of Bᵀ @ Aᵀ)."""
+        return np.ascontiguousarray(self.A.astype(np.float32).T)
+
+    @cached_property
+    def Bt32(self) -> np.ndarray:
+        """Bᵀ [out, r] fp32, contiguous."""
+        return np.ascontiguousarray(self.B.astype(np.float32).T)
 
 
 @dataclass

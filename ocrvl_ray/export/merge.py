@@ -23,7 +23,7 @@ import numpy as np
 
 from ocrvl_ray.errors import OcrvlError
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, module_families, pair_adapter, under_targeted
-from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, StreamWriter, TensorInfo, TensorSet, file_sha256,
+from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, Ordered, StreamWriter, TensorInfo, TensorSet, file_sha256,
                                  read_rows, row_chunks, row_nbytes)
 
 DEFAULT_MAX_SHARD = 5 * 1024**3
@@ -33,9 +33,7 @@ WEIGHT_INDEXES = (".safetensors.index.json", ".bin.index.json", ".pdparams.index
 
 def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of the HF-layout update ``scaling · (A @ B)ᵀ`` in fp32, shape [stop-start, in]."""
-    A = pair.A.astype(np.float32, copy=False)                   # [in, r]
-    B = pair.B[:, start:stop].astype(np.float32, copy=False)    # [r, rows]
-    delta = B.T @ A.T                                           # [rows, r] @ [r, in] = (A @ B)ᵀ, contiguous
+    delta = pair.Bt32[start:stop] @ pair.At32                   # [rows, r] @ [r, in] = ((A @ B)ᵀ)[start:stop]
     delta *= np.float32(pair.scaling)
     return delta
 
@@ -87,37 +85,40 @@ class MergeResult:
 
 
 class _HashingSource:
-    """Reads base tensors file by file in offset order and hashes each file's bytes on the way."""
+    """Reads base tensors file by file in offset order; a worker thread hashes each file's bytes as they pass."""
 
-    def __init__(self, ts: TensorSet):
-        self.ts, self.hashes = ts, {}
+    def __init__(self):
+        self.hashes: dict[Path, str] = {}
         self._path, self._f, self._h, self._pos = None, None, None, 0
+        self._bg = Ordered()
 
     def rows(self, info: TensorInfo, start: int, stop: int) -> np.ndarray:
         if info.path != self._path:
             self._finish()
             self._path, self._f, self._h = info.path, open(info.path, "rb"), hashlib.sha256()
-            self._h.update(self._f.read(info.begin))  # header (and anything before the first tensor)
+            self._h.update(self._f.read(info.begin))  # length prefix + header
             self._pos = info.begin
+        offset = info.begin + start * row_nbytes(info)
+        if offset > self._pos:                        # padding between tensors: part of the file's bytes too
+            self._f.seek(self._pos)
+            self._bg.submit(self._h.update, self._f.read(offset - self._pos))
         arr = read_rows(info, start, stop, self._f)
-        if info.begin + start * row_nbytes(info) == self._pos:                        # sequential: hash as we go
-            self._h.update(memoryview(arr.reshape(-1).view(np.uint8)))
-            self._pos += arr.nbytes
-        else:                                         # not sequential (never for well-formed files)
-            self._h = None
+        self._bg.submit(self._h.update, memoryview(arr.reshape(-1).view(np.uint8)))
+        self._pos = offset + arr.nbytes
         return arr
 
     def _finish(self) -> None:
         if self._f is not None:
-            rest = self._f.read() if self._h is not None else b""
-            if self._h is not None:
-                self._h.update(rest)
+            self._f.seek(self._pos)
+            self._bg.submit(self._h.update, self._f.read())
+            self._bg.drain()
             self._f.close()
-            self.hashes[self._path] = self._h.hexdigest() if self._h is not None else file_sha256(self._path)
+            self.hashes[self._path] = self._h.hexdigest()
             self._f = None
 
     def close(self) -> dict[Path, str]:
         self._finish()
+        self._bg.close()
         return self.hashes
 
 
@@ -150,7 +151,7 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    src = _HashingSource(base)
+    src = _HashingSource()
     merged_report, untouched, written = {}, [], []
     try:
         for shard, name in zip(shards, names):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,7 +30,7 @@ DTYPES: dict[str, np.dtype] = {
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 FLOAT_DTYPES = {"BF16", "F16", "F32", "F64"}
 MAX_HEADER = 100 * 1024 * 1024
-CHUNK_BYTES = 64 * 1024 * 1024  # unit of streaming reads/writes
+CHUNK_BYTES = 4 * 1024 * 1024  # unit of streaming reads/writes: small enough to stay in cache and be reused
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,6 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
     meta = header.pop("__metadata__", None) or {}
     data_start, data_len = 8 + n, size - 8 - n
     tensors: dict[str, TensorInfo] = {}
-    end_max = 0
     for name, h in header.items():
         try:
             dt, shape, (b, e) = h["dtype"], tuple(int(s) for s in h["shape"]), h["data_offsets"]
@@ -87,8 +87,12 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
         if e > data_len:
             raise OcrvlError(f"{path} is truncated: tensor {name!r} ends at byte {data_start + e} but the file has "
                              f"{size} bytes; re-copy or re-download it")
-        end_max = max(end_max, e)
         tensors[name] = TensorInfo(name, dt, shape, path, data_start + b, e - b)
+    prev = None
+    for t in sorted(tensors.values(), key=lambda t: t.begin):
+        if prev is not None and t.begin < prev.begin + prev.nbytes:
+            raise OcrvlError(f"{path}: tensors {prev.name!r} and {t.name!r} overlap; the file is corrupt")
+        prev = t
     return tensors, {str(k): str(v) for k, v in meta.items()}
 
 
@@ -134,6 +138,30 @@ def _read_into(path: Path, offset: int, buf: np.ndarray, f=None) -> None:
     finally:
         if own:
             f.close()
+
+
+class Ordered:
+    """Runs calls in order on one worker thread, at most one pending: overlaps file writes and hashing (which
+    release the GIL) with the numpy work of the next chunk."""
+
+    def __init__(self):
+        self._ex = ThreadPoolExecutor(1, thread_name_prefix="ocrvl-io")
+        self._last: Future | None = None
+
+    def submit(self, fn, *args) -> None:
+        self.drain()
+        self._last = self._ex.submit(fn, *args)
+
+    def drain(self) -> None:
+        if self._last is not None:
+            last, self._last = self._last, None
+            last.result()  # re-raises the worker's exception here
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._ex.shutdown()
 
 
 class TensorSet:
@@ -216,13 +244,15 @@ class StreamWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.f = open(self.tmp, "wb")
         self.f.write(build_header(specs, metadata))
+        self._bg = Ordered()
         self._expected = {n: int(np.prod(s, dtype=np.int64)) * DTYPES[d].itemsize for n, d, s in specs}
         self._dtypes = {n: d for n, d, _ in specs}
         self._order = [n for n, _, _ in specs]
         self._i, self._written = 0, 0
 
     def write(self, name: str, chunk: np.ndarray | memoryview | bytes) -> None:
-        """Append bytes of tensor ``name`` (must be the current or next one in spec order)."""
+        """Append bytes of tensor ``name`` (the current or next one in spec order). The write happens on a worker
+        thread: do not modify ``chunk`` afterwards."""
         if self._i < len(self._order) and self._order[self._i] != name:
             self._finish_tensor()
         if self._i >= len(self._order) or self._order[self._i] != name:
@@ -231,7 +261,7 @@ class StreamWriter:
             if chunk.dtype != DTYPES[self._dtypes[name]]:
                 raise RuntimeError(f"tensor {name!r}: dtype {chunk.dtype} != {self._dtypes[name]}")
             chunk = memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8))
-        self.f.write(chunk)
+        self._bg.submit(self.f.write, chunk)
         self._written += len(chunk)
 
     def _finish_tensor(self) -> None:
@@ -246,13 +276,20 @@ class StreamWriter:
             self._finish_tensor()
         if self._i != len(self._order):
             raise RuntimeError(f"{self.path}: only {self._i} of {len(self._order)} tensors written")
+        self._bg.close()
         self.f.flush()
         os.fsync(self.f.fileno())
         self.f.close()
         return self.tmp
 
     def abort(self) -> None:
-        self.f.close()
+        """Drop the temp file after a failure (a pending write error is secondary to the one being raised)."""
+        try:
+            self._bg.close()
+        except OSError:
+            pass
+        finally:
+            self.f.close()
         self.tmp.unlink(missing_ok=True)
 
 
