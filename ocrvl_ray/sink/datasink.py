@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
-from ocrvl_ray.sink.rows import SinkPage, SinkSample
+from ocrvl_ray.sink.rows import SinkPage, SinkSample, as_bytes
 from ocrvl_ray.sink.writer import DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats, check_options
 
 
@@ -96,21 +96,19 @@ def _arrow_pages(table) -> Iterator[SinkPage]:
 
 def _batch_pages(batch) -> Iterator[SinkPage]:
     samples = batch.column("samples")
-    struct = samples.values
+    struct = samples.values                      # all samples of the batch; offsets say whose they are
     fields = dict(zip([f.name for f in struct.type], struct.flatten()))
     images = _binary_views(fields["image"])
-    cols = {name: fields[name].to_pylist() if name in fields else [None] * len(struct)
-            for name in ("label", "filename", "width", "height", "meta")}
+    label, filename, width, height, meta = (
+        fields[k].to_pylist() if k in fields else [None] * len(struct)
+        for k in ("label", "filename", "width", "height", "meta"))
     valid = struct.is_valid().to_pylist()
     offsets = samples.offsets.to_pylist()
     others = [name for name in batch.schema.names if name != "samples"]
     for i, row in enumerate(batch.select(others).to_pylist()):
-        row["samples"] = []
         page = SinkPage.from_row(row)
-        for j in range(offsets[i], offsets[i + 1]):
-            if valid[j]:
-                page.samples.append(SinkSample(
-                    images[j], *(_sample_field(cols, k, j) for k in ("label", "filename", "width", "height", "meta"))))
+        page.samples = [SinkSample(images[j], label[j] or "", filename[j] or "", width[j] or 0, height[j] or 0,
+                                   meta[j] or "") for j in range(offsets[i], offsets[i + 1]) if valid[j]]
         yield page
 
 
@@ -123,17 +121,12 @@ def _binary_views(arr) -> list:
     elif pa.types.is_binary(arr.type):
         dtype = np.int32
     else:
-        return [bytes(v) if v is not None else b"" for v in arr.to_pylist()]
+        return [as_bytes(v) for v in arr.to_pylist()]
     _, offsets, data = arr.buffers()
     off = np.frombuffer(offsets, dtype=dtype)[arr.offset:arr.offset + len(arr) + 1].tolist()
     view = memoryview(data).cast("B") if data is not None else memoryview(b"")
     valid = arr.is_valid().to_pylist()
     return [view[off[j]:off[j + 1]] if valid[j] else b"" for j in range(len(arr))]
-
-
-def _sample_field(cols: dict, name: str, j: int):
-    v = cols[name][j]
-    return (v or 0) if name in ("width", "height") else (v or "")
 
 
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:

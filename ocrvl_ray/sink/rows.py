@@ -21,7 +21,7 @@ SINK_ROW_SCHEMA = pa.schema([("page_id", pa.string()), ("status", pa.string()), 
 
 @dataclass
 class SinkSample:
-    image: bytes          # JPEG
+    image: bytes          # JPEG (a zero-copy memoryview when read from an Arrow block)
     label: str
     filename: str
     width: int
@@ -62,7 +62,7 @@ class SinkPage:
 
 def _sample(s: Any) -> SinkSample:
     get = s.get if hasattr(s, "get") else (lambda k, d=None: d)
-    return SinkSample(image=_bytes(get("image")), label=_text(get("label")), filename=_text(get("filename")),
+    return SinkSample(image=as_bytes(get("image")), label=_text(get("label")), filename=_text(get("filename")),
                       width=_int(get("width")), height=_int(get("height")), meta=_text(get("meta")))
 
 
@@ -78,7 +78,8 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _bytes(v: Any) -> bytes:
+def as_bytes(v: Any) -> bytes:
+    """Image bytes from bytes-likes and numpy arrays; ``b""`` for anything else (counted as image_corrupt)."""
     if v is None:
         return b""
     if isinstance(v, (bytes, bytearray, memoryview)):
