@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -100,6 +101,11 @@ def test_sharded_export_and_rslora(model, tmp_path):
     assert json.loads((out / "merge_report.json").read_text())["scaling"] == pytest.approx(8 / 2.0)
     for k in want:
         np.testing.assert_array_equal(got[k].view(np.uint16), want[k].view(np.uint16), err_msg=k)
+
+    # a sharded base (index + shards) streams through too, with every shard hashed
+    again = merge_lora(out, lora, tmp_path / "again", log=lambda s: None)
+    assert sorted(Path(p).name for p in again.report["input_sha256"] if Path(p).name.startswith("model-")) == shards
+    assert verify_export(tmp_path / "again", out, lora).ok
 
 
 def test_adapter_key_variants_and_under_targeting_warning(model, tmp_path, capsys):

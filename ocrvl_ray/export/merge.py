@@ -5,7 +5,7 @@ For every adapted Linear (HF layout ``W[out, in]``, Paddle-layout adapter ``A[in
     W[out, in] += scaling * (A @ B)[in, out].T        # in fp32, rounded once to W's dtype
 
 Tensors are processed one at a time, in row chunks, in the order they sit in the base files, so peak memory
-is a few chunks (64 MiB each by default) whatever the model size; untouched tensors are copied byte for byte.
+is a few chunks (4 MiB each by default) whatever the model size; untouched tensors are copied byte for byte.
 Output appears atomically: everything is written into a temp folder next to ``out`` and renamed at the end.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, Ordered, StreamWrite
 DEFAULT_MAX_SHARD = 5 * 1024**3
 WEIGHT_SUFFIXES = (".safetensors", ".pdparams", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".gguf")
 WEIGHT_INDEXES = (".safetensors.index.json", ".bin.index.json", ".pdparams.index.json")
+REPORT = "merge_report.json"
 
 
 def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
@@ -51,11 +52,15 @@ def is_weight_file(rel: str) -> bool:
 
 
 def support_files(base: Path) -> list[str]:
-    """Every non-weight file of a model folder (config, tokenizer, processor, chat template, remote code)."""
+    """Every non-weight file of a model folder (config, tokenizer, processor, chat template, remote code).
+
+    Hidden files and a ``merge_report.json`` (when the base is itself an export) are not part of the model.
+    """
     out = []
     for p in sorted(base.rglob("*")):
         rel = p.relative_to(base).as_posix()
-        if p.is_file() and not any(part.startswith(".") for part in Path(rel).parts) and not is_weight_file(rel):
+        if (p.is_file() and not any(part.startswith(".") for part in Path(rel).parts) and not is_weight_file(rel)
+                and rel != REPORT):
             out.append(rel)
     return out
 
@@ -120,6 +125,13 @@ class _HashingSource:
         self._finish()
         self._bg.close()
         return self.hashes
+
+    def discard(self) -> None:
+        """Release the open file and the worker after a failure."""
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self._bg.abort()
 
 
 def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -201,9 +213,10 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
             "input_sha256": {str(p.resolve()): h for p, h in sorted(hashes.items())},
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        (tmp / "merge_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        (tmp / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         _publish(tmp, out)
     except BaseException:
+        src.discard()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"merged {len(merged_report)} tensors, copied {len(untouched)} untouched, {len(copied)} support files "

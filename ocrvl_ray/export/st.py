@@ -158,10 +158,16 @@ class Ordered:
             last.result()  # re-raises the worker's exception here
 
     def close(self) -> None:
+        """Wait for the pending call (re-raising its error) and stop the worker."""
         try:
             self.drain()
         finally:
             self._ex.shutdown()
+
+    def abort(self) -> None:
+        """Stop the worker after a failure elsewhere; the pending call's own error is secondary and dropped."""
+        self._ex.shutdown(wait=True)
+        self._last = None
 
 
 class TensorSet:
@@ -240,7 +246,7 @@ class StreamWriter:
     """Writes one safetensors file tensor by tensor; ``write`` accepts chunks of rows in order."""
 
     def __init__(self, path: Path, specs: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str]):
-        self.path, self.specs = Path(path), specs
+        self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.f = open(self.tmp, "wb")
         self.f.write(build_header(specs, metadata))
@@ -271,7 +277,7 @@ class StreamWriter:
         self._i, self._written = self._i + 1, 0
 
     def close(self) -> Path:
-        """Flush and sync; returns the temp path (``commit`` renames it into place)."""
+        """Flush and sync; returns the temp path (the caller renames it into place)."""
         if self._i < len(self._order):
             self._finish_tensor()
         if self._i != len(self._order):
@@ -283,13 +289,9 @@ class StreamWriter:
         return self.tmp
 
     def abort(self) -> None:
-        """Drop the temp file after a failure (a pending write error is secondary to the one being raised)."""
-        try:
-            self._bg.close()
-        except OSError:
-            pass
-        finally:
-            self.f.close()
+        """Drop the temp file after a failure."""
+        self._bg.abort()
+        self.f.close()
         self.tmp.unlink(missing_ok=True)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ocrvl_ray.errors import OcrvlError
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, pair_adapter
-from ocrvl_ray.export.merge import lora_delta_rows, support_files
+from ocrvl_ray.export.merge import REPORT, lora_delta_rows, support_files
 from ocrvl_ray.export.st import CHUNK_BYTES, DTYPES, TensorSet, read_rows, row_chunks
 
 MAX_LINES = 10  # per problem kind
@@ -91,7 +91,7 @@ def verify_export(export: str | Path, base: str | Path, lora: str | Path | None 
     if lora is not None:
         pairs = {p.base_key: p for p in pair_adapter(load_adapter(lora), base_ts)}
     else:
-        report = export / "merge_report.json"
+        report = export / REPORT
         if report.is_file():
             may_differ = set(json.loads(report.read_text()).get("merged", {}))
         else:
