@@ -48,11 +48,12 @@ def lora_run(ray_local, tmp_path_factory):
               f"model_name_or_path={base}", "max_steps=12", "save_steps=4"]
     crash = ["crash_at_step=6", "crash_rank=1", f"crash_marker={root / 'crashed'}",
              f"crash_when_exists={storage / 'tiny' / 'checkpoint-4' / 'trainer_state.json'}"]
-    first = fit(*load_train_config(None, common + crash, env={}))
+    first = fit(*load_train_config(None, common + crash + [f"metrics_log={root / 'metrics.jsonl'}"], env={}))
     second = fit(*load_train_config(None, common + ["max_steps=16"], env={}))
     attempts = [json.loads(line) for line in (root / "run" / "attempts.jsonl").read_text().splitlines()]
+    stream = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
     return {"root": root, "base": base, "storage": storage / "tiny", "first": first, "second": second,
-            "attempts": attempts}
+            "attempts": attempts, "stream": stream}
 
 
 def test_lora_checkpoints_reported_to_storage(lora_run):
@@ -78,6 +79,21 @@ def test_loss_decreases_and_metrics_stream(lora_run):
     assert losses[0] > losses[1] > losses[2], losses
     assert all(m["learning_rate"] == pytest.approx(5e-2) for _, m in reported)
     assert lora_run["first"].metrics["step"] == 12
+    stream = lora_run["stream"]
+    logged = {}
+    for rec in stream:
+        if "loss" in rec and "checkpoint" not in rec:
+            logged[rec["step"]] = rec
+    assert sorted(logged) == list(range(1, 13))          # every logging step streamed
+    assert all(rec["learning_rate"] == pytest.approx(5e-2) for rec in logged.values())
+    first3 = np.mean([logged[s]["loss"] for s in (1, 2, 3)])
+    last3 = np.mean([logged[s]["loss"] for s in (10, 11, 12)])
+    assert last3 < first3 - 0.5, (first3, last3)
+    ckpt_lines = [rec for rec in stream if "checkpoint" in rec]
+    assert [rec["step"] for rec in ckpt_lines] == [4, 8, 12]
+    assert ckpt_lines[-1]["checkpoint"] == str(lora_run["storage"] / "checkpoint-12")
+    errors = [rec["error"] for rec in stream if "error" in rec]
+    assert len(errors) == 1 and errors[0].startswith("rank 1:") and "injected crash at step 6" in errors[0]
 
 
 def test_crash_on_one_rank_resumes_from_last_checkpoint(lora_run):

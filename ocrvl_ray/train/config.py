@@ -34,6 +34,7 @@ class TrainConfig(JobConfig):
     mode: Literal["in-process", "launcher"] = "in-process"
     watch_interval_s: float = Field(2.0, gt=0)  # how often output_dir is scanned for checkpoint-N
     preflight: bool = True                      # audit the config before starting Ray Train
+    metrics_log: Optional[str] = None           # JSONL of every report (step, loss, lr, checkpoint, errors)
 
     ENV_OVERRIDES = {"ERNIE_ROOT": ("ernie_root", str)}
 
@@ -57,8 +58,9 @@ def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str])
 def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                       env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
                       ) -> tuple[TrainConfig, dict[str, Any]]:
-    """(our typed keys, erniekit's dict). Relative ``output_dir``/``logging_dir`` become absolute
-    against ``cwd`` (Ray workers do not share the driver's working directory)."""
+    """(our typed keys, erniekit's dict). Relative local paths (``output_dir``, ``logging_dir``,
+    ``storage_path``, ``metrics_log``) become absolute against ``cwd``: Ray workers do not share the
+    driver's working directory."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. max_steps=100)")
@@ -77,6 +79,10 @@ def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Seq
         raise ConfigError(f"config key {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
     rest = {k: v for k, v in merged.items() if k not in OUR_KEYS}
     base = Path(cwd or os.getcwd())
+    for key in ("storage_path", "metrics_log"):
+        value = getattr(ours, key)
+        if value and "://" not in value:
+            setattr(ours, key, str((base / value).resolve()))
     for key in ("output_dir", "logging_dir"):
         if isinstance(rest.get(key), str) and rest[key] and "://" not in rest[key]:
             rest[key] = str((base / rest[key]).resolve())

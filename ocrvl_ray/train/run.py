@@ -33,6 +33,7 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from ocrvl_ray.train.backend import PaddleConfig
+    from ocrvl_ray.train.callbacks import MetricsLog
     from ocrvl_ray.train.worker import train_loop_per_worker
 
     use_gpu = ours.use_gpu if ours.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
@@ -49,7 +50,8 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
                                      placement_strategy="SPREAD" if ours.mode == "launcher" else "PACK"),
         run_config=RunConfig(name=run_name_for(ours, args), storage_path=ours.storage_path,
                              failure_config=FailureConfig(max_failures=ours.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=ours.num_to_keep)))
+                             checkpoint_config=CheckpointConfig(num_to_keep=ours.num_to_keep),
+                             callbacks=[MetricsLog(ours.metrics_log)] if ours.metrics_log else None))
 
 
 def fit(ours: TrainConfig, args: dict[str, Any]):
