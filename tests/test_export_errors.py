@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,6 +98,23 @@ def test_config_problems(good, tmp_path):
     _expect_error(base, no_r, tmp_path / "out", "lacks the LoRA rank key 'r'", "lora_rank")
     pissa = _edit_adapter(lora, tmp_path / "pissa", lambda ad: None, lambda cfg: {**cfg, "pissa": True})
     _expect_error(base, pissa, tmp_path / "out", "pissa=true")
+    unresolved = _edit_adapter(lora, tmp_path / "alpha", lambda ad: None, lambda cfg: {**cfg, "lora_alpha": -1})
+    _expect_error(base, unresolved, tmp_path / "out", "lora_alpha=-1 must be positive", "means 2·r")
+
+
+def test_inconsistent_stored_scaling_is_reported(good, tmp_path):
+    base, lora = good
+    odd = _edit_adapter(lora, tmp_path / "odd", lambda ad: None, lambda cfg: {**cfg, "scaling": 99.0})
+    res = merge_lora(base, odd, tmp_path / "out", log=lambda s: None)
+    assert res.report["scaling"] == 16 / 4 and "scaling=99" in res.report["warnings"][0]
+
+
+def test_merge_command_starts_without_ray_or_paddle():
+    code = ("import sys; from ocrvl_ray.cli import main; import ocrvl_ray.export.cli_merge, ocrvl_ray.export.cli_fix, "
+            "ocrvl_ray.export.cli_verify, ocrvl_ray.export.merge, ocrvl_ray.export.fix, ocrvl_ray.export.verify; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'paddle', 'paddleformers', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_cli_prints_one_line_and_keeps_existing_output(good, tmp_path, capsys):

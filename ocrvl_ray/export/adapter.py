@@ -64,6 +64,7 @@ class Adapter:
     scaling: float
     tensors: dict[str, np.ndarray]
     files: list[Path]        # weight files + lora_config.json (hashed in the report)
+    stored_scaling: float | None = None  # the "scaling" paddleformers wrote, if any (cross-checked by merge)
 
 
 def load_lora_config(ckpt: Path) -> dict:
@@ -97,7 +98,8 @@ def load_adapter(ckpt: str | Path) -> Adapter:
     r = int(cfg["r"])
     alpha = float(cfg.get("lora_alpha", 8))
     if r <= 0 or alpha <= 0:
-        raise OcrvlError(f"{ckpt / 'lora_config.json'}: r={r}, lora_alpha={alpha} must be positive")
+        hint = " (erniekit's lora_alpha=-1 means 2·r: write the value used in training)" if alpha < 0 else ""
+        raise OcrvlError(f"{ckpt / 'lora_config.json'}: r={r}, lora_alpha={alpha:g} must be positive{hint}")
     rslora = bool(cfg.get("rslora", False))
     if (ckpt / "peft_model.safetensors.index.json").is_file() or list(ckpt.glob("peft_model*.safetensors")):
         ts = TensorSet.open(ckpt, stem="peft_model")
@@ -108,7 +110,9 @@ def load_adapter(ckpt: str | Path) -> Adapter:
         tensors = _load_pdparams(files[0], str(cfg.get("dtype") or ""))
     else:
         raise OcrvlError(f"{ckpt} has neither peft_model*.safetensors nor lora_model_state.pdparams")
-    return Adapter(ckpt, r, alpha, rslora, lora_scaling(r, alpha, rslora), tensors, files + [ckpt / "lora_config.json"])
+    stored = cfg.get("scaling")
+    return Adapter(ckpt, r, alpha, rslora, lora_scaling(r, alpha, rslora), tensors, files + [ckpt / "lora_config.json"],
+                   float(stored) if isinstance(stored, (int, float)) else None)
 
 
 def _load_pdparams(path: Path, dtype: str) -> dict[str, np.ndarray]:

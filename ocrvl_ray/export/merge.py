@@ -151,6 +151,11 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
 
     families = module_families(pairs)
     warnings = []
+    if adapter.stored_scaling is not None and abs(adapter.stored_scaling - adapter.scaling) > 1e-6 * adapter.scaling:
+        warnings.append(f"lora_config.json says scaling={adapter.stored_scaling:g} but r={adapter.r}, "
+                        f"lora_alpha={adapter.lora_alpha:g}, rslora={adapter.rslora} give {adapter.scaling:g}; "
+                        "using the latter (what paddleformers computes when it loads the adapter)")
+        log("WARNING: " + warnings[-1])
     log("adapter covers: " + ", ".join(f"{k} ×{v}" for k, v in families.items()))
     if under_targeted(families):
         warnings.append("the adapter only covers o_proj/down_proj: erniekit's default LoRA targets for PaddleOCR-VL "
