@@ -251,9 +251,11 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     assert ck.CheckpointWatcher(out, after_step=4).poll(trainer_exited=True) == []
     assert w.poll(trainer_exited=True) == [2]
 
-    staged = ck.stage(c4, out / ck.STAGING)
+    staging = ck.side_dir(out, "staging")
+    assert staging == tmp_path / "out.staging"
+    staged = ck.stage(c4, staging)
     assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in c4.iterdir())
-    assert ck.stage(out / "checkpoint-99", out / ck.STAGING) is None
+    assert ck.stage(out / "checkpoint-99", staging) is None
     restored = ck.restore(staged, tmp_path / "again", 4)
     assert restored.name == "checkpoint-4" and (restored / ck.LAST_FILE).read_bytes() == b"s"
     logs = [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.5, "learning_rate": 0.1}, {"step": 5, "loss": 1.0}]

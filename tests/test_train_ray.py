@@ -150,4 +150,5 @@ def test_launcher_mode_one_worker_per_node(ray_local, tmp_path):
     assert [g["env"]["PADDLE_RANK"] for g in got] == ["0", "1"]          # node rank from the backend
     assert got[0]["env"]["MASTER_ADDR"] == got[1]["env"]["MASTER_ADDR"]
     assert got[0]["env"]["PADDLE_NNODES"] == "2"
-    assert (tmp_path / "out" / ".ocrvl" / "train_config.node1.yaml").is_file()
+    assert (tmp_path / "out.launch" / "train_config.node1.yaml").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["allreduce-rank0.json", "allreduce-rank1.json"]

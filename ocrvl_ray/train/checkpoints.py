@@ -20,7 +20,6 @@ from typing import Any
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 LAST_FILE = "scheduler.pdparams"
-STAGING = ".ocrvl-staging"
 #: Numeric fields of paddleformers' log entries that we stream as metrics.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "epoch", "progress_or_epoch", "train_loss")
 
@@ -85,6 +84,13 @@ class CheckpointWatcher:
                 self.seen[step] = sig
                 new.append(step)
         return new
+
+
+def side_dir(output_dir: str | os.PathLike, what: str) -> Path:
+    """``<output_dir>.<what>`` beside output_dir: erniekit refuses a non-empty output_dir without
+    checkpoints, so our own files (staging copies, launcher configs and logs) never go inside it."""
+    out = Path(output_dir)
+    return out.parent / f"{out.name}.{what}"
 
 
 def stage(src: Path, staging_root: Path) -> Path | None:

@@ -50,7 +50,7 @@ def run_launcher(payload: dict, config: dict) -> None:
     from ocrvl_ray.train.entries import launcher_command
 
     out = Path(config["output_dir"])
-    meta = out / ".ocrvl"
+    meta = ck.side_dir(out, "launch")
     meta.mkdir(parents=True, exist_ok=True)
     node = os.environ["PADDLE_RANK"]
     cfg_file = meta / f"train_config.node{node}.yaml"
@@ -133,6 +133,9 @@ def train_loop_per_worker(payload: dict) -> None:
         _drain()
         runner = EntryRunner(load_entry(payload["entry"]), config)
     watcher = ck.CheckpointWatcher(out, after_step=resumed)
+    staging = ck.side_dir(out, "staging")
+    if rank == 0:
+        shutil.rmtree(staging, ignore_errors=True)  # leftovers of a failed attempt
     logs: list[dict] = []
     runner.start()
     while True:
@@ -144,7 +147,7 @@ def train_loop_per_worker(payload: dict) -> None:
             logs = (logs + fresh)[-200:]
             exited = not runner.is_alive()
             for step in watcher.poll(trainer_exited=exited):
-                path = ck.stage(out / f"checkpoint-{step}", out / ck.STAGING)
+                path = ck.stage(out / f"checkpoint-{step}", staging)
                 if path is not None:
                     staged[step] = path
             news = {"done": exited, "logs": len(fresh), "steps": sorted(staged)}
