@@ -6,12 +6,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ocrvl_ray.records import Page
 from ocrvl_ray.report.skips import Skip, SkipCounter
 from ocrvl_ray.sources.batch import PageBatch, Source, WordList
 from ocrvl_ray.sources.files import read_files, stream_collection
-from ocrvl_ray.sources.geometry import box_to_xy4, clockwise_flat8, quads_to_flat8
+from ocrvl_ray.sources.geometry import box_to_xy4, boxes_to_xy, clockwise_flat8, quads_to_flat8
 from ocrvl_ray.sources.readers import Options, detect
 from ocrvl_ray.sources.splits import hashed_split, split_from_path, split_of_component
 
@@ -63,6 +64,10 @@ def test_bad_boxes_have_reasons():
     assert box_to_xy4([0, 0, math.inf, 5], "xywh") is Skip.BAD_COORDINATE
     assert box_to_xy4([1, 2, 3], "xs_ys") is Skip.DEGENERATE_BOX
     assert box_to_xy4(None, "xywh") is Skip.MISSING_FIELD
+    X, Y, pre = boxes_to_xy([[0, 0, 4, 2], [1, 1, -2, 2]], None, "xywh")       # vectorised path
+    assert X[0].tolist() == [0, 4, 4, 0] and Y[0].tolist() == [0, 0, 2, 2] and pre == [None, Skip.DEGENERATE_BOX]
+    X, Y, pre = boxes_to_xy([[0, 1, 1, 0, 0, 0, 2, 2], [1, 2, 3], "x"], None, "xs_ys")  # box by box
+    assert X[0].tolist() == [0, 1, 1, 0] and pre == [None, Skip.DEGENERATE_BOX, Skip.BAD_COORDINATE]
     flat, reasons = quads_to_flat8(np.array([[0, 4, 4, 0], [1, 1, 1, 1]]), np.array([[0, 0, 2, 2], [0, 1, 2, 3]]))
     assert flat[0].tolist() == [0, 0, 4, 0, 4, 2, 0, 2] and reasons.tolist() == [None, Skip.DEGENERATE_BOX]
 
@@ -122,12 +127,15 @@ def test_public_admin_raw_flat_nested_and_merged(tmp_path):
               "annotations": [{"annotation.bbox": [0, 0, 5, 5], "annotation.text": "b1", "id": 0, "image_id": 1},
                               {"annotation.bbox": [0, 0, 5, 5], "annotation.text": "a1", "id": 1, "image_id": 0},
                               {"annotation.bbox": [6, 0, 5, 5], "annotation.text": "b2", "id": 2, "image_id": 1}]}
+    short = {"images": [{"file.name": "short.png", "id": 4}],
+             "annotations": [{"annotation.bbox": [2, 2, 4, 3], "annotation.text": "나", "image_id": 4}]}
     paths = [write(tmp_path / "flat.json", flat), write(tmp_path / "nested.json", nested),
-             write(tmp_path / "public_admin_valid_merged.json", merged)]
+             write(tmp_path / "public_admin_valid_merged.json", merged), write(tmp_path / "short.json", short)]
     pages, counts, _ = read(paths)
     assert counts == {}
-    assert [p.dataset for p in pages] == ["public_admin"] * 4
-    assert [p.image_name for p in pages] == ["5350109-2001-0001-0001.jpg", "nested.jpg", "a.jpg", "b.jpg"]
+    assert [p.dataset for p in pages] == ["public_admin"] * 5
+    assert [p.image_name for p in pages] == ["5350109-2001-0001-0001.jpg", "nested.jpg", "a.jpg", "b.jpg",
+                                             "short.png"]
     p0 = pages[0]
     assert (p0.width, p0.height) == (2000, 3000)
     assert p0.attrs == {"category": "행정", "make_code": "M1", "make_year": 2001}
@@ -306,3 +314,30 @@ def test_page_batch_matches_records_schema():
     assert p.attrs == {"k": 1} and p.image_path is None
     from ocrvl_ray.records import pages_to_table
     assert pages_to_table([p]).equals(b.to_table(SkipCounter()))
+
+
+def test_jsonstream_matches_json_load_at_any_chunk_size():
+    import io
+    from ocrvl_ray.sources.jsonstream import Malformed, NotACollection, iter_collection
+    doc = {"info": {"description": "x" * 50, "nested": [1, {"a": [2.5e3, None, True]}]},
+           "images": [{"id": i, "file_name": f"이미지_{i}.jpg", "w": 1.25} for i in range(7)],
+           "categories": [],
+           "annotations": [{"id": j, "image_id": j % 7, "bbox": [j, 2, 3.5, -4e-2], "text": "가\"나\\다"}
+                           for j in range(23)]}
+    raw = json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+    want = [("images", e) for e in doc["images"]] + [("annotations", e) for e in doc["annotations"]]
+    for chunk in (1, 2, 7, 64, 1 << 20):
+        assert list(iter_collection(io.BytesIO(b"\xef\xbb\xbf" + raw), chunk=chunk)) == want
+    assert list(iter_collection(io.BytesIO(b'{"images": [], "annotations": []}'), chunk=3)) == []
+    assert list(iter_collection(io.BytesIO(b' { } '))) == []
+    bad = [raw[:-1], raw[:len(raw) // 2], b'{"images": [{"id": 1} {"id": 2}]}', b'{"images": [1,]}',
+           b'{"images": [] "x": 1}', b'{"images": [{"id": 12', b'{3: 4}', b'']
+    for data in bad:
+        with pytest.raises((Malformed, NotACollection)):
+            list(iter_collection(io.BytesIO(data), chunk=5))
+    with pytest.raises(NotACollection):
+        list(iter_collection(io.BytesIO(b"[1, 2]")))
+    with pytest.raises(UnicodeDecodeError):
+        list(iter_collection(io.BytesIO(b'{"images": [{"n": "caf\xe9"}]}'), chunk=4))
+    with pytest.raises(Malformed, match="larger than"):
+        list(iter_collection(io.BytesIO(b'{"images": [{"n": "' + b"x" * 100 + b'"}]}'), chunk=8, max_element=50))

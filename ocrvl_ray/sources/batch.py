@@ -7,9 +7,8 @@ without words are counted, and the result is exactly ``records.PAGE_SCHEMA``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
-from itertools import chain
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import pyarrow as pa
 
 from ocrvl_ray.records import PAGE_SCHEMA, WORD_TYPE, Page, make_page_id
 from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.geometry import numbers, quads_to_flat8
+from ocrvl_ray.sources.geometry import boxes_to_xy, quads_to_flat8
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Source:
 
     @property
     def stem(self) -> str:
-        return Path(self.path).stem
+        return os.path.splitext(os.path.basename(self.path))[0]
 
 
 def dumps_attrs(attrs: dict | None) -> str:
@@ -37,10 +36,12 @@ def dumps_attrs(attrs: dict | None) -> str:
 
 
 class WordList:
-    """Raw words of one page: id, corner lists ``xs``/``ys`` (4 each, any order), text, attrs, record index."""
+    """Raw words of one page: id, box, text, attrs, record index. ``layout`` says how boxes are given:
+    ``xy4`` (``xs``/``ys`` corner lists, any order), ``xywh`` or ``xs_ys`` (whole box in ``xs``, ``ys`` unused)."""
 
-    def __init__(self, record: str = "bbox") -> None:
+    def __init__(self, record: str = "bbox", layout: str = "xy4") -> None:
         self.record = record            # name of the JSON list the words came from, for skip examples
+        self.layout = layout
         self.ids: list[str] = []
         self.xs: list[Any] = []
         self.ys: list[Any] = []
@@ -57,27 +58,6 @@ class WordList:
         self.index.append(index)
 
 
-def coords(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray, list]:
-    """(n, 4) coordinate arrays plus a pre-check reason per word; one numpy call when all boxes are clean."""
-    n = len(xs)
-    try:
-        if set(map(type, xs)) | set(map(type, ys)) <= {list} and set(map(len, xs)) | set(map(len, ys)) <= {4}:
-            X = np.fromiter(chain.from_iterable(xs), dtype=np.float64, count=4 * n).reshape(n, 4)
-            Y = np.fromiter(chain.from_iterable(ys), dtype=np.float64, count=4 * n).reshape(n, 4)
-            return X, Y, [None] * n
-    except (TypeError, ValueError):
-        pass
-    X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
-    for i in range(n):
-        vx, vy = numbers(xs[i], 4), numbers(ys[i], 4)
-        bad = vx if isinstance(vx, Skip) else vy if isinstance(vy, Skip) else None
-        if bad is not None:
-            pre[i] = bad
-        else:
-            X[i], Y[i] = vx, vy
-    return X, Y, pre
-
-
 class PageBatch:
     """Append-only pages in columnar form; ``to_table`` checks every box at once."""
 
@@ -87,6 +67,7 @@ class PageBatch:
                                                        "source", "attrs", "rel", "record")}
         self._n_words: list[int] = []
         self._w: dict[str, list] = {k: [] for k in ("ids", "xs", "ys", "texts", "attrs", "index")}
+        self._positions: dict[str, list[int]] = {}  # box layout -> word positions
 
     def __len__(self) -> int:
         return len(self.page_ids)
@@ -99,8 +80,10 @@ class PageBatch:
                      ("height", int(height)), ("source", source), ("attrs", dumps_attrs(attrs)),
                      ("rel", source_key), ("record", words.record)):
             c[k].append(v)
-        self._n_words.append(len(words.ids))
         w = self._w
+        start = len(w["ids"])
+        self._positions.setdefault(words.layout, []).extend(range(start, start + len(words.ids)))
+        self._n_words.append(len(words.ids))
         w["ids"] += words.ids
         w["xs"] += words.xs
         w["ys"] += words.ys
@@ -114,7 +97,16 @@ class PageBatch:
         n_pages = len(self.page_ids)
         if not n_pages:
             return None
-        X, Y, pre = coords(w["xs"], w["ys"])
+        n = len(w["ids"])
+        X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
+        for layout, pos in self._positions.items():
+            if len(pos) == n:       # one layout: no gather/scatter
+                X, Y, pre = boxes_to_xy(w["xs"], w["ys"], layout)
+                break
+            xs, ys = w["xs"], w["ys"]
+            X[pos], Y[pos], sub = boxes_to_xy([xs[i] for i in pos], [ys[i] for i in pos], layout)
+            for i, r in zip(pos, sub):
+                pre[i] = r
         flat, reasons = quads_to_flat8(X, Y)
         for i, r in enumerate(pre):
             if r is not None:

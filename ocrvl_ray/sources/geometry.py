@@ -6,6 +6,7 @@ per-word Python overhead; a box that fails validation gets a ``Skip`` reason ins
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,8 +84,8 @@ def numbers(values: Any, n: int) -> list[float] | Skip:
 def box_to_xy4(box: Any, layout: str) -> tuple[list[float], list[float]] | Skip:
     """One box in a source layout -> (xs, ys) corner lists, or a Skip reason.
 
-    ``layout``: ``"xywh"`` (``[x, y, w, h]``), ``"xs_ys"`` (8-vector ``[x0..x3, y0..y3]`` as the original merged
-    JSON stores it; a 4-vector falls back to xywh like the original did) or ``"flat8"``.
+    ``layout``: ``"xywh"`` (``[x, y, w, h]``) or ``"xs_ys"`` (8-vector ``[x0..x3, y0..y3]`` as the original merged
+    JSON stores it; a 4-vector falls back to xywh like the original did).
     """
     if layout == "xs_ys" and isinstance(box, (list, tuple)) and 4 <= len(box) < 8:
         layout = "xywh"
@@ -98,9 +99,46 @@ def box_to_xy4(box: Any, layout: str) -> tuple[list[float], list[float]] | Skip:
     v = numbers(box, 8)
     if isinstance(v, Skip):
         return v
-    if layout == "xs_ys":
-        return v[0:4], v[4:8]
-    return v[0::2], v[1::2]
+    return v[0:4], v[4:8]
+
+
+def boxes_to_xy(a: list, b: list | None, layout: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """Many raw boxes -> (n, 4) corner arrays ``X``, ``Y`` and a pre-check Skip (or None) per box.
+
+    ``layout`` ``"xy4"``: ``a`` holds the x lists and ``b`` the y lists (AI-Hub ``x[4]``, ``y[4]``); ``"xywh"`` and
+    ``"xs_ys"``: ``a`` holds whole boxes (see ``box_to_xy4``). One numpy pass when every box is a clean list,
+    else box by box.
+    """
+    n = len(a)
+    width = 8 if layout == "xs_ys" else 4
+    try:
+        cols = (a, b) if layout == "xy4" else (a,)
+        if set().union(*(map(type, c) for c in cols)) <= {list} and \
+                set().union(*(map(len, c) for c in cols)) <= {width}:
+            A = np.fromiter(chain.from_iterable(a), dtype=np.float64, count=width * n).reshape(n, width)
+            pre: list = [None] * n
+            if layout == "xy4":
+                return A, np.fromiter(chain.from_iterable(b), dtype=np.float64, count=4 * n).reshape(n, 4), pre
+            if layout == "xs_ys":
+                return A[:, :4], A[:, 4:], pre
+            x, y, w, h = A.T
+            for i in np.flatnonzero((w <= 0) | (h <= 0)):
+                pre[i] = Skip.DEGENERATE_BOX
+            return np.stack([x, x + w, x + w, x], axis=1), np.stack([y, y, y + h, y + h], axis=1), pre
+    except (TypeError, ValueError):
+        pass
+    X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
+    for i in range(n):
+        if layout == "xy4":
+            vx, vy = numbers(a[i], 4), numbers(b[i], 4)
+            xy = vx if isinstance(vx, Skip) else vy if isinstance(vy, Skip) else (vx, vy)
+        else:
+            xy = box_to_xy4(a[i], layout)
+        if isinstance(xy, Skip):
+            pre[i] = xy
+        else:
+            X[i], Y[i] = xy
+    return X, Y, pre
 
 
 def clockwise_flat8(xs: Sequence[float], ys: Sequence[float]) -> list[float] | Skip:

@@ -71,6 +71,8 @@ def as_int(v: Any) -> int:
 
 def as_key(v: Any) -> str | None:
     """An id as a join key: ``7``, ``7.0`` and ``"7"`` are the same image."""
+    if type(v) is int:
+        return str(v)
     if v is None or isinstance(v, bool):
         return None
     if isinstance(v, float) and v.is_integer():
@@ -119,17 +121,16 @@ def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: Page
     name = as_text(img.get("filename")) or as_text(img.get("file_name")) or src.stem
     words = WordList("bbox")
     try:  # fast path: every box has its fields and a non-empty text
-        rows = [(b["data"], b["x"], b["y"], b.get("id")) for b in boxes]
-        texts = [t.strip() if type(t) is str else as_text(t) for t, _, _, _ in rows]
+        texts = [t.strip() if type(t) is str else as_text(t) for t in [b["data"] for b in boxes]]
+        xs, ys = [b["x"] for b in boxes], [b["y"] for b in boxes]
+        ids = [b.get("id") for b in boxes]
     except (KeyError, TypeError, AttributeError):
         texts = [None]
     if all(texts):
-        words.ids = [str(i) if r[3] is None else str(r[3]) for i, r in enumerate(rows)]
-        words.xs = [r[1] for r in rows]
-        words.ys = [r[2] for r in rows]
-        words.texts = texts
-        words.attrs = [""] * len(rows)
-        words.index = list(range(len(rows)))
+        words.ids = list(map(str, ids)) if None not in ids else [str(i if v is None else v) for i, v in enumerate(ids)]
+        words.xs, words.ys, words.texts = xs, ys, texts
+        words.attrs = [""] * len(texts)
+        words.index = list(range(len(texts)))
         boxes = []
     for i, b in enumerate(boxes):
         try:
@@ -192,10 +193,12 @@ class MergedPageSpec(CollectionSpec):
 
 
 class PublicAdminSpec(CollectionSpec):
-    """공공행정문서 OCR: ``image.file.name`` (flat dotted or nested keys), ``annotation.bbox`` = ``[x,y,w,h]``."""
+    """공공행정문서 OCR: ``image.file.name`` or ``file.name`` (flat dotted or nested keys), ``annotation.bbox`` =
+    ``[x,y,w,h]``."""
 
     def page(self, img, src, opts):
-        name = as_text(dget(img, "image.file.name")) or as_text(img.get("file_name"))
+        name = as_text(dget(img, "image.file.name")) or as_text(dget(img, "file.name")) or \
+            as_text(img.get("file_name"))
         if name is None:
             return Skip.MISSING_FIELD
         attrs = {k.replace("image.", "").replace(".", "_"): v for k in
@@ -252,12 +255,12 @@ class TextInWildSpec(CollectionSpec):
         return (str(index) if wid is None else str(wid)), ann["bbox"], text, wattrs or None
 
 
-def group_annotations(annotations: Iterable[Any], single_image_key: str | None, rel: str,
+def group_annotations(annotations: Iterable[tuple[int, Any]], single_image_key: str | None, rel: str,
                       skips: SkipCounter) -> dict[str, list[tuple[int, dict]]]:
-    """image key -> [(annotation index, annotation)]; annotations without ``image_id`` belong to the only
-    image of a one-image file, else they are counted as missing a field."""
+    """``(index, annotation)`` pairs -> image key -> [(index, annotation)]; annotations without ``image_id``
+    belong to the only image of a one-image file, else they are counted as missing a field."""
     groups: dict[str, list[tuple[int, dict]]] = {}
-    for j, ann in enumerate(annotations):
+    for j, ann in annotations:
         if not isinstance(ann, dict):
             skips.add(Skip.MISSING_FIELD, f"{rel}:annotations[{j}]")
             continue
@@ -284,7 +287,7 @@ def join_collection(spec: CollectionSpec, dataset: str, images: Iterable[tuple[i
             skips.add(info, where)
             groups.pop(key, None)
             continue
-        words, chars = WordList("annotations"), []
+        words, chars = WordList("annotations", spec.box_layout), []
         for j, ann in groups.pop(key, []) if key is not None else []:
             w = spec.word(ann, j)
             if w is None:
@@ -292,15 +295,12 @@ def join_collection(spec: CollectionSpec, dataset: str, images: Iterable[tuple[i
             if isinstance(w, Skip):
                 skips.add(w, f"{src.rel}:annotations[{j}]")
                 continue
-            xy = box_to_xy4(w[1], spec.box_layout)
-            if isinstance(xy, Skip):
-                if w[0] != CHAR:
-                    skips.add(xy, f"{src.rel}:annotations[{j}]")
-                continue
             if w[0] == CHAR:
-                chars.append(xy)
+                xy = box_to_xy4(w[1], spec.box_layout)
+                if not isinstance(xy, Skip):
+                    chars.append(xy)
             else:
-                words.add(w[0], xy[0], xy[1], w[2], j, w[3])
+                words.add(w[0], w[1], None, w[2], j, w[3])
         attrs = dict(info.attrs or {})
         if chars:
             flat, reasons = quads_to_flat8(np.array([c[0] for c in chars]), np.array([c[1] for c in chars]))
@@ -327,7 +327,7 @@ def read_collection(doc: dict, dataset: str, spec: CollectionSpec, src: Source, 
     single = None
     if len(images) == 1 and isinstance(images[0], dict):
         single = as_key(images[0].get("id")) or "<only image>"
-    groups = group_annotations(doc["annotations"], single, src.rel, skips)
+    groups = group_annotations(enumerate(doc["annotations"]), single, src.rel, skips)
     join_collection(spec, dataset, enumerate(images), groups, src, opts, out, skips, single)
     count_orphans(groups, src.rel, skips)
 
@@ -372,7 +372,8 @@ def detect_collection(first_image: Any, first_ann: Any, path: str) -> str | None
     ds = img.get("dataset")
     if ds in FAMILIES:
         return ds
-    if dget(img, "image.file.name") is not None or dget(ann, "annotation.bbox") is not None:
+    if dget(img, "image.file.name") is not None or dget(img, "file.name") is not None or \
+            dget(ann, "annotation.bbox") is not None:
         return "public_admin"
     if isinstance(ann.get("attributes"), dict) or any(k.lower() in TextInWildSpec.ORIENTATIONS for k in img):
         return "text_in_wild"
