@@ -80,6 +80,28 @@ def test_unified_and_pdparams_checkpoints_match_paddleformers_merge(trained, tmp
         assert verify_export(out, root / "base", lora).ok
 
 
+def test_bf16_pdparams_adapter(trained, tmp_path):
+    """A bf16 adapter saved by paddle.save (Paddle hands bf16 back as raw uint16) merges like its fp32 values."""
+    import ml_dtypes
+    import paddle
+
+    root, _ = trained
+    sd = paddle.load(str(root / "pdparams" / "lora_model_state.pdparams"))
+    ckpt = tmp_path / "bf16"
+    ckpt.mkdir()
+    paddle.save({k: v.astype("bfloat16") for k, v in sd.items()}, str(ckpt / "lora_model_state.pdparams"))
+    (ckpt / "lora_config.json").write_text((root / "pdparams" / "lora_config.json").read_text())
+    merge_lora(root / "base", ckpt, tmp_path / "out", log=lambda s: None)
+
+    base, got = _load(root / "base"), _load(tmp_path / "out")
+    for k in [k for k in sd if k.endswith(".lora_A")]:
+        mod = k[: -len(".lora_A")]
+        A = sd[k].numpy().astype(ml_dtypes.bfloat16).astype(np.float32)
+        B = sd[mod + ".lora_B"].numpy().astype(ml_dtypes.bfloat16).astype(np.float32)
+        want = base[mod + ".weight"] + 8 / 2 * (A @ B).T
+        np.testing.assert_allclose(got[mod + ".weight"], want, rtol=0, atol=1e-6, err_msg=mod)
+
+
 def test_fix_repairs_paddleformers_paddle_layout_file(trained, tmp_path):
     root, expected = trained
     merged_file = root / "paddle_merged" / "model.safetensors"

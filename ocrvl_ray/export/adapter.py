@@ -107,7 +107,7 @@ def load_adapter(ckpt: str | Path) -> Adapter:
         files = list(ts.files)
     elif (ckpt / "lora_model_state.pdparams").is_file():
         files = [ckpt / "lora_model_state.pdparams"]
-        tensors = _load_pdparams(files[0], str(cfg.get("dtype") or ""))
+        tensors = _load_pdparams(files[0])
     else:
         raise OcrvlError(f"{ckpt} has neither peft_model*.safetensors nor lora_model_state.pdparams")
     stored = cfg.get("scaling")
@@ -115,19 +115,18 @@ def load_adapter(ckpt: str | Path) -> Adapter:
                    float(stored) if isinstance(stored, (int, float)) else None)
 
 
-def _load_pdparams(path: Path, dtype: str) -> dict[str, np.ndarray]:
+def _load_pdparams(path: Path) -> dict[str, np.ndarray]:
     import paddle  # lazy: only this checkpoint format needs Paddle
 
     try:
-        sd = paddle.load(str(path), return_numpy=True)
+        sd = paddle.load(str(path))
     except Exception as e:  # paddle raises many types for a bad pickle
         raise OcrvlError(f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     out = {}
     for k, v in sd.items():
-        a = np.asarray(v)
-        if a.dtype == np.uint16 and "bfloat16" in dtype:  # paddle hands bf16 out as raw uint16
-            a = a.view(ml_dtypes.bfloat16)
-        out[k] = a
+        is_bf16 = isinstance(v, paddle.Tensor) and v.dtype == paddle.bfloat16
+        a = np.asarray(v.numpy() if isinstance(v, paddle.Tensor) else v)
+        out[k] = a.view(ml_dtypes.bfloat16) if is_bf16 else a  # paddle hands bf16 out as raw uint16 bits
     return out
 
 
