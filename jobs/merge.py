@@ -9,10 +9,13 @@ Locally (no RAY_ADDRESS) it starts a small Ray itself. Exit code 0 = merged (and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.export.cli_merge import parse_size
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, under ray job submit
+
+from ocrvl_ray.errors import OcrvlError  # noqa: E402
+from ocrvl_ray.export.cli_merge import parse_size  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
