@@ -64,6 +64,8 @@ def test_bad_boxes_have_reasons():
     assert box_to_xy4([0, 0, math.inf, 5], "xywh") is Skip.BAD_COORDINATE
     assert box_to_xy4([1, 2, 3], "xs_ys") is Skip.DEGENERATE_BOX
     assert box_to_xy4(None, "xywh") is Skip.MISSING_FIELD
+    assert box_to_xy4([0, 0, 10 ** 400, 5], "xywh") is Skip.BAD_COORDINATE
+    assert boxes_to_xy([[0, 0, 10 ** 400, 5]], None, "xywh")[2] == [Skip.BAD_COORDINATE]
     X, Y, pre = boxes_to_xy([[0, 0, 4, 2], [1, 1, -2, 2]], None, "xywh")       # vectorised path
     assert X[0].tolist() == [0, 4, 4, 0] and Y[0].tolist() == [0, 0, 2, 2] and pre == [None, Skip.DEGENERATE_BOX]
     X, Y, pre = boxes_to_xy([[0, 1, 1, 0, 0, 0, 2, 2], [1, 2, 3], "x"], None, "xs_ys")  # box by box
@@ -341,3 +343,13 @@ def test_jsonstream_matches_json_load_at_any_chunk_size():
         list(iter_collection(io.BytesIO(b'{"images": [{"n": "caf\xe9"}]}'), chunk=4))
     with pytest.raises(Malformed, match="larger than"):
         list(iter_collection(io.BytesIO(b'{"images": [{"n": "' + b"x" * 100 + b'"}]}'), chunk=8, max_element=50))
+
+
+def test_odd_but_valid_json_never_breaks_a_unit(tmp_path):
+    doc = page_doc([("a\ud800b", [0, 10, 10, 0], [0, 0, 10, 10]), ("ok", [0, 1e308 * 10, 10, 0], [0, 0, 10, 10])],
+                   width=10 ** 12, height="3508")
+    (tmp_path / "IMG_OCR_6_F_odd.json").write_text(json.dumps(doc), encoding="utf-8")  # \ud800 escaped
+    pages, counts, _ = read([tmp_path / "IMG_OCR_6_F_odd.json"])
+    assert counts == {"bad_coordinate": 1}
+    assert (pages[0].width, pages[0].height) == (0, 3508)
+    assert pages[0].words[0].text.startswith("a") and pages[0].words[0].text.endswith("b")

@@ -58,6 +58,15 @@ class WordList:
         self.index.append(index)
 
 
+def strings(values: list) -> pa.Array:
+    """A string column; lone surrogates (``"\\ud800"`` in a JSON label) become U+FFFD instead of failing."""
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array([v if v is None else v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+                         for v in values], pa.string())
+
+
 class PageBatch:
     """Append-only pages in columnar form; ``to_table`` checks every box at once."""
 
@@ -124,17 +133,17 @@ class PageBatch:
                                           pa.array(flat[keep].reshape(-1), type=pa.float64()))
         mask = pa.array(keep)
         words = pa.StructArray.from_arrays(
-            [pa.array(w["ids"], pa.string()).filter(mask), points,
-             pa.array(w["texts"], pa.string()).filter(mask), pa.array(w["attrs"], pa.string()).filter(mask)],
+            [strings(w["ids"]).filter(mask), points, strings(w["texts"]).filter(mask),
+             strings(w["attrs"]).filter(mask)],
             fields=list(WORD_TYPE))
         offsets = np.zeros(n_pages + 1, dtype=np.int32)
         np.cumsum(kept, out=offsets[1:])
         word_lists = pa.ListArray.from_arrays(pa.array(offsets), words).cast(PAGE_SCHEMA.field("words").type)
         table = pa.Table.from_arrays([
             pa.array(self.page_ids, pa.string()), pa.array(c["dataset"], pa.string()),
-            pa.array(c["split"], pa.string()), pa.array(c["image_name"], pa.string()),
+            strings(c["split"]), strings(c["image_name"]),
             pa.nulls(n_pages, pa.string()), pa.array(c["width"], pa.int32()), pa.array(c["height"], pa.int32()),
-            word_lists, pa.array(c["source"], pa.string()), pa.array(c["attrs"], pa.string())], schema=PAGE_SCHEMA)
+            word_lists, strings(c["source"]), strings(c["attrs"])], schema=PAGE_SCHEMA)
         table = table.filter(pa.array(kept > 0))
         return table if table.num_rows else None
 

@@ -56,17 +56,16 @@ def to_number(v: Any) -> float | None:
     """A JSON value as a finite-or-not float; None if it is not a number (bools and junk strings are not)."""
     if isinstance(v, bool):
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
-    if isinstance(v, str):
-        try:
+    try:
+        if isinstance(v, (int, float)):
+            return float(v)
+        if isinstance(v, str):
             return float(v.strip())
-        except ValueError:
-            return None
-    try:  # Decimal from ijson
-        return float(v)
-    except (TypeError, ValueError):
+    except OverflowError:  # an integer literal beyond float range
+        return math.inf
+    except ValueError:
         return None
+    return None
 
 
 def numbers(values: Any, n: int) -> list[float] | Skip:
@@ -125,7 +124,7 @@ def boxes_to_xy(a: list, b: list | None, layout: str) -> tuple[np.ndarray, np.nd
             for i in np.flatnonzero((w <= 0) | (h <= 0)):
                 pre[i] = Skip.DEGENERATE_BOX
             return np.stack([x, x + w, x + w, x], axis=1), np.stack([y, y, y + h, y + h], axis=1), pre
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     X, Y, pre = np.zeros((n, 4)), np.zeros((n, 4)), [None] * n
     for i in range(n):

@@ -64,9 +64,9 @@ def as_int(v: Any) -> int:
     """Page width/height; 0 when missing or not a number (= unknown, the layout stage reads the image)."""
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
-    return int(f) if math.isfinite(f) and f > 0 else 0
+    return int(f) if 0 < f < 2 ** 31 else 0
 
 
 def as_key(v: Any) -> str | None:
