@@ -42,7 +42,7 @@ def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
 def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int) -> tuple[np.ndarray, float]:
     """Base rows ``w[start:stop]`` plus their LoRA update, rounded once to ``w``'s dtype; and max |update|."""
     delta = lora_delta_rows(pair, start, stop)                  # [rows, in] fp32
-    peak = float(np.abs(delta).max()) if delta.size else 0.0
+    peak = float(max(delta.max(), -delta.min())) if delta.size else 0.0  # max |update| without a temp array
     delta += w                                                  # fp32 sum (w is upcast inside the ufunc)
     return delta.astype(w.dtype), peak
 
