@@ -137,6 +137,9 @@ def test_verify_reports_readable_diffs(model, tmp_path, capsys):
     root, base, lora = model
     out = tmp_path / "export"
     merge_lora(base, lora, out)
+    n_linear = sum(sy.is_linear(n, s) for n, s in SPEC)
+    plain = verify_export(out, base)  # no --lora: merge_report.json says which tensors may differ
+    assert plain.ok and plain.counts["changed (not judged without --lora)"] == n_linear
     t = _load(out)
     # 1) an untouched tensor changed, 2) a merged tensor left unmerged, 3) Paddle-layout Linear, 4) missing file
     t["model.norm.weight"] = (t["model.norm.weight"].astype(np.float32) + 1).astype(ml_dtypes.bfloat16)
@@ -152,6 +155,7 @@ def test_verify_reports_readable_diffs(model, tmp_path, capsys):
     assert [x.split(":")[0] for x in v.problems["merged values"]] == ["model.layers.0.mlp.up_proj.weight"]
     assert "Paddle layout" in v.problems["shape"][0] and "down_proj" in v.problems["shape"][0]
     assert v.problems["missing files"] == ["chat_template.jinja"]
+    assert "untouched tensors changed" in verify_export(out, base).problems  # caught by the report alone too
     assert ocrvl(["verify", "--export", str(out), "--base", str(base), "--lora", str(lora)]) == 1
     printed = capsys.readouterr().out
     assert "FAIL missing files (1):" in printed and "FAILED" in printed
