@@ -161,6 +161,8 @@ def test_prepare_user_errors(tmp_path):
     write(tmp_path / "l" / "a.json", page_doc(1, 0))
     with pytest.raises(OcrvlError, match="did you mean 'handwriting'"):
         prepare("handwritting", [str(tmp_path / "l")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet"))
+    with pytest.raises(OcrvlError, match="must be a plain name"):
+        prepare("auto", [str(tmp_path / "l")], images=[str(tmp_path)], split="my split")
     with pytest.raises(OcrvlError, match="exactly one of --images"):
         prepare("auto", [str(tmp_path / "l")], out=str(tmp_path / "m.parquet"))
     with pytest.raises(OcrvlError, match="does not exist"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter, deque
@@ -192,6 +193,8 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
         raise OcrvlError("no label paths given (--labels PATH ...)")
     if (images is None) == (lookup is None):
         raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE")
+    if split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", split):
+        raise OcrvlError(f"split {split!r} must be a plain name like train or valid (it becomes part of file names)")
     if not 0 <= valid_fraction <= 1:
         raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
     if use_ray is None:

@@ -12,7 +12,6 @@ Every skipped word/page is counted in a ``SkipCounter`` with a ``file:record`` e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
