@@ -171,3 +171,20 @@ def test_page_image_decodes_bytes_like_opencv(tmp_path):
     path = write_image(tmp_path / "a.png", "rgb_png", W, H)
     out = decode_batch(manifest_batch([path]), handoff="bytes")
     assert np.array_equal(page_image(out, 0), cv2.imread(str(path), cv2.IMREAD_COLOR))
+
+
+def test_text_in_wild_pages_are_turned_upright_by_compose_orient_page(tmp_path):
+    path = write_image(tmp_path / "tiw.png", "rgb_png", W, H)
+    word = Word("1", [0, 0, 10, 0, 10, 5, 0, 5], "가")
+    for flag, size, points, red_at in (
+            ("usd", (W, H), [54, 43, 64, 43, 64, 48, 54, 48], (H - 1, W - 1)),   # 180 degrees
+            ("du", (H, W), [43, 0, 48, 0, 48, 10, 43, 10], (0, H - 1)),          # 90 degrees clockwise
+            ({"usd": False, "ud": False, "du": False}, (W, H), word.points, (0, 0))):  # upright
+        out = decode_batch(manifest_batch([path], words=[word], attrs={"orientation": flag}), handoff="bytes")
+        assert out["status"][0] == OK, out["detail"]
+        assert (out["width"][0], out["height"][0]) == size
+        assert out["words"][0][0]["points"] == [float(v) for v in points]
+        img = page_image(out, 0)
+        assert img.shape[:2] == (size[1], size[0])
+        assert tuple(img[red_at]) == (0, 0, 255), flag  # the red top-left mark moved with the page
+        assert np.asarray(out["det_image"][0]).shape == img.shape

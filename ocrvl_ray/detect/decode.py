@@ -106,7 +106,7 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
     raw_w, raw_h = im.size
     disp_w, disp_h = (raw_h, raw_w) if orientation in _SWAPS_AXES else (raw_w, raw_h)
     page = _exif_words(page, orientation, raw_w, raw_h, disp_w, disp_h)
-    needs_orient = bool(page.attrs.get("orientation"))
+    needs_orient = _needs_orient(page)
     plain = im.mode in _PLAIN_MODES and orientation in (0, 1) and not needs_orient and "transparency" not in im.info
     bgr = _decode_plain(data, im, handoff, det_max_side) if plain else None
     if bgr is None:
@@ -117,7 +117,7 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
             raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     page.width, page.height = disp_w, disp_h
     if needs_orient:
-        from ocrvl_ray.compose import orient_page  # compose owns the text_in_wild rotation rule
+        from ocrvl_ray.compose import orient_page
 
         page, bgr = orient_page(page, bgr)
         page.height, page.width = bgr.shape[:2]
@@ -141,6 +141,14 @@ def page_image(batch: dict[str, Any], i: int) -> np.ndarray:
     if img is None:
         raise ValueError(f"page {batch['page_id'][i]}: image_bytes do not decode")
     return img
+
+
+def _needs_orient(page: Page) -> bool:
+    if not page.attrs.get("orientation") or page.attrs.get("oriented"):
+        return False
+    from ocrvl_ray.compose.orient import page_orientation  # compose owns the text_in_wild rotation rule
+
+    return page_orientation(page) is not None
 
 
 def _open_checked(data: bytes, path: str, max_pixels: int) -> Image.Image:
