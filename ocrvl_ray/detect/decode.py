@@ -39,6 +39,7 @@ EMPTY_IMAGE = np.zeros((0, 0, 3), np.uint8)
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
 _PLAIN_MODES = {"RGB", "L"}  # modes OpenCV's IMREAD_COLOR decodes to exactly our pixels
+_PAGE_FIELDS = ("page_id", "dataset", "split", "image_name", "image_path", "width", "height", "source", "attrs")
 
 
 class _Refused(Exception):
@@ -83,9 +84,6 @@ def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, ha
     return out
 
 
-_PAGE_FIELDS = ("page_id", "dataset", "split", "image_name", "image_path", "width", "height", "source", "attrs")
-
-
 def _word_rows(words) -> list[dict]:
     """Manifest words (Arrow structs as numpy objects) -> plain ``Word.to_row()`` dicts."""
     return [Word.from_row(w).to_row() for w in (words if words is not None else [])]
@@ -127,8 +125,7 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
     elif plain:
         full = data  # OpenCV decodes the original file to these same pixels: move the compact original
     else:
-        ok, enc = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        full = enc.tobytes()
+        full = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
     return page, {"det_image": det_image, "full": full}
 
 
