@@ -33,7 +33,7 @@ ScriptedBox = Sequence
 
 def layout_inference_yml() -> dict:
     """The real PP-DocLayoutV2 ``inference.yml`` (bundled verbatim in ``ocrvl_ray/assets``)."""
-    text = resources.files("ocrvl_ray.assets").joinpath("pp-doclayoutv2.inference.yml").read_text("utf-8")
+    text = resources.files("ocrvl_ray").joinpath("assets/pp-doclayoutv2.inference.yml").read_text("utf-8")
     return yaml.safe_load(text)
 
 
