@@ -104,7 +104,9 @@ def test_page_families_and_Bbox_variant(tmp_path):
     fin = write(tmp_path / "1.Training" / "라벨" / "IMG_OCR_6_F_0000001.json", page_doc(WORDS))
     hw = write(tmp_path / "2.Validation" / "IMG_OCR_53_4PR_00001.json",
                page_doc(WORDS, name="대용량 손글씨 OCR", key="Bbox"))
-    pub = write(tmp_path / "x" / "IMG_OCR_6_P_1.json", page_doc(WORDS, name="대규모 OCR 데이터셋 (공공)"))
+    pub_doc = page_doc(WORDS, name="대규모 OCR 데이터셋 (공공)")
+    pub_doc["images"] = pub_doc.pop("Images")                      # lower-case variant
+    pub = write(tmp_path / "x" / "IMG_OCR_6_P_1.json", pub_doc)
     pages, counts, _ = read([fin, hw, pub])
     assert counts == {}
     assert [p.dataset for p in pages] == ["finance_logistics", "handwriting", "ocr_public"]

@@ -112,7 +112,7 @@ def is_page_doc(doc: Any) -> bool:
 
 def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: PageBatch,
                   skips: SkipCounter) -> None:
-    img = doc.get("Images")
+    img = doc.get("Images", doc.get("images"))
     boxes = doc.get("bbox", doc.get("Bbox"))
     if not isinstance(img, dict) or not isinstance(boxes, list):
         skips.add(Skip.MISSING_FIELD, f"{src.rel}: needs Images{{}} and bbox[]")
