@@ -350,17 +350,19 @@ READERS: dict[str, Family] = {
     "text_in_wild": Family("text_in_wild", TextInWildSpec()),
 }
 
-# substrings of Dataset.name / identifiers / the file path that name a page family (checked in this order)
-_HINTS = (("handwriting", ("손글씨", "handwrit", "img_ocr_53")),
+# substrings of Dataset.name or of the file path that name a page family (checked in this order)
+_HINTS = (("handwriting", ("손글씨", "handwrit")),
           ("finance_logistics", ("금융", "물류", "finance", "logistic")),
-          ("ocr_public", ("ocr_public", "공공", "ocr 데이터(공공)")))
+          ("ocr_public", ("ocr_public", "공공")))
 
 
 def page_family_hint(*texts: Any) -> str | None:
-    blob = " ".join(str(t) for t in texts if t).lower()
-    for name, needles in _HINTS:
-        if any(n in blob for n in needles):
-            return name
+    """The family the first text with a hint names (pass the most reliable text first)."""
+    for text in texts:
+        blob = str(text or "").lower()
+        for name, needles in _HINTS:
+            if any(n in blob for n in needles):
+                return name
     return None
 
 
@@ -385,8 +387,7 @@ def detect(doc: Any, path: str) -> str | None:
     """The family of a parsed label document, or None when the content does not tell."""
     if is_page_doc(doc):
         ds = doc.get("Dataset") if isinstance(doc.get("Dataset"), dict) else {}
-        img = doc.get("Images") if isinstance(doc.get("Images"), dict) else {}
-        return page_family_hint(ds.get("name"), ds.get("identifier"), img.get("identifier"), path)
+        return page_family_hint(ds.get("name"), path)
     if is_collection(doc):
         imgs, anns = doc["images"], doc["annotations"]
         return detect_collection(imgs[0] if imgs else None, anns[0] if anns else None, path)
