@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files-per-task", type=int, default=256, help="label files per Ray task (default: %(default)s)")
     p.add_argument("--stream-above-mb", type=float, default=64,
                    help="label files larger than this are streamed (default: %(default)s MB)")
+    p.add_argument("--partition-mb", type=float, default=32,
+                   help="streamed files are joined in partitions of about this much JSON; a partition needs "
+                        "roughly 10x its size in memory (default: %(default)s MB)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (ignored on a cluster)")
     p.add_argument("--no-ray", action="store_true", help="read in this process only (small inputs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -38,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     summary = prepare(args.dataset, args.labels, images=args.images, lookup=args.lookup, out=args.out,
                       split=args.split, seed=args.seed, valid_fraction=args.valid_fraction,
                       files_per_task=args.files_per_task, stream_above_mb=args.stream_above_mb,
+                      partition_mb=args.partition_mb,
                       use_ray=not args.no_ray, progress=not args.quiet)
     print("\n".join(summary_lines(summary)))
     return 0 if summary["pages"] else 1

@@ -178,7 +178,7 @@ def _check_dataset(dataset: str) -> None:
 def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lookup: str | None = None,
             out: str = "manifest.parquet", split: str | None = None, *, seed: int = 42,
             valid_fraction: float = 0.1, files_per_task: int = 256, stream_above_mb: float = 64,
-            partition_mb: float = 128, window: int | None = None, use_ray: bool | None = None,
+            partition_mb: float = 32, window: int | None = None, use_ray: bool | None = None,
             tmp_dir: str | None = None, progress: bool = True) -> dict:
     """Read label files into the manifest ``out`` and write ``<out stem>.report.json``; returns that summary.
 
