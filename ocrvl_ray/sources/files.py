@@ -1,8 +1,8 @@
 """Reading label files: small files whole (``read_files``), huge collections streamed (``stream_collection``).
 
 A huge ``images[] + annotations[]`` file (the original's multi-GB ``*_merged.json``, text_in_wild's
-``textinthewild_data_info.json``) is parsed incrementally (``jsonstream``) and spilled to ``partitions`` temp files by
-a hash of the image id, so an image and its annotations meet in one partition; each partition is then joined
+``textinthewild_data_info.json``) is parsed incrementally (``jsonstream``) and spilled to ``partitions`` temp files
+by a hash of the image id, so an image and its annotations meet in one partition; each partition is then joined
 on its own. Memory stays bounded by one partition, whatever the file size.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ocrvl_ray.sources.batch import PageBatch, Source
 from ocrvl_ray.sources.jsonstream import Malformed, NotACollection, iter_collection
 from ocrvl_ray.sources.readers import (READERS, Options, as_key, count_orphans, detect_collection,
                                        group_annotations, join_collection, read_doc)
+
 
 def parse_json(data: bytes) -> Any | Skip:
     """Bytes -> JSON value, or NOT_UTF8 / MALFORMED_JSON."""
