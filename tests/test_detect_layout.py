@@ -111,6 +111,18 @@ def test_table_partly_outside_the_page_is_clipped(tmp_path, models):
     assert sorted(c.box for c in cells) == [(200.0, 100.0, 300.0, 200.0), (300.0, 200.0, 400.0, 300.0)]
 
 
+def test_cell_detector_edge_cases_never_raise(tmp_path, models):
+    paths = [write_page(tmp_path / f"e{i}.png", 400, 300) for i in range(2)]
+    batch = decode_batch(manifest(paths, [(400, 300)] * 2), handoff="bytes")
+    outside = Region("table", 0.9, (500.0, 350.0, 600.0, 400.0)).to_row()   # entirely off the page
+    inside = Region("table", 0.9, (0.0, 0.0, 200.0, 100.0)).to_row()
+    batch["regions"] = [[outside], [inside]]
+    batch["image_bytes"] = [batch["image_bytes"][0], b"not an image"]
+    out = CellDetector(str(models[1]))(batch)
+    assert out["status"][0] == OK and out["cells"][0] == []
+    assert out["status"][1] == Skip.ERROR.value and "image_bytes do not decode" in out["detail"][1]
+
+
 def test_missing_model_dir_is_one_clear_error(tmp_path):
     with pytest.raises(OcrvlError, match="layout.model_dir=.*demo_models=true"):
         LayoutDetector(str(tmp_path / "nothing"))
