@@ -5,7 +5,8 @@ then times, each in its own subprocess (so peak RSS is per method):
   io_floor  plain chunked read + write (+ fsync) of the same safetensors bytes
   merge     ocrvl's streaming merge (ocrvl_ray.export.merge.merge_lora), incl. hashing, support files, report
   inmemory  load every tensor, merge whole tensors, save (what a notebook does)
-Last lines: RATIO merge_vs_io_floor, FIGURE merge_peak_rss, RATIO inmemory_vs_io_floor, FIGURE inmemory_peak_rss.
+Last lines: FIGURE merge_cpu / inmemory_cpu (CPU seconds, robust to a busy machine), then RATIO merge_vs_io_floor,
+FIGURE merge_peak_rss, RATIO inmemory_vs_io_floor, FIGURE inmemory_peak_rss.
 
     .venv/bin/python bench/merge.py [--workdir /tmp] [--keep]
 """
@@ -37,7 +38,7 @@ def child(mode: str, work: Path) -> None:
 
     base, lora, out = work / "base", work / "lora", work / f"out_{mode}"
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if mode == "io_floor":
         out.mkdir()
         buf = bytearray(64 * 1024 * 1024)
@@ -65,16 +66,18 @@ def child(mode: str, work: Path) -> None:
     else:
         raise SystemExit(f"unknown mode {mode}")
     secs = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     rss_mib = peak_rss_mib()
     shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({"mode": mode, "seconds": secs, "peak_rss_mib": rss_mib}))
+    print(json.dumps({"mode": mode, "seconds": secs, "cpu_seconds": cpu, "peak_rss_mib": rss_mib}))
 
 
 def run_child(mode: str, work: Path) -> dict:
     res = subprocess.run([sys.executable, __file__, "--child", mode, "--workdir", str(work)],
                          capture_output=True, text=True, check=True)
     r = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"{mode:<9} {r['seconds']:7.2f} s   peak RSS {r['peak_rss_mib']:8.0f} MiB", flush=True)
+    print(f"{mode:<9} {r['seconds']:7.2f} s wall {r['cpu_seconds']:7.2f} s CPU   peak RSS {r['peak_rss_mib']:8.0f} MiB",
+          flush=True)
     return r
 
 
@@ -107,6 +110,9 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores: wall-time ratios grow with load)")
+    print(f"FIGURE merge_cpu {merge['cpu_seconds']:.1f} s")
+    print(f"FIGURE inmemory_cpu {inmem['cpu_seconds']:.1f} s")
     print(f"RATIO merge_vs_io_floor {merge['seconds'] / floor:.2f}")
     print(f"FIGURE merge_peak_rss {merge['peak_rss_mib']:.0f} MiB")
     print(f"RATIO inmemory_vs_io_floor {inmem['seconds'] / floor:.2f}")
