@@ -217,6 +217,7 @@ class LayoutConfig(JobConfig):
     decode_batch_size: int = Field(8, ge=1)
     compose_batch_size: int = Field(8, ge=1)
     handoff: Literal["bytes", "array"] = "bytes"  # what decode passes downstream
+    write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
     num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
     num_gpus: Optional[int] = None
     progress: bool = True

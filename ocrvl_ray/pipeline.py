@@ -105,6 +105,9 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
     ds = ray.data.read_parquet(manifest)
     if cfg.limit:
         ds = ds.limit(cfg.limit)
+    # Parquet files arrive as few big blocks; small blocks let pages stream through the pools and commit
+    # to the LMDB as they finish (streaming repartition, no all-to-all shuffle).
+    ds = ds.repartition(target_num_rows_per_block=cfg.decode_batch_size)
     # CPU tasks; resources differ from the actor pools', so Ray keeps decode a separate operator.
     ds = ds.map_batches(decode_stage, batch_size=cfg.decode_batch_size, batch_format="numpy", num_cpus=1,
                         fn_kwargs={"done": done, "max_pixels": cfg.max_pixels, "handoff": cfg.handoff})
@@ -174,7 +177,8 @@ def run_layout(cfg: LayoutConfig) -> dict:
     cfg, manifest = resolve_inputs(cfg)
     total = count_rows(manifest)
     pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = LmdbSink(cfg.output, index_base=cfg.index_base, label_format=cfg.label_format)
+    sink = LmdbSink(cfg.output, index_base=cfg.index_base, label_format=cfg.label_format,
+                    min_pages_per_write=cfg.write_batch_pages)
     sink.prepare()
     done = frozenset(completed_pages(cfg.output))
     ctx = ray.data.DataContext.get_current()

@@ -1,0 +1,219 @@
+"""The layout job end to end: real Ray Data, real paddleocr predictors (tiny offline models), real LMDB.
+
+Expected labels come from the generator's ground truth (the label files), not from the code under test:
+the template table has one word per cell, and text regions are rendered line by line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ocrvl_ray.config import LayoutConfig, load_config
+from ocrvl_ray.sink import LmdbReader, completed_pages, verify_lmdb
+from ocrvl_ray.testing.models import demo_models
+from ocrvl_ray.testing.pages import PAGE_SIZE, TEMPLATE_REGIONS, make_sample_dataset, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = (620, 877)  # half-size pages keep the suite fast; the template is resolution independent
+N_GOOD = 4
+
+
+def _label_words(label_path: str) -> list[tuple[str, tuple[int, int, int, int]]]:
+    doc = json.loads(Path(label_path).read_text("utf-8"))
+    return [(b["data"], (min(b["x"]), min(b["y"]), max(b["x"]), max(b["y"]))) for b in doc["bbox"]]
+
+
+def _region_px(label: str, size=SMALL):
+    (x1, y1, x2, y2), = [r[2:6] for r in TEMPLATE_REGIONS if r[0] == label][:1]
+    return x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1]
+
+
+def _inside(box, region) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return region[0] <= cx <= region[2] and region[1] <= cy <= region[3]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, ray_local):
+    """4 good pages, 4 pages with bad images, one word far outside its page; prepared into a manifest."""
+    from ocrvl_ray.sources.prepare import prepare
+
+    root = tmp_path_factory.mktemp("layout-data")
+    data = make_sample_dataset(root / "ds", n_pages=N_GOOD, seed=3, size=SMALL)
+    labels, images = Path(data["labels_dir"]), Path(data["images_dir"])
+    template = json.loads(Path(data["pages"][0]["label"]).read_text("utf-8"))
+    for kind in ("corrupt", "zero_byte", "truncated_png", "bomb_png", "missing"):
+        ident = f"BAD_{kind}"
+        doc = json.loads(json.dumps(template))
+        doc["Images"]["identifier"] = ident
+        (labels / f"{ident}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+        write_image(images / f"{ident}.png", "rgb_png" if kind == "missing" else kind, *SMALL)
+    outside = json.loads(Path(data["pages"][1]["label"]).read_text("utf-8"))
+    outside["bbox"].append({"id": 9999, "data": "밖", "x": [5000, 5000, 5100, 5100], "y": [9000, 9050, 9000, 9050]})
+    Path(data["pages"][1]["label"]).write_text(json.dumps(outside, ensure_ascii=False), "utf-8")
+    manifest = root / "manifest.parquet"
+    prep = prepare("ocr_public", [str(labels)], images=[str(images)], out=str(manifest), progress=False)
+    (images / "BAD_missing.png").unlink()  # matched at prepare time, gone by the time the job runs
+    layout_dir, cell_dir = demo_models(root / "models")
+    truth = {p["id"]: _label_words(p["label"]) for p in data["pages"]}
+    return {"root": root, "manifest": str(manifest), "layout": str(layout_dir), "cells": str(cell_dir),
+            "truth": truth, "prepare": prep}
+
+
+def _cfg(corpus, out: Path, **over) -> LayoutConfig:
+    base = {"manifest": corpus["manifest"], "output": str(out), "progress": False,
+            "layout.model_dir": corpus["layout"], "cells.model_dir": corpus["cells"]}
+    base.update(over)
+    return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in base.items()], env={})
+
+
+def _contents(path: Path) -> Counter:
+    """Multiset of (page_id, label, image sha1, kind) read back through the downstream contract."""
+    out = Counter()
+    with LmdbReader(str(path)) as r:
+        for i in range(len(r)):
+            meta = r.meta(i)
+            out[(meta["page_id"], r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), meta["sample_kind"])] += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline(corpus, tmp_path_factory):
+    from ocrvl_ray.pipeline import run_layout
+
+    out = tmp_path_factory.mktemp("run-a") / "ocr_public_train_layout.lmdb"
+    report = run_layout(_cfg(corpus, out))
+    return out, report
+
+
+def test_run_report_and_lmdb_contract(corpus, baseline):
+    out, report = baseline
+    assert report["pages_in"] == N_GOOD + 5 and report["pages_processed"] == N_GOOD + 5
+    assert report["pages_ok"] == N_GOOD
+    assert report["pages_skipped"] == {"image_corrupt": 3, "image_missing": 1, "image_too_large": 1}
+    on_disk = json.loads(Path(str(out) + ".report.json").read_text("utf-8"))
+    assert on_disk["pages_skipped"] == report["pages_skipped"]
+    # the word 5000 px outside its page is counted (by prepare or by compose), never silently dropped
+    prep_counts = corpus["prepare"].get("skips", corpus["prepare"]).get("counts", {})
+    assert prep_counts.get("word_outside_page", 0) + prep_counts.get("degenerate_box", 0) \
+        + report["item_skips"].get("counts", {}).get("word_outside_page", 0) >= 1
+    check = verify_lmdb(str(out))
+    assert check["ok"], check["problems"]
+    # default ocr_public recipe: the template table's cells replace the page's layout samples
+    got = Counter()
+    with LmdbReader(str(out)) as r:
+        assert len(r) == report["num_samples"] == 20 * N_GOOD
+        for i in range(len(r)):
+            meta, (img, label) = r.meta(i), r[i]
+            assert meta["sample_kind"] == "cell" and meta["layout_label"] == "table"
+            assert img.mode == "RGB" and img.size[0] > 10 and img.size[1] > 10
+            got[(meta["source_image"].rsplit("/", 1)[-1].split(".")[0], label)] += 1
+    table = _region_px("table")
+    expected = Counter((ident, text) for ident, words in corpus["truth"].items()
+                       for text, box in words if _inside(box, table))
+    assert got == expected
+
+
+def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseline, tmp_path):
+    from ocrvl_ray.pipeline import run_layout
+
+    out, _ = baseline
+    again = run_layout(_cfg(corpus, out))
+    assert again["pages_already_done"] == N_GOOD + 5 and again["pages_processed"] == 0
+    assert again["num_samples"] == 20 * N_GOOD
+    wide = tmp_path / "wide_layout.lmdb"
+    run_layout(_cfg(corpus, wide, **{"layout.max_actors": 2, "cells.max_actors": 2, "layout.batch_size": 1,
+                                     "cells.batch_size": 3, "decode_batch_size": 1, "compose_batch_size": 2}))
+    assert _contents(wide) == _contents(out)
+
+
+def test_text_regions_read_in_rows(corpus, tmp_path):
+    """With cells replacing only their table, text regions become samples whose rows follow the page."""
+    from ocrvl_ray.pipeline import run_layout
+
+    out = tmp_path / "rows_layout.lmdb"
+    run_layout(_cfg(corpus, out, **{"recipes.ocr_public.cells_replace": "table",
+                                    "handoff": "array"}))
+    region = _region_px("text")  # the first text paragraph
+    with LmdbReader(str(out)) as r:
+        texts = {}
+        for i in range(len(r)):
+            m = r.meta(i)
+            if m["sample_kind"] == "layout" and m["layout_label"] == "text":
+                texts.setdefault(m["source_image"].rsplit("/", 1)[-1].split(".")[0], []).append(r.label(i))
+    assert len(texts) == N_GOOD
+    for ident, labels in texts.items():
+        words = [(t, b) for t, b in corpus["truth"][ident] if _inside(b, region)]
+        rows: list[list] = []   # the generator renders lines 16 px apart: centres within 6 px share a line
+        for t, b in sorted(words, key=lambda w: (w[1][1] + w[1][3]) / 2):
+            cy = (b[1] + b[3]) / 2
+            if not rows or cy - rows[-1][0] > 6:
+                rows.append([cy, []])
+            rows[-1][1].append((b[0], t))
+        expected = "\n".join(" ".join(t for _, t in sorted(ws)) for _, ws in rows)
+        assert expected in labels
+
+
+def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline, tmp_path):
+    from ocrvl_ray.pipeline import run_layout
+
+    out = tmp_path / "killed_layout.lmdb"
+    env = dict(os.environ, RAY_ADDRESS="", PYTHONPATH=str(REPO))
+    env.pop("RAY_ADDRESS")
+    args = [sys.executable, str(REPO / "jobs" / "layout.py"), f"manifest={corpus['manifest']}", f"output={out}",
+            f"layout.model_dir={corpus['layout']}", f"cells.model_dir={corpus['cells']}", "progress=false",
+            "decode_batch_size=1", "compose_batch_size=1", "layout.batch_size=1", "cells.batch_size=1",
+            "write_batch_pages=1", "num_cpus=2"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    killed_at = None
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done = completed_pages(str(out)) if (out / "data.mdb").exists() else set()
+            if done:
+                os.kill(proc.pid, signal.SIGKILL)   # the driver only, mid-run
+                killed_at = len(done)
+                break
+            time.sleep(0.1)
+    finally:
+        proc.wait(timeout=60)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # then clean up the local Ray it had started
+        except ProcessLookupError:
+            pass
+    assert killed_at is not None, "the job finished or never committed a page before it could be killed"
+    assert 0 < killed_at < N_GOOD + 5
+    partial = verify_lmdb(str(out))
+    assert partial["ok"], partial["problems"]          # committed pages are whole, keys contiguous
+    report = run_layout(_cfg(corpus, out))
+    assert report["pages_already_done"] >= killed_at
+    assert verify_lmdb(str(out))["ok"]
+    assert _contents(out) == _contents(baseline[0])
+
+
+def test_cli_and_plan(corpus, tmp_path, capsys):
+    """`ocrvl layout` is the same job; CPU decode and both detector pools are separate operators."""
+    from ocrvl_ray.cli import main
+    from ocrvl_ray.pipeline import build_dataset, resolve_inputs
+
+    cfg, manifest = resolve_inputs(_cfg(corpus, tmp_path / "x.lmdb"))
+    build_dataset(cfg, manifest, frozenset()).explain()
+    plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[-1]
+    assert "TaskPoolMapOperator[MapBatches(decode_stage)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(LayoutDetector)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(CellDetector)]" in plan
+    assert main(["layout", "outptu=/tmp/x"]) == 2
+    assert "did you mean 'output'" in capsys.readouterr().err
+    assert main(["layout", f"manifest={tmp_path / 'nope.parquet'}", "progress=false"]) == 2
+    assert "does not exist" in capsys.readouterr().err
