@@ -156,6 +156,13 @@ def test_prepare_counts_every_bad_input(ray_local, tmp_path, capsys):
     ok = next(p for p in pages if p.image_name == "IMG_OCR_6_F_ok")
     assert ok.source.endswith("labels/Training/IMG_OCR_6_F_ok.json")   # the first in path order is kept
 
+    # the same input with every file over 100 bytes streamed through Ray: the same counts and pages
+    streamed = prepare("auto", [str(tmp_path / "labels")], images=[str(images)], out=str(tmp_path / "s.parquet"),
+                       use_ray=True, stream_above_mb=100 / 2 ** 20, partition_mb=0.0005, progress=False)
+    assert streamed["streamed_files"] == 5          # all but the three tiny broken files
+    assert streamed["skipped"]["counts"] == counts
+    assert sorted(p.page_id for p in read_manifest(tmp_path / "s.parquet")) == sorted(p.page_id for p in pages)
+
 
 def test_prepare_user_errors(tmp_path):
     write(tmp_path / "l" / "a.json", page_doc(1, 0))
