@@ -159,3 +159,21 @@ def test_verify_reports_readable_diffs(model, tmp_path, capsys):
     assert ocrvl(["verify", "--export", str(out), "--base", str(base), "--lora", str(lora)]) == 1
     printed = capsys.readouterr().out
     assert "FAIL missing files (1):" in printed and "FAILED" in printed
+
+
+def test_unindexed_shard_name_base_and_export(model, tmp_path):
+    """The upstream complaint: `model-00001-of-00001.safetensors` without an index. As a base it is read; as an
+    export verify names the problem; our export always uses `model.safetensors`."""
+    root, base, lora = model
+    odd = tmp_path / "odd_base"
+    odd.mkdir()
+    for p in base.iterdir():
+        (odd / ("model-00001-of-00001.safetensors" if p.name == "model.safetensors" else p.name)).write_bytes(
+            p.read_bytes())
+    merge_lora(odd, lora, tmp_path / "export", log=lambda s: None)
+    assert (tmp_path / "export" / "model.safetensors").is_file()
+    assert verify_export(tmp_path / "export", base, lora).ok
+
+    (tmp_path / "export" / "model.safetensors").rename(tmp_path / "export" / "model-00001-of-00001.safetensors")
+    v = verify_export(tmp_path / "export", base, lora)
+    assert "model-00001-of-00001.safetensors" in v.problems["weights"][0]
