@@ -16,14 +16,33 @@ from ocrvl_ray.train.run import fit
 TINY = "ocrvl_ray.train.examples:tiny_lora_sft"
 
 
-def test_two_workers_allreduce_over_gloo(ray_local, tmp_path):
-    ours, args = load_train_config(None, [
-        "num_workers=2", "use_gpu=false", "entry=ocrvl_ray.train.examples:allreduce_check",
-        f"output_dir={tmp_path / 'out'}", f"storage_path={tmp_path / 'storage'}", "max_failures=0",
-        "watch_interval_s=0.5"], env={})
-    result = fit(ours, args)
-    assert result.error is None
-    got = [json.loads((tmp_path / "out" / f"allreduce-rank{r}.json").read_text()) for r in range(2)]
+@pytest.fixture(scope="module")
+def lora_run(ray_local, tmp_path_factory):
+    """One 2-worker LoRA fine-tune (rank 1 crashes once at step 6, after checkpoint-4 is stored), then
+    the same run name again with the all-reduce entry (each extra fit costs a minute on 2 cores)."""
+    from ocrvl_ray.train.examples import build_tiny_base
+
+    root = tmp_path_factory.mktemp("lora")
+    base = build_tiny_base(root / "base")
+    storage = root / "storage"
+    common = ["num_workers=2", "use_gpu=false", f"output_dir={root / 'run'}", f"storage_path={storage}",
+              "run_name=tiny", "max_failures=1", "watch_interval_s=0.5"]
+    lora = [f"entry={TINY}", f"model_name_or_path={base}", "max_steps=12", "save_steps=4",
+            f"metrics_log={root / 'metrics.jsonl'}"]
+    crash = ["crash_at_step=6", "crash_rank=1", f"crash_marker={root / 'crashed'}",
+             f"crash_when_exists={storage / 'tiny' / 'checkpoint-4' / 'trainer_state.json'}"]
+    first = fit(*load_train_config(None, common + lora + crash, env={}))
+    second = fit(*load_train_config(None, common + ["entry=ocrvl_ray.train.examples:allreduce_check"], env={}))
+    attempts = [json.loads(line) for line in (root / "run" / "attempts.jsonl").read_text().splitlines()]
+    stream = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
+    return {"root": root, "base": base, "storage": storage / "tiny", "first": first, "second": second,
+            "attempts": attempts, "stream": stream}
+
+
+def test_two_workers_allreduce_over_gloo(lora_run):
+    assert lora_run["second"].error is None
+    out = lora_run["root"] / "run"
+    got = [json.loads((out / f"allreduce-rank{r}.json").read_text()) for r in range(2)]
     assert [g["sum"] for g in got] == [3.0, 3.0] and [g["world_size"] for g in got] == [2, 2]
     env0, env1 = got[0]["env"], got[1]["env"]
     assert (env0["PADDLE_TRAINER_ID"], env1["PADDLE_TRAINER_ID"]) == ("0", "1")
@@ -32,28 +51,6 @@ def test_two_workers_allreduce_over_gloo(ray_local, tmp_path):
     assert [env0["PADDLE_CURRENT_ENDPOINT"], env1["PADDLE_CURRENT_ENDPOINT"]] == eps and len(set(eps)) == 2
     assert env0["PADDLE_MASTER"] == env1["PADDLE_MASTER"] and env0["PADDLE_DISTRI_BACKEND"] == "gloo"
     assert (env0["PADDLE_LOCAL_RANK"], env1["PADDLE_LOCAL_RANK"], env1["PADDLE_LOCAL_SIZE"]) == ("0", "1", "2")
-
-
-@pytest.fixture(scope="module")
-def lora_run(ray_local, tmp_path_factory):
-    """One 2-worker LoRA fine-tune (rank 1 crashes once at step 6, after checkpoint-4 is stored), then
-    the same run name again with more steps."""
-    from ocrvl_ray.train.examples import build_tiny_base
-
-    root = tmp_path_factory.mktemp("lora")
-    base = build_tiny_base(root / "base")
-    storage = root / "storage"
-    common = ["num_workers=2", "use_gpu=false", f"entry={TINY}", f"output_dir={root / 'run'}",
-              f"storage_path={storage}", "run_name=tiny", "max_failures=1", "watch_interval_s=0.5",
-              f"model_name_or_path={base}", "max_steps=12", "save_steps=4"]
-    crash = ["crash_at_step=6", "crash_rank=1", f"crash_marker={root / 'crashed'}",
-             f"crash_when_exists={storage / 'tiny' / 'checkpoint-4' / 'trainer_state.json'}"]
-    first = fit(*load_train_config(None, common + crash + [f"metrics_log={root / 'metrics.jsonl'}"], env={}))
-    second = fit(*load_train_config(None, common + ["max_steps=16"], env={}))
-    attempts = [json.loads(line) for line in (root / "run" / "attempts.jsonl").read_text().splitlines()]
-    stream = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
-    return {"root": root, "base": base, "storage": storage / "tiny", "first": first, "second": second,
-            "attempts": attempts, "stream": stream}
 
 
 def test_lora_checkpoints_reported_to_storage(lora_run):
@@ -105,16 +102,18 @@ def test_crash_on_one_rank_resumes_from_last_checkpoint(lora_run):
 
 
 def test_same_run_name_again_resumes(lora_run):
-    second = lora_run["second"]
-    assert second.error is None
-    assert lora_run["attempts"][2]["resume_from_checkpoint"] == str(lora_run["root"] / "run" / "checkpoint-12")
-    assert len(lora_run["attempts"]) == 3
-    assert Path(second.checkpoint.path) == lora_run["storage"] / "checkpoint-16"
-    assert second.metrics["step"] == 16
+    """A new fit() with the same run name gets the stored checkpoint-12 back into output_dir."""
+    run = lora_run["root"] / "run"
+    got = [json.loads((run / f"allreduce-rank{r}.json").read_text()) for r in range(2)]
+    assert [g["resume_from_checkpoint"] for g in got] == [str(run / "checkpoint-12")] * 2
+    restored = load_file(str(run / "checkpoint-12" / "peft_model-00001-of-00001.safetensors"))
+    stored = load_file(str(lora_run["storage"] / "checkpoint-12" / "peft_model-00001-of-00001.safetensors"))
+    assert restored.keys() == stored.keys() and all(np.array_equal(restored[k], stored[k]) for k in stored)
+    assert len(lora_run["attempts"]) == 2          # the LoRA entry did not run a third time
 
 
 def test_final_checkpoint_merges_with_ocrvl_merge(lora_run):
-    base, ckpt = lora_run["base"], lora_run["storage"] / "checkpoint-16"
+    base, ckpt = lora_run["base"], lora_run["storage"] / "checkpoint-12"
     out = lora_run["root"] / "export"
     assert cli.main(["merge", "--base", str(base), "--lora", str(ckpt), "--out", str(out)]) == 0
     merged = {}

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ocrvl_ray.runtime import init_ray
     from ocrvl_ray.train.run import fit
 
-    init_ray()
+    init_ray(quiet=False)                       # show the trainer's log lines
     result = fit(ours, train_args)
     ckpt = result.checkpoint
     print(f"ocrvl train: done; latest checkpoint {ckpt.path if ckpt else '(none reported)'}", file=sys.stderr)

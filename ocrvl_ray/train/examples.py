@@ -122,7 +122,8 @@ def _CrashOnce(base: type, step: int, marker: Path, wait_for: str | None):
 
 
 def allreduce_check(config: dict[str, Any]) -> None:
-    """All-reduce ``rank + 1`` over the collective group; write the env and result to ``output_dir``."""
+    """All-reduce ``rank + 1`` over the collective group; write the env, the result and the
+    ``resume_from_checkpoint`` it was given to ``output_dir/allreduce-rank<r>.json``."""
     import paddle
     import paddle.distributed as dist
 
@@ -135,4 +136,5 @@ def allreduce_check(config: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"allreduce-rank{rank}.json").write_text(json.dumps(
         {"rank": rank, "world_size": dist.get_world_size(), "sum": float(x.numpy()[0]),
+         "resume_from_checkpoint": config.get("resume_from_checkpoint"),
          "env": {k: os.environ[k] for k in sorted(keys)}}))

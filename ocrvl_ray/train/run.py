@@ -51,7 +51,9 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
         run_config=RunConfig(name=run_name_for(ours, args), storage_path=ours.storage_path,
                              failure_config=FailureConfig(max_failures=ours.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=ours.num_to_keep),
-                             callbacks=[MetricsLog(ours.metrics_log)] if ours.metrics_log else None))
+                             callbacks=[MetricsLog(ours.metrics_log)] if ours.metrics_log else None,
+                             # print() in workers once, not also through Ray Train's patched logger
+                             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}))
 
 
 def fit(ours: TrainConfig, args: dict[str, Any]):
