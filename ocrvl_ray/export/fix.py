@@ -98,6 +98,7 @@ def fix_file(file: str | os.PathLike, base_dir: str | os.PathLike, out: str | os
     except BaseException:
         w.abort()
         raise
-    log(f"fixed {file} -> {out}: {len(res.transposed)} transposed ({sum(v[0] == 'transposed' for v in res.square_decisions.values())} "
-        f"square by distance), {len(res.kept)} kept, {len(res.dropped_bias)} zero bias keys dropped")
+    squares = sum(v[0] == "transposed" for v in res.square_decisions.values())
+    log(f"fixed {file} -> {out}: {len(res.transposed)} transposed ({squares} square by distance), "
+        f"{len(res.kept)} kept, {len(res.dropped_bias)} zero bias keys dropped")
     return res
