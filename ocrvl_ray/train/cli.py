@@ -38,8 +38,26 @@ def run(args: argparse.Namespace) -> int:
     from ocrvl_ray.runtime import init_ray
     from ocrvl_ray.train.run import fit
 
+    from ray.train import TrainingFailedError
+
     init_ray(quiet=False)                       # show the trainer's log lines
-    result = fit(ours, train_args)
+    try:
+        result = fit(ours, train_args)
+    except TrainingFailedError as e:
+        print(f"ocrvl train: error: training failed after {ours.max_failures} restart(s): {_cause(e)} "
+              "(the worker traceback is in the log above)", file=sys.stderr)
+        return 1
     ckpt = result.checkpoint
     print(f"ocrvl train: done; latest checkpoint {ckpt.path if ckpt else '(none reported)'}", file=sys.stderr)
     return 0
+
+
+def _cause(error: Exception) -> str:
+    """``rank N: Type: message`` of the first failed worker, else the error's own type and message."""
+    failures = getattr(error, "worker_failures", None) or {}
+    if failures:
+        rank, e = sorted(failures.items())[0]
+        cause = getattr(e, "cause", None) or e             # RayTaskError wraps the worker's exception
+        return f"rank {rank}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+    inner = getattr(error, "controller_failure", error)
+    return f"{type(inner).__name__}: {str(inner).strip().splitlines()[0] if str(inner).strip() else ''}"

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
 from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.train.config import TrainConfig, run_name_for
+from ocrvl_ray.train.config import DEFAULT_ENTRY, TrainConfig, run_name_for
 from ocrvl_ray.train.preflight import audit
 
 log = logging.getLogger("ocrvl.train")
@@ -21,9 +22,15 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
     if errors:
         raise OcrvlError(f"pre-flight found {len(errors)} problem(s) listed above; fix them "
                          "(or skip the audit with preflight=false)")
-    if ours.entry.endswith(":erniekit") and ours.mode == "in-process":
+    if ours.entry == DEFAULT_ENTRY:
         from ocrvl_ray.train.entries import ernie_checkout
-        ernie_checkout(ours.ernie_root)
+
+        if not (ours.ernie_root or os.environ.get("ERNIE_ROOT")):
+            ernie_checkout(None)                      # raises the one-line "set ernie_root" error
+        try:
+            ernie_checkout(ours.ernie_root)
+        except OcrvlError as e:                       # the workers may still have it
+            print(f"ocrvl train: warning: on this machine {e}", file=sys.stderr)
 
 
 def build_trainer(ours: TrainConfig, args: dict[str, Any]):
