@@ -50,13 +50,16 @@ def report_path(out: str) -> str:
 def plan(files: list[tuple[str, int]], roots: list[str], split: str | None, files_per_task: int,
          stream_above: int) -> tuple[list[Unit], int]:
     """Sorted label files -> units; also how many files got the default split (no split folder)."""
-    roots = sorted((os.path.abspath(r) for r in roots), key=len, reverse=True)
+    # (root + "/", length of the root's parent + "/"), longest root first; rel paths start at the root's name
+    absolute = [os.path.abspath(r) for r in roots]
+    prefixes = sorted(((os.path.join(r, ""), len(os.path.dirname(r).rstrip(os.sep)) + 1) for r in absolute),
+                      key=lambda t: len(t[0]), reverse=True)
     units: list[Unit] = []
     chunk: list[Source] = []
     defaulted = 0
     for path, size in files:
-        root = next((r for r in roots if path == r or path.startswith(r.rstrip(os.sep) + os.sep)), path)
-        rel = os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")
+        cut = next((n for prefix, n in prefixes if path.startswith(prefix)), len(os.path.dirname(path)) + 1)
+        rel = path[cut:].replace(os.sep, "/")
         sp = split or split_of_file(path)
         if sp is None:
             sp, defaulted = DEFAULT_SPLIT, defaulted + 1
