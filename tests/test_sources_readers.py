@@ -193,6 +193,18 @@ def test_original_merged_files_of_page_families(tmp_path):
         assert p.image_name == "IMG_1" and p.words[0].points == [726, 1810, 1114, 1810, 1114, 1862, 726, 1862]
 
 
+def test_merged_image_without_annotations_reads_its_original_json(tmp_path):
+    raw = write(tmp_path / "raw" / "HW_1.json", page_doc(WORDS, name="손글씨", key="Bbox"))
+    merged = {"images": [{"dataset": "handwriting", "file_name": "HW_1", "id": 0, "original_json_path": str(raw)},
+                         {"dataset": "handwriting", "file_name": "HW_2", "id": 1,
+                          "original_json_path": str(tmp_path / "gone.json")}],
+              "annotations": []}
+    path = write(tmp_path / "handwriting_train_merged.json", merged)
+    pages, counts, examples = read([path])
+    assert [p.image_name for p in pages] == ["HW_1"] and [w.text for w in pages[0].words] == ["가나다", "라마"]
+    assert counts == {"page_no_words": 1} and "images[1]" in examples["page_no_words"][0]
+
+
 def test_detect_without_hints_is_unknown(tmp_path):
     assert detect({"Images": {}, "bbox": []}, "/data/x/y.json") is None
     assert detect({"Images": {}, "bbox": []}, "/data/금융/y.json") == "finance_logistics"

@@ -8,7 +8,6 @@ on its own. Memory stays bounded by one partition, whatever the file size.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import pickle
 import tempfile
@@ -22,19 +21,7 @@ from ocrvl_ray.report.skips import Skip, SkipCounter
 from ocrvl_ray.sources.batch import PageBatch, Source
 from ocrvl_ray.sources.jsonstream import Malformed, NotACollection, iter_collection
 from ocrvl_ray.sources.readers import (READERS, Options, as_key, count_orphans, detect_collection,
-                                       group_annotations, join_collection, read_doc)
-
-
-def parse_json(data: bytes) -> Any | Skip:
-    """Bytes -> JSON value, or NOT_UTF8 / MALFORMED_JSON."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return Skip.NOT_UTF8
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return Skip.MALFORMED_JSON
+                                       group_annotations, join_collection, parse_json, read_doc)
 
 
 def read_file(src: Source, dataset: str, opts: Options, out: PageBatch, skips: SkipCounter) -> None:

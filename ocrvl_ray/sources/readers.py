@@ -12,6 +12,8 @@ Every skipped word/page is counted in a ``SkipCounter`` with a ``file:record`` e
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -103,6 +105,18 @@ def flag(d: dict, name: str) -> bool:
     return False
 
 
+def parse_json(data: bytes) -> Any | Skip:
+    """Bytes -> JSON value, or NOT_UTF8 / MALFORMED_JSON."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return Skip.NOT_UTF8
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return Skip.MALFORMED_JSON
+
+
 # ------------------------------------------------------------------------------------------------
 # page documents: ocr_public / finance_logistics / handwriting raw files
 # ------------------------------------------------------------------------------------------------
@@ -110,15 +124,9 @@ def is_page_doc(doc: Any) -> bool:
     return isinstance(doc, dict) and ("Images" in doc or "bbox" in doc or "Bbox" in doc)
 
 
-def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: PageBatch,
-                  skips: SkipCounter) -> None:
-    img = doc.get("Images", doc.get("images"))
-    boxes = doc.get("bbox", doc.get("Bbox"))
-    if not isinstance(img, dict) or not isinstance(boxes, list):
-        skips.add(Skip.MISSING_FIELD, f"{src.rel}: needs Images{{}} and bbox[]")
-        return
-    name = as_text(img.get("filename")) or as_text(img.get("file_name")) or src.stem
-    words = WordList("bbox")
+def page_doc_words(boxes: list, rel: str, skips: SkipCounter, record: str = "bbox") -> WordList:
+    """``bbox[]`` entries ``{id, data, x[4], y[4]}`` -> raw words (boxes are checked later, in bulk)."""
+    words = WordList(record)
     try:  # fast path: every box has its fields and a non-empty text
         texts = [t.strip() if type(t) is str else as_text(t) for t in [b["data"] for b in boxes]]
         xs, ys = [b["x"] for b in boxes], [b["y"] for b in boxes]
@@ -130,21 +138,32 @@ def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: Page
         words.xs, words.ys, words.texts = xs, ys, texts
         words.attrs = [""] * len(texts)
         words.index = list(range(len(texts)))
-        boxes = []
+        return words
     for i, b in enumerate(boxes):
         try:
             text, xs, ys = b["data"], b["x"], b["y"]
         except (KeyError, TypeError):
-            skips.add(Skip.MISSING_FIELD, f"{src.rel}:bbox[{i}]")
+            skips.add(Skip.MISSING_FIELD, f"{rel}:{record}[{i}]")
             continue
         text = text.strip() if type(text) is str else as_text(text)
         if not text:
-            skips.add(Skip.EMPTY_TEXT, f"{src.rel}:bbox[{i}]")
+            skips.add(Skip.EMPTY_TEXT, f"{rel}:{record}[{i}]")
             continue
         wid = b.get("id")
         words.add(str(i) if wid is None else str(wid), xs, ys, text, i)
+    return words
+
+
+def read_page_doc(doc: dict, dataset: str, src: Source, opts: Options, out: PageBatch,
+                  skips: SkipCounter) -> None:
+    img = doc.get("Images", doc.get("images"))
+    boxes = doc.get("bbox", doc.get("Bbox"))
+    if not isinstance(img, dict) or not isinstance(boxes, list):
+        skips.add(Skip.MISSING_FIELD, f"{src.rel}: needs Images{{}} and bbox[]")
+        return
+    name = as_text(img.get("filename")) or as_text(img.get("file_name")) or src.stem
     out.add(dataset, opts.split or src.split, name, as_int(img.get("width")), as_int(img.get("height")),
-            src.path, src.rel, None, words)
+            src.path, src.rel, None, page_doc_words(boxes, src.rel, skips))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -170,6 +189,10 @@ class CollectionSpec:
         """``(id, box, text, attrs)``; a Skip for a bad word; None for a box that is not a label word."""
         raise NotImplementedError
 
+    def fallback_words(self, img: dict, rel: str, skips: SkipCounter) -> WordList | None:
+        """Words for an image that has no annotations in the collection (None: there are none)."""
+        return None
+
 
 class MergedPageSpec(CollectionSpec):
     """The original merge of ocr_public / finance_logistics / handwriting: ``bbox`` = ``[x0..x3, y0..y3]``."""
@@ -189,6 +212,21 @@ class MergedPageSpec(CollectionSpec):
             return Skip.EMPTY_TEXT
         wid = ann.get("id")
         return (str(index) if wid is None else str(wid)), ann["bbox"], text, None
+
+    def fallback_words(self, img, rel, skips):
+        """Like the original: an image without merged annotations reads its ``original_json_path`` if it exists."""
+        path = img.get("original_json_path")
+        if not isinstance(path, str) or not os.path.isfile(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                doc = parse_json(f.read())
+        except OSError:
+            return None
+        boxes = doc.get("bbox", doc.get("Bbox")) if isinstance(doc, dict) else None
+        if not isinstance(boxes, list):
+            return None
+        return page_doc_words(boxes, rel, skips, record=f"{os.path.basename(path)}:bbox")
 
 
 class PublicAdminSpec(CollectionSpec):
@@ -287,7 +325,10 @@ def join_collection(spec: CollectionSpec, dataset: str, images: Iterable[tuple[i
             groups.pop(key, None)
             continue
         words, chars = WordList("annotations", spec.box_layout), []
-        for j, ann in groups.pop(key, []) if key is not None else []:
+        anns = groups.pop(key, []) if key is not None else []
+        if not anns:
+            words = spec.fallback_words(img, src.rel, skips) or words
+        for j, ann in anns:
             w = spec.word(ann, j)
             if w is None:
                 continue
