@@ -16,7 +16,7 @@ from ocrvl_ray.sources.geometry import box_to_xy4, boxes_to_xy, clockwise_flat8,
 from ocrvl_ray.sources.readers import Options, detect
 from ocrvl_ray.sources.splits import hashed_split, split_from_path, split_of_component
 
-SAMPLE = Path("/work/shared/reference/data/aihub_ocr_sample_label.json")
+SAMPLE = Path(__file__).parent / "data" / "aihub_ocr_sample_label.json"  # the real AI-Hub finance label
 
 
 def read(paths, dataset="auto", opts=Options()):
