@@ -260,3 +260,4 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     assert restored.name == "checkpoint-4" and (restored / ck.LAST_FILE).read_bytes() == b"s"
     logs = [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.5, "learning_rate": 0.1}, {"step": 5, "loss": 1.0}]
     assert ck.checkpoint_metrics(c4, logs) == {"step": 4, "loss": 1.5, "learning_rate": 0.1, "epoch": 1.0}
+    assert ck.log_report(logs) == {"step": 5, "loss": 1.0, "log_history": logs}

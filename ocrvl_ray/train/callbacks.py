@@ -19,8 +19,13 @@ class MetricsLog(UserCallback):
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
     def after_report(self, run_context, metrics, checkpoint):
-        if metrics and metrics[0]:
-            self._write({**metrics[0], **({"checkpoint": checkpoint.path} if checkpoint else {})})
+        if not metrics or not metrics[0]:
+            return
+        flat = dict(metrics[0])
+        for entry in flat.pop("log_history", None) or []:   # one line per streamed log entry
+            self._write(entry)
+        if checkpoint is not None:
+            self._write({**flat, "checkpoint": checkpoint.path})
 
     def after_exception(self, run_context, worker_exceptions):
         for rank, e in sorted(worker_exceptions.items()):

@@ -146,6 +146,12 @@ def log_metrics(step: int, logs: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def log_report(entries: list[dict[str, float]], keep: int = 100) -> dict[str, Any]:
+    """One metric-only report for several log entries: the latest values flat, all of them (up to
+    ``keep``) in ``log_history``."""
+    return {**entries[-1], "log_history": entries[-keep:]}
+
+
 def checkpoint_metrics(path: Path, logs: list[dict[str, float]]) -> dict[str, float]:
     """Metrics for a checkpoint report: its step, epoch, and the latest streamed log at or before it
     (paddleformers keeps no log history in ``trainer_state.json``)."""

@@ -5,8 +5,9 @@
 2. The entry runs in a thread (in-process) or as ``paddle.distributed.launch`` (launcher mode).
 3. Meanwhile rank 0 scans ``output_dir`` every ``watch_interval_s``; each finished ``checkpoint-N`` is
    reported with ``ray.train.report(metrics, checkpoint=...)`` as ``checkpoint-N`` in storage. Log lines
-   of a paddleformers Trainer (step, loss, learning rate) stream as metric-only reports. Every rank takes
-   part in each report (it is a barrier); rank 0 broadcasts what to report.
+   of a paddleformers Trainer (step, loss, learning rate) stream as one metric-only report per cycle
+   (latest values + ``log_history``). Every rank takes part in each report (it is a barrier); rank 0
+   broadcasts what to report.
 """
 from __future__ import annotations
 
@@ -152,15 +153,19 @@ def train_loop_per_worker(payload: dict) -> None:
                     staged[step] = path
             news = {"done": exited, "logs": len(fresh), "steps": sorted(staged)}
         news = broadcast_from_rank_zero(news)
-        for entry in fresh if rank == 0 else [{}] * news["logs"]:
-            ray.train.report(entry)
-        for step in news["steps"]:
+        # As few reports as possible: Ray Train's result queue holds one and is polled every ~2 s.
+        # Streamed log lines ride along with the first checkpoint, else go as one metric-only report.
+        if news["logs"] and not news["steps"]:
+            ray.train.report(ck.log_report(fresh) if rank == 0 else {})
+        for i, step in enumerate(news["steps"]):
             if rank == 0:
                 metrics = ck.checkpoint_metrics(staged[step], logs)
+                if i == 0 and fresh:
+                    metrics["log_history"] = ck.log_report(fresh)["log_history"]
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(staged[step])),
                                  checkpoint_dir_name=f"checkpoint-{step}")
                 shutil.rmtree(staged[step], ignore_errors=True)
-                log.info("reported checkpoint-%d %s", step, metrics)
+                log.info("reported checkpoint-%d step=%s loss=%s", step, metrics["step"], metrics.get("loss"))
             else:
                 ray.train.report({}, checkpoint_dir_name=f"checkpoint-{step}")
         if news["done"]:
