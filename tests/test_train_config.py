@@ -247,6 +247,9 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     (c8 / ck.STATE_FILE).write_text("{}")
     assert w.poll() == []
     assert w.poll(trainer_exited=True) == [8]   # the trainer exited: the state file suffices
+    (c8 / ck.LAST_FILE).write_bytes(b"s")
+    os.utime(c8 / ck.LAST_FILE, ns=(1, 1))
+    assert not ck.is_finished(c8, settled_before=time.time() + 10, newer_exists=False, trainer_exited=False)
     os.utime(old / ck.STATE_FILE, ns=(1, 1))    # rewritten after a resume -> a new write
     assert ck.CheckpointWatcher(out, after_step=4).poll(trainer_exited=True) == []
     assert w.poll(trainer_exited=True) == [2]
@@ -256,8 +259,13 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     staged = ck.stage(c4, staging)
     assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in c4.iterdir())
     assert ck.stage(out / "checkpoint-99", staging) is None
-    restored = ck.restore(staged, tmp_path / "again", 4)
+    again = tmp_path / "again"
+    for stale in ("checkpoint-4", "checkpoint-6", "checkpoint-2"):
+        (again / stale).mkdir(parents=True)
+        (again / stale / "x").write_text(stale)
+    restored = ck.restore(staged, again, 4)
     assert restored.name == "checkpoint-4" and (restored / ck.LAST_FILE).read_bytes() == b"s"
+    assert sorted(ck.list_checkpoints(again)) == [2, 4] and not (restored / "x").exists()
     logs = [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.5, "learning_rate": 0.1}, {"step": 5, "loss": 1.0}]
     assert ck.checkpoint_metrics(c4, logs) == {"step": 4, "loss": 1.5, "learning_rate": 0.1, "epoch": 1.0}
     assert ck.log_report(logs) == {"step": 5, "loss": 1.0, "log_history": logs}

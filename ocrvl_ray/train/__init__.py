@@ -1,0 +1,13 @@
+"""Training: erniekit's PaddleOCR-VL LoRA SFT under Ray Train v2 (``ocrvl train``, ``jobs/train.py``).
+
+  config.py       erniekit's YAML + key=value parsing, our keys (TrainConfig)
+  preflight.py    audit before start: LMDBs, output_dir, LoRA targets
+  run.py          driver: DataParallelTrainer with the Paddle backend, fit()
+  backend.py      PaddleConfig/PaddleBackend: collective env on every worker (in-process / launcher)
+  worker.py       per-worker loop: restore, run the entry, report checkpoints and metrics
+  checkpoints.py  checkpoint-N folders on disk: finished?, stage, restore, metrics (no Ray, no Paddle)
+  entries.py      the erniekit in-process entry, entry loading, the launcher command
+  child.py        launcher mode: runs a custom entry in each launched process
+  callbacks.py    metrics_log: JSONL of reports and failures (controller side)
+  examples.py     tiny LoRA fine-tune and all-reduce entries (tests, demos)
+"""

@@ -51,9 +51,9 @@ def is_finished(path: Path, *, settled_before: float, newer_exists: bool, traine
         return False
     if newer_exists or trainer_exited:
         return True
-    if not (path / LAST_FILE).is_file():
-        return False
     try:
+        if (path / LAST_FILE).stat().st_mtime_ns < (path / STATE_FILE).stat().st_mtime_ns:
+            return False                      # missing, or left from an older write of this folder
         newest = max(f.stat().st_mtime for f in path.rglob("*") if f.is_file())
     except (OSError, ValueError):
         return False
@@ -113,13 +113,15 @@ def stage(src: Path, staging_root: Path) -> Path | None:
 
 
 def restore(src: str | os.PathLike, output_dir: str | os.PathLike, step: int) -> Path:
-    """Put a stored checkpoint back as ``output_dir/checkpoint-<step>`` (atomic rename of a full copy)."""
+    """Put a stored checkpoint back as ``output_dir/checkpoint-<step>`` (atomic rename of a full copy)
+    and remove later ``checkpoint-M`` folders: leftovers of the failed attempt, rewritten on resume."""
     target = Path(output_dir) / f"checkpoint-{step}"
     tmp = Path(output_dir) / f".restore-{target.name}-{uuid.uuid4().hex[:8]}"
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, tmp)
-    if target.exists():
-        shutil.rmtree(target)
+    for later, path in list_checkpoints(output_dir).items():
+        if later >= step:
+            shutil.rmtree(path)
     os.replace(tmp, target)
     return target
 
