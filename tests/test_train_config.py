@@ -269,3 +269,18 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     logs = [{"step": 3, "loss": 2.0}, {"step": 4, "loss": 1.5, "learning_rate": 0.1}, {"step": 5, "loss": 1.0}]
     assert ck.checkpoint_metrics(c4, logs) == {"step": 4, "loss": 1.5, "learning_rate": 0.1, "epoch": 1.0}
     assert ck.log_report(logs) == {"step": 5, "loss": 1.0, "log_history": logs}
+
+
+def test_job_script_dry_run(tmp_path):
+    """``jobs/train.py`` takes the ``ocrvl train`` arguments (run from any directory, no Ray needed)."""
+    import subprocess
+
+    root = _stub_checkout(tmp_path / "ERNIE", tmp_path / "unused.json")
+    job = Path(__file__).resolve().parents[1] / "jobs" / "train.py"
+    proc = subprocess.run([sys.executable, str(job), str(USER_YAML), f"ernie_root={root}", "num_workers=4",
+                           "preflight=false", "--dry-run"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["run_name"] == "PaddleOCR-VL-SFT-Bengali" and shown["ocrvl"]["num_workers"] == 4
+    assert shown["erniekit"]["output_dir"] == str(tmp_path / "PaddleOCR-VL-SFT-Bengali")
+    assert "num_workers" not in shown["erniekit"] and shown["erniekit"]["stage"] == "OCR-VL-SFT"
