@@ -44,8 +44,11 @@ OUR_KEYS = frozenset(TrainConfig.model_fields)
 
 def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str]) -> dict[str, Any]:
     """Exactly what ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    try:
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+    except ImportError:
+        raise ConfigError("ocrvl train needs the train extra: pip install 'ocrvl-ray[train]'") from None
 
     base = load_yaml(yaml_path) if yaml_path else {}
     try:
