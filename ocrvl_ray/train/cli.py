@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
 
+    from ray.train import TrainingFailedError
+
     from ocrvl_ray.runtime import init_ray
     from ocrvl_ray.train.run import fit
-
-    from ray.train import TrainingFailedError
 
     init_ray(quiet=False)                       # show the trainer's log lines
     try:
@@ -58,6 +58,11 @@ def _cause(error: Exception) -> str:
     if failures:
         rank, e = sorted(failures.items())[0]
         cause = getattr(e, "cause", None) or e             # RayTaskError wraps the worker's exception
-        return f"rank {rank}: {type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}"
+        return f"rank {rank}: {type(cause).__name__}: {_last_line(cause)}"
     inner = getattr(error, "controller_failure", error)
-    return f"{type(inner).__name__}: {str(inner).strip().splitlines()[0] if str(inner).strip() else ''}"
+    return f"{type(inner).__name__}: {_last_line(inner)}"
+
+
+def _last_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[-1] if lines else ""
