@@ -284,3 +284,13 @@ def test_job_script_dry_run(tmp_path):
     assert shown["run_name"] == "PaddleOCR-VL-SFT-Bengali" and shown["ocrvl"]["num_workers"] == 4
     assert shown["erniekit"]["output_dir"] == str(tmp_path / "PaddleOCR-VL-SFT-Bengali")
     assert "num_workers" not in shown["erniekit"] and shown["erniekit"]["stage"] == "OCR-VL-SFT"
+
+
+def test_cli_failure_summary_names_rank_and_cause():
+    from ray.train import ControllerError, WorkerGroupError
+
+    from ocrvl_ray.train.cli import _cause
+
+    assert _cause(WorkerGroupError("failed", {1: KeyError("model_name_or_path"), 0: RuntimeError("a\nboom")})) \
+        == "rank 0: RuntimeError: boom"
+    assert _cause(ControllerError(TimeoutError("workers did not start"))) == "TimeoutError: workers did not start"
