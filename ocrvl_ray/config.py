@@ -125,7 +125,12 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None = None,
     """Build ``cls`` with precedence command line > environment > YAML > defaults."""
     data: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
     data = deep_merge(data, env_overrides(cls, os.environ if env is None else env))
-    cli = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    if isinstance(overrides, Mapping):   # nested and/or dotted keys, values already typed
+        cli: dict[str, Any] = {}
+        for key, value in overrides.items():
+            set_dotted(cli, str(key), value)
+    else:
+        cli = parse_overrides(overrides)
     data = deep_merge(data, cli)
     _check_unknown(cls, data)
     try:

@@ -1,0 +1,170 @@
+"""layout -> train -> merge in one Ray job, with a run manifest that makes reruns resume.
+
+``run_dir/run_manifest.json`` records per stage its status, config hash, inputs, outputs and times.
+A rerun skips stages that finished with the same config hash and resumes the unfinished one: the layout
+stage through its LMDB page markers, training through Ray Train's run snapshot (same run name), the
+merge by starting over (it is atomic). A changed config reruns that stage and every stage after it.
+
+    run_dir: runs/finance-v1
+    layout: {manifest: /data/finance_train.parquet, output: /data/out/finance_train_layout.lmdb}
+    train:
+      config: run_ocr_vl_sft_16k.yaml          # erniekit YAML; train_lmdb_paths defaults to layout.output
+      overrides: {num_workers: 4, ernie_root: /opt/ERNIE, output_dir: runs/finance-v1/sft}
+    merge: {base: /models/PaddleOCR-VL, out: runs/finance-v1/export}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ocrvl_ray.config import JobConfig
+from ocrvl_ray.errors import OcrvlError
+
+STAGES = ("layout", "train", "merge")
+
+
+class TrainStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    config: Optional[str] = None                 # erniekit YAML (the user's file, unchanged)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # key=value pairs, erniekit's and ours
+
+
+class MergeStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: str                                    # HF folder of the base model
+    out: Optional[str] = None                    # default: <run_dir>/export
+    max_shard_size: str = "5GB"
+    verify: bool = True
+
+
+class PipelineConfig(JobConfig):
+    run_dir: str
+    stages: list[str] = Field(default_factory=lambda: list(STAGES))
+    layout: dict[str, Any] = Field(default_factory=dict)   # LayoutConfig keys
+    train: TrainStage = Field(default_factory=TrainStage)
+    merge: Optional[MergeStage] = None
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunManifest:
+    """``run_manifest.json``: the stages' records, rewritten atomically after every change."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / "run_manifest.json"
+        self.data = json.loads(self.path.read_text("utf-8")) if self.path.is_file() else {"stages": {}}
+
+    def stage(self, name: str) -> dict:
+        return self.data["stages"].get(name, {})
+
+    def update(self, name: str, **fields) -> None:
+        self.data["stages"].setdefault(name, {}).update(fields)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+        os.replace(tmp, self.path)
+
+
+def _layout_cfg(cfg: PipelineConfig):
+    from ocrvl_ray.config import LayoutConfig, load_config
+
+    return load_config(LayoutConfig, overrides=cfg.layout)
+
+
+def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
+    from ocrvl_ray.train.config import load_train_config
+
+    over = dict(cfg.train.overrides)
+    if lmdb and "train_lmdb_paths" not in over:
+        over["train_lmdb_paths"] = lmdb
+    over.setdefault("output_dir", str(Path(cfg.run_dir) / "sft"))
+    items = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in over.items()]
+    return load_train_config(cfg.train.config, items)
+
+
+def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict:
+    """Runs (or resumes) the configured stages; returns the run manifest's data."""
+    unknown = [s for s in cfg.stages if s not in STAGES]
+    if unknown:
+        raise OcrvlError(f"unknown stage {unknown[0]!r} in stages; valid: {', '.join(STAGES)}")
+    if "merge" in cfg.stages and cfg.merge is None:
+        raise OcrvlError("stages include merge but the config has no merge: section (merge.base is required)")
+    man = RunManifest(cfg.run_dir)
+    invalidated = False
+    lmdb = None
+    lora = None
+    for name in STAGES:
+        if name not in cfg.stages:
+            continue
+        if name == "layout":
+            lcfg = _layout_cfg(cfg)
+            lmdb = lcfg.output
+            key = _hash(lcfg.model_dump(mode="json"))
+            inputs, run = {"manifest": lcfg.manifest}, (lambda: _run_layout(lcfg))
+        elif name == "train":
+            lmdb = lmdb or man.stage("layout").get("outputs", {}).get("lmdb")
+            ours, args = _train_cfg(cfg, lmdb)
+            key = _hash([ours.model_dump(mode="json"), args])
+            inputs, run = {"train_lmdb_paths": args.get("train_lmdb_paths")}, (lambda: _run_train(ours, args))
+        else:
+            lora = lora or man.stage("train").get("outputs", {}).get("checkpoint")
+            if not lora:
+                raise OcrvlError("merge needs the train stage's checkpoint; run the train stage first")
+            out = cfg.merge.out or str(Path(cfg.run_dir) / "export")
+            key = _hash([cfg.merge.model_dump(mode="json"), lora, out])
+            inputs, run = {"base": cfg.merge.base, "lora": lora}, (lambda: _run_merge(cfg.merge, lora, out))
+        rec = man.stage(name)
+        if not invalidated and rec.get("status") == "done" and rec.get("config_hash") == key:
+            log(f"[{name}] done before with the same config ({key}); skipping")
+            outputs = rec.get("outputs", {})
+        else:
+            invalidated = invalidated or (rec.get("status") == "done")
+            log(f"[{name}] {'resuming' if rec.get('status') in ('running', 'failed') else 'starting'}")
+            man.update(name, status="running", config_hash=key, inputs=inputs, started=time.time())
+            try:
+                outputs = run()
+            except BaseException as e:
+                man.update(name, status="failed", error=f"{type(e).__name__}: {e}"[:500])
+                raise
+            man.update(name, status="done", outputs=outputs, finished=time.time(), error=None)
+        if name == "train":
+            lora = outputs.get("checkpoint")
+    return man.data
+
+
+def _run_layout(lcfg) -> dict:
+    from ocrvl_ray.pipeline import run_layout
+
+    report = run_layout(lcfg)
+    if report["num_samples"] == 0:
+        raise OcrvlError(f"layout wrote no samples to {lcfg.output}; see {report.get('report_json')}")
+    return {"lmdb": lcfg.output, "num_samples": report["num_samples"], "report": report.get("report_json")}
+
+
+def _run_train(ours, args) -> dict:
+    from ocrvl_ray.train.run import check, fit
+
+    check(ours, args)
+    result = fit(ours, args)
+    if result.checkpoint is None:
+        raise OcrvlError("training finished without reporting a checkpoint (check save_steps / max_steps)")
+    return {"checkpoint": result.checkpoint.path, "metrics": result.metrics}
+
+
+def _run_merge(m: MergeStage, lora: str, out: str) -> dict:
+    from ocrvl_ray.export.cli_merge import parse_size
+    from ocrvl_ray.export.task import merge_on_ray
+
+    res = merge_on_ray(m.base, lora, out, max_shard_bytes=parse_size(m.max_shard_size), overwrite=True,
+                       verify=m.verify)
+    if m.verify and not res.get("verified"):
+        raise OcrvlError("merged export failed verification:\n" + "\n".join(res.get("verify_lines", [])))
+    return {"export": res["out"], "verified": res.get("verified")}

@@ -1,0 +1,63 @@
+"""jobs/pipeline.py: layout -> train -> merge in one job, with a run manifest that makes reruns resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ocrvl_ray.config import load_config
+from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.sink import verify_lmdb
+from ocrvl_ray.workflow import PipelineConfig, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from ocrvl_ray.train.examples import build_tiny_base
+
+    return build_tiny_base(tmp_path_factory.mktemp("base") / "tiny-qwen2")
+
+
+def _config(tmp: Path, base: Path, **merge) -> PipelineConfig:
+    return load_config(PipelineConfig, overrides={
+        "run_dir": str(tmp / "run"),
+        "layout": {"demo_models": True, "output": str(tmp / "sample_layout.lmdb"), "limit": 2, "progress": False},
+        "train": {"overrides": {"entry": "ocrvl_ray.train.examples:tiny_lora_sft", "model_name_or_path": str(base),
+                                "max_steps": 4, "save_steps": 2, "num_workers": 1, "use_gpu": False,
+                                "storage_path": str(tmp / "storage")}},
+        "merge": {"base": str(base), "out": str(tmp / "export"), "max_shard_size": "1GB", **merge},
+    }, env={})
+
+
+def test_three_stages_then_rerun_skips_and_a_changed_stage_reruns(ray_local, tmp_path, tiny_base):
+    lines: list[str] = []
+    data = run_pipeline(_config(tmp_path, tiny_base), log=lines.append)
+    stages = data["stages"]
+    assert [stages[s]["status"] for s in ("layout", "train", "merge")] == ["done"] * 3
+    lmdb = stages["layout"]["outputs"]["lmdb"]
+    assert verify_lmdb(lmdb)["ok"] and stages["layout"]["outputs"]["num_samples"] > 0
+    assert stages["train"]["inputs"]["train_lmdb_paths"] == lmdb          # layout output feeds training
+    ckpt = Path(stages["train"]["outputs"]["checkpoint"])
+    assert any(ckpt.glob("peft_model*.safetensors")) or any(ckpt.rglob("peft_model*.safetensors"))
+    export = Path(stages["merge"]["outputs"]["export"])
+    assert (export / "model.safetensors").is_file() and stages["merge"]["outputs"]["verified"] is True
+    on_disk = json.loads((tmp_path / "run" / "run_manifest.json").read_text())
+    assert on_disk["stages"]["merge"]["config_hash"] == stages["merge"]["config_hash"]
+
+    lines.clear()
+    again = run_pipeline(_config(tmp_path, tiny_base), log=lines.append)
+    assert sum("skipping" in line for line in lines) == 3, lines
+    assert again["stages"]["merge"]["finished"] == stages["merge"]["finished"]
+
+    lines.clear()
+    changed = run_pipeline(_config(tmp_path, tiny_base, out=str(tmp_path / "export2")), log=lines.append)
+    assert [("skipping" in line) for line in lines if line.startswith("[")] == [True, True, False]
+    assert (Path(changed["stages"]["merge"]["outputs"]["export"]) / "model.safetensors").is_file()
+
+
+def test_merge_without_train_is_a_clear_error(tmp_path, tiny_base):
+    cfg = _config(tmp_path, tiny_base)
+    cfg.stages = ["merge"]
+    with pytest.raises(OcrvlError, match="run the train stage first"):
+        run_pipeline(cfg)
