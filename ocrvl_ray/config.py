@@ -226,6 +226,7 @@ class LayoutConfig(JobConfig):
     num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
     num_gpus: Optional[int] = None
     progress: bool = True
+    report_html: bool = True                  # write <output>.report.html (ocrvl inspect) after the run
 
     ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {
         "FAST_LAYOUT_DEVICE": ("layout.device", str),

@@ -187,6 +187,11 @@ def run_layout(cfg: LayoutConfig) -> dict:
     elapsed = time.time() - t0
     report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,
                           elapsed_s=elapsed)
+    if cfg.report_html:
+        from ocrvl_ray.report.inspect import default_html_path, inspect_lmdb
+
+        inspect_lmdb(cfg.output, html=True)
+        report["report_html"] = default_html_path(cfg.output)
     write_report(report, cfg.output)
     print_report(report)
     return report

@@ -103,6 +103,8 @@ def test_run_report_and_lmdb_contract(corpus, baseline):
     assert report["pages_skipped"] == {"image_corrupt": 3, "image_missing": 1, "image_too_large": 1}
     on_disk = json.loads(Path(str(out) + ".report.json").read_text("utf-8"))
     assert on_disk["pages_skipped"] == report["pages_skipped"]
+    html = Path(on_disk["report_html"]).read_text("utf-8")   # the data report is linked and written
+    assert "data:image/jpeg;base64" in html
     # the word 5000 px outside its page is counted (by prepare or by compose), never silently dropped
     prep_counts = corpus["prepare"].get("skips", corpus["prepare"]).get("counts", {})
     assert prep_counts.get("word_outside_page", 0) + prep_counts.get("degenerate_box", 0) \
