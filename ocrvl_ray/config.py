@@ -221,7 +221,9 @@ class LayoutConfig(JobConfig):
     max_pixels: int = Field(120_000_000, ge=1)  # decompression-bomb guard
     decode_batch_size: int = Field(8, ge=1)
     compose_batch_size: int = Field(8, ge=1)
-    handoff: Literal["bytes", "array"] = "bytes"  # what decode passes downstream
+    # what decode passes downstream: "array" (decoded page; fastest on one node, bench/layout.py) or
+    # "bytes" (the encoded file, ~10x fewer bytes; use it when stages run on different nodes)
+    handoff: Literal["bytes", "array"] = "array"
     write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
     num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
     num_gpus: Optional[int] = None

@@ -145,7 +145,7 @@ def test_text_regions_read_in_rows(corpus, tmp_path):
 
     out = tmp_path / "rows_layout.lmdb"
     run_layout(_cfg(corpus, out, **{"recipes.ocr_public.cells_replace": "table",
-                                    "handoff": "array"}))
+                                    "handoff": "bytes"}))
     region = _region_px("text")  # the first text paragraph
     with LmdbReader(str(out)) as r:
         texts = {}
