@@ -3,30 +3,15 @@
     ray job submit --working-dir . -- python jobs/pipeline.py pipeline.yaml [key=value ...]
     python jobs/pipeline.py pipeline.yaml                 # one machine
 
-See ``ocrvl_ray/workflow.py`` for the config; the run manifest is ``<run_dir>/run_manifest.json``.
+Same as ``ocrvl pipeline``; the config is described in ``ocrvl_ray/workflow.py`` and the README, the run
+manifest is ``<run_dir>/run_manifest.json``.
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def main(argv: list[str]) -> int:
-    from ocrvl_ray.config import load_config, split_cli_args
-    from ocrvl_ray.errors import OcrvlError
-    from ocrvl_ray.runtime import init_ray
-    from ocrvl_ray.workflow import PipelineConfig, run_pipeline
-
-    try:
-        yaml_path, overrides = split_cli_args(argv)
-        cfg = load_config(PipelineConfig, yaml_path, overrides)
-        init_ray()
-        run_pipeline(cfg)
-    except OcrvlError as e:
-        print(f"pipeline: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from ocrvl_ray.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["pipeline", *sys.argv[1:]]))

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fix": ("ocrvl_ray.export.cli_fix", "repair a Paddle-layout merged safetensors file into HF layout"),
     "verify": ("ocrvl_ray.export.cli_verify", "check an export against its base (and adapter)"),
     "inspect": ("ocrvl_ray.report.cli_inspect", "summarise an LMDB: counts, histograms, contact sheet (HTML)"),
+    "pipeline": ("ocrvl_ray.workflow_cli", "layout -> train -> merge in one resumable job (run manifest)"),
 }
 
 

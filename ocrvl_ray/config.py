@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
@@ -80,13 +81,21 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The config section class of a field (``Section`` or ``Optional[Section]``), else None."""
+    for ann in (annotation, *typing.get_args(annotation)):
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+    return None
+
+
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, f in model.model_fields.items():
         keys.append(prefix + name)
-        ann = f.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += _valid_keys(ann, prefix + name + ".")
+        sub = _submodel(f.annotation)
+        if sub is not None:
+            keys += _valid_keys(sub, prefix + name + ".")
     return keys
 
 
@@ -99,9 +108,9 @@ def _check_unknown(model: type[BaseModel], data: Mapping, prefix: str = "") -> N
             close = difflib.get_close_matches(full, valid, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid[:12])}"
             raise ConfigError(f"unknown config key {full!r}{hint}")
-        ann = fields[key].annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(value, Mapping):
-            _check_unknown(ann, value, prefix + key + ".")
+        sub = _submodel(fields[key].annotation)
+        if sub is not None and isinstance(value, Mapping):
+            _check_unknown(sub, value, prefix + key + ".")
 
 
 def env_overrides(cls: type[JobConfig], env: Mapping[str, str]) -> dict[str, Any]:

@@ -61,3 +61,17 @@ def test_merge_without_train_is_a_clear_error(tmp_path, tiny_base):
     cfg.stages = ["merge"]
     with pytest.raises(OcrvlError, match="run the train stage first"):
         run_pipeline(cfg)
+
+
+def test_jobs_pipeline_script_reports_config_errors_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("run_dir: x\nstages: [layout, training]\n")
+    res = subprocess.run([sys.executable, str(repo / "jobs" / "pipeline.py"), str(cfg), "merge.bse=/m"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == \
+        "ocrvl pipeline: error: unknown config key 'merge.bse'; did you mean 'merge.base'?"
