@@ -41,7 +41,7 @@ def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys):
     assert max(len(p.words) for p in pages) > 50
     pages.append(Page("gone", "ocr_public", "train", "gone.png", str(tmp_path / "gone.png"), 100, 100, [], "x.json"))
     layout_dir, cell_dir = demo_models(tmp_path / "models")
-    cfg = LayoutConfig.model_validate({"layout": {"model_dir": str(layout_dir), "batch_size": 2},
+    cfg = LayoutConfig.model_validate({"handoff": "bytes", "layout": {"model_dir": str(layout_dir), "batch_size": 2},
                                        "cells": {"model_dir": str(cell_dir), "batch_size": 2}})
     ds = (ray.data.from_arrow(pages_to_table(pages))
           .map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
