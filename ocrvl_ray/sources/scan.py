@@ -17,6 +17,26 @@ class Listing:
     unreadable: list[str] = field(default_factory=list)          # directories that could not be listed
 
 
+def _list_dir(d: str, exts: tuple[str, ...], files: list, unreadable: list) -> list[str]:
+    """Appends the matching files of ``d`` to ``files``; returns its subdirectories."""
+    try:
+        with os.scandir(d) as it:
+            entries = list(it)
+    except OSError:
+        unreadable.append(d)
+        return []
+    subdirs = []
+    for e in entries:
+        try:
+            if e.is_dir():
+                subdirs.append(e.path)
+            elif e.name.lower().endswith(exts) and e.is_file():
+                files.append((e.path, e.stat().st_size))
+        except OSError:
+            unreadable.append(e.path)
+    return subdirs
+
+
 def walk(directory: str, exts: tuple[str, ...]) -> tuple[list[tuple[str, int]], list[str]]:
     """Every file below ``directory`` whose lower-cased name ends with one of ``exts``."""
     files, unreadable, stack, seen = [], [], [directory], set()
@@ -24,22 +44,13 @@ def walk(directory: str, exts: tuple[str, ...]) -> tuple[list[tuple[str, int]], 
         d = stack.pop()
         try:
             st = os.stat(d)
-            if (st.st_dev, st.st_ino) in seen:      # symlink loop
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            with os.scandir(d) as it:
-                entries = list(it)
         except OSError:
             unreadable.append(d)
             continue
-        for e in entries:
-            try:
-                if e.is_dir():
-                    stack.append(e.path)
-                elif e.name.lower().endswith(exts) and e.is_file():
-                    files.append((e.path, e.stat().st_size))
-            except OSError:
-                unreadable.append(e.path)
+        if (st.st_dev, st.st_ino) in seen:      # symlink loop
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        stack += _list_dir(d, exts, files, unreadable)
     return files, unreadable
 
 
@@ -50,23 +61,7 @@ def _split_tree(root: str, exts: tuple[str, ...], want: int, max_depth: int = 3
     for _ in range(max_depth):
         if len(dirs) >= want:
             break
-        nxt = []
-        for d in dirs:
-            try:
-                with os.scandir(d) as it:
-                    entries = list(it)
-            except OSError:
-                unreadable.append(d)
-                continue
-            for e in entries:
-                try:
-                    if e.is_dir():
-                        nxt.append(e.path)
-                    elif e.name.lower().endswith(exts) and e.is_file():
-                        files.append((e.path, e.stat().st_size))
-                except OSError:
-                    unreadable.append(e.path)
-        dirs = nxt
+        dirs = [sub for d in dirs for sub in _list_dir(d, exts, files, unreadable)]
         if not dirs:
             break
     return dirs, files, unreadable
