@@ -10,7 +10,7 @@ returns the run report (also printed and written next to the LMDB).
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,20 @@ def sample_manifest() -> Path:
     return out
 
 
+def user_error(e: BaseException) -> str | None:
+    """The one-line ``OcrvlError`` message inside a Ray-wrapped failure, if there is one."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OcrvlError):
+            return str(e).splitlines()[0]
+        found = re.search(r"ocrvl_ray\.errors\.OcrvlError: (.+)", str(e))
+        if found:
+            return found.group(1).strip()
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def count_rows(manifest: str) -> int:
     import pyarrow.dataset as pads
 
@@ -183,7 +197,13 @@ def run_layout(cfg: LayoutConfig) -> dict:
     done = frozenset(completed_pages(cfg.output))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = cfg.progress
-    summary = write_lmdb(build_dataset(cfg, manifest, done), sink)
+    try:
+        summary = write_lmdb(build_dataset(cfg, manifest, done), sink)
+    except Exception as e:  # Ray wraps a stage's OcrvlError (e.g. a model that cannot load): unwrap it
+        msg = user_error(e)
+        if msg is None:
+            raise
+        raise OcrvlError(msg) from None
     elapsed = time.time() - t0
     report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,
                           elapsed_s=elapsed)

@@ -219,3 +219,14 @@ def test_cli_and_plan(corpus, tmp_path, capsys):
     assert "did you mean 'output'" in capsys.readouterr().err
     assert main(["layout", f"manifest={tmp_path / 'nope.parquet'}", "progress=false"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_model_that_cannot_load_is_one_line_error(corpus, tmp_path, capsys):
+    """An OcrvlError raised inside a detector actor reaches the user as one line, not a Ray traceback."""
+    from ocrvl_ray.cli import main
+
+    rc = main(["layout", f"manifest={corpus['manifest']}", f"output={tmp_path / 'y.lmdb'}", "progress=false",
+               f"layout.model_dir={tmp_path / 'no-model'}", f"cells.model_dir={corpus['cells']}"])
+    assert rc == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("ocrvl layout: error: layout.model_dir=") and "inference.yml missing" in last

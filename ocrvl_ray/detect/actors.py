@@ -96,8 +96,9 @@ def load_predictor(cls_name: str, model_name: str, model_dir: str | None, device
         raise
     except Exception as e:  # noqa: BLE001 - turn paddlex's many failure modes into one actionable line
         where = model_dir or "the official weights (download needs internet)"
+        hint = "" if model_dir else f"; offline, set {key}.model_dir=DIR or demo_models=true"
         raise OcrvlError(f"{key}: cannot load {model_name} from {where}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                         f"{str(e).splitlines()[0] if str(e) else ''}{hint}") from None
 
 
 def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
