@@ -9,8 +9,11 @@ returns the run report (also printed and written next to the LMDB).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -154,8 +157,11 @@ def sample_manifest() -> Path:
     from ocrvl_ray.testing.pages import sample_dataset_dir
 
     root = sample_dataset_dir()
-    out = root / "manifest.parquet"
+    key = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    cache = Path(os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
+    out = cache / f"sample-manifest-{key}.parquet"   # the package folder may be read-only
     if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
         prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
     return out
 

@@ -69,3 +69,20 @@ def test_sample_dataset_dir_generates_once(tmp_path):
 
 def test_font_is_the_bundled_nanum_gothic():
     assert font_path().endswith("NanumGothic.ttf") and Path(font_path()).stat().st_size > 100_000
+
+
+def test_shipped_sample_is_what_the_generator_makes(tmp_path):
+    """The sample shipped in the repo regenerates from its seed (same words, same boxes within 1 px)."""
+    import json
+
+    from ocrvl_ray.testing.pages import SHIPPED_SAMPLE
+
+    assert sample_dataset_dir() == SHIPPED_SAMPLE
+    fresh = sample_dataset_dir(tmp_path)
+    shipped = sorted((SHIPPED_SAMPLE / "Training" / "02.라벨링데이터").glob("*.json"))
+    assert len(shipped) == 6 and len(list((SHIPPED_SAMPLE / "Training" / "01.원천데이터").glob("*.png"))) == 6
+    for path in shipped:
+        a = json.loads(path.read_text("utf-8"))["bbox"]
+        b = json.loads((fresh / "Training" / "02.라벨링데이터" / path.name).read_text("utf-8"))["bbox"]
+        assert [w["data"] for w in a] == [w["data"] for w in b]
+        assert all(abs(p - q) <= 1 for wa, wb in zip(a, b) for p, q in zip(wa["x"] + wa["y"], wb["x"] + wb["y"]))

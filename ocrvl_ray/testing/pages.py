@@ -209,12 +209,18 @@ def make_sample_dataset(root: str | os.PathLike, n_pages: int = 6, seed: int = 0
     return {"root": str(root), "labels_dir": str(labels_dir), "images_dir": str(images_dir), "pages": pages}
 
 
-def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Root of the bundled sample (6 ocr_public pages, seed 0), generated once into a cache directory.
+SHIPPED_SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
 
-    The sample is generated reproducibly at run time instead of shipped (keeps the repo small);
-    default location ``$OCRVL_CACHE/sample-v1`` or ``<tmp>/ocrvl-cache/sample-v1``.
+
+def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Root of the bundled sample (6 ocr_public pages, seed 0).
+
+    Without ``cache_dir`` this is the copy shipped in the repo (``ocrvl_ray/assets/sample``, written by
+    ``python -m ocrvl_ray.testing.pages DIR``); with ``cache_dir`` (or if the shipped copy is missing) it is
+    generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v1``.
     """
+    if cache_dir is None and (SHIPPED_SAMPLE / "Training").is_dir():
+        return SHIPPED_SAMPLE
     base = Path(cache_dir or os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
     root = base / f"sample-v{SAMPLE_VERSION}"
     if (root / ".complete").is_file():
@@ -318,3 +324,9 @@ def _png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.testing.pages ocrvl_ray/assets/sample
+    import sys
+
+    make_sample_dataset(sys.argv[1], n_pages=6, seed=0, dataset="ocr_public")
