@@ -145,12 +145,17 @@ def load_config(cls: type[T], yaml_path: str | os.PathLike | None = None,
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if not loc:
-            raise ConfigError(f"invalid {cls.__name__}: {msg}") from None
-        raise ConfigError(f"config key {loc!r}: {msg} (got {err.get('input')!r})") from None
+        raise ConfigError(validation_message(e, cls.__name__)) from None
+
+
+def validation_message(e: ValidationError, what: str, key_prefix: str = "") -> str:
+    """pydantic's first error as one line: ``config key 'a.b': <problem> (got <value>)``."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if not loc:
+        return f"invalid {what}: {msg}"
+    return f"config key {key_prefix + loc!r}: {msg} (got {err.get('input')!r})"
 
 
 def split_cli_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:

@@ -9,6 +9,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ocrvl_ray.config import ConfigError, validation_message
 from ocrvl_ray.errors import OcrvlError
 
 #: The layout labels the original turns into samples (PP-DocLayoutV2 names).
@@ -68,6 +69,4 @@ def get_recipe(dataset: str, overrides: Mapping[str, Any] | None = None) -> Reci
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise OcrvlError(f"recipes.{dataset}.{loc}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(validation_message(e, f"recipe {dataset!r}", key_prefix=f"recipes.{dataset}.")) from None

@@ -14,7 +14,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import Field, ValidationError
 
-from ocrvl_ray.config import ConfigError, JobConfig, deep_merge, env_overrides, load_yaml
+from ocrvl_ray.config import ConfigError, JobConfig, deep_merge, env_overrides, load_yaml, validation_message
 
 DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
 
@@ -77,9 +77,7 @@ def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Seq
     try:
         ours = TrainConfig.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"config key {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(validation_message(e, "train config")) from None
     rest = {k: v for k, v in merged.items() if k not in OUR_KEYS}
     base = Path(cwd or os.getcwd())
     for key in ("storage_path", "metrics_log"):
