@@ -105,3 +105,20 @@ def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
             min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+
+
+def predict_each(run, inputs: list) -> list:
+    """Boxes per input from one batched ``run(inputs)``; if that fails, input by input, so one bad input
+    costs only itself (its slot holds the exception)."""
+    if not inputs:
+        return []
+    try:
+        return [r["boxes"] for r in run(inputs)]
+    except Exception:  # noqa: BLE001
+        out = []
+        for x in inputs:
+            try:
+                out.append(run([x])[0]["boxes"])
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor
+from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor, predict_each
 from ocrvl_ray.detect.decode import OK, page_image
 from ocrvl_ray.records import Region
 from ocrvl_ray.report.skips import Skip
@@ -97,18 +97,7 @@ class CellDetector:
         return out
 
     def _predict(self, crops: list[np.ndarray]) -> list:
-        if not crops:
-            return []
-        try:
-            return [r["boxes"] for r in self._run(crops)]
-        except Exception:  # noqa: BLE001 - retry one by one so one bad crop costs only its page
-            out = []
-            for c in crops:
-                try:
-                    out.append(self._run([c])[0]["boxes"])
-                except Exception as e:  # noqa: BLE001
-                    out.append(e)
-            return out
+        return predict_each(self._run, crops)
 
     def _run(self, crops: list[np.ndarray]) -> list:
         return [r for r in self.model.predict(crops, batch_size=len(crops), threshold=self.threshold)]

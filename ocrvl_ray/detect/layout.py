@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor
+from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor, predict_each
 from ocrvl_ray.detect.decode import OK
 from ocrvl_ray.records import Region
 from ocrvl_ray.report.skips import Skip
@@ -47,19 +47,7 @@ class LayoutDetector:
 
     def _predict(self, batch, rows: list[int]) -> list:
         """Boxes per row: one batched call; if it fails, row by row so one bad page costs only itself."""
-        if not rows:
-            return []
-        images = [np.asarray(batch["det_image"][i]) for i in rows]
-        try:
-            return [r["boxes"] for r in self._run(images)]
-        except Exception:  # noqa: BLE001
-            out = []
-            for img in images:
-                try:
-                    out.append(self._run([img])[0]["boxes"])
-                except Exception as e:  # noqa: BLE001
-                    out.append(e)
-            return out
+        return predict_each(self._run, [np.asarray(batch["det_image"][i]) for i in rows])
 
     def _run(self, images: list[np.ndarray]) -> list:
         return self.model.predict(images, batch_size=len(images), threshold=self.thresholds,
