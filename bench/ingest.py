@@ -35,7 +35,7 @@ def make_label(rng: random.Random, ident: str) -> dict:
 
 
 def generate(root: str, n: int) -> tuple[str, str]:
-    from ocrvl_ray.sources.lookup import lookup_table, write_lookup
+    from ocrvl_ray.ingest.lookup import lookup_table, write_lookup
 
     rng = random.Random(0)
     labels = os.path.join(root, "1_Training", "2_라벨링데이터")
@@ -68,8 +68,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--num-cpus", type=int, default=None)
     args = ap.parse_args()
-    from ocrvl_ray.runtime import init_ray
-    from ocrvl_ray.sources.prepare import prepare
+    from ocrvl_ray.core.runtime import init_ray
+    from ocrvl_ray.ingest.prepare import prepare
 
     root = tempfile.mkdtemp(prefix="ocrvl-bench-ingest-")
     try:

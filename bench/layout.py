@@ -36,10 +36,12 @@ def main() -> None:
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
 
-    from ocrvl_ray.config import LayoutConfig, load_config
-    from ocrvl_ray.sources.prepare import prepare
-    from ocrvl_ray.testing.models import build_tiny_real_layout_model, demo_models
-    from ocrvl_ray.testing.pages import make_sample_dataset
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.demo.models import demo_models
+    from ocrvl_ray.testing.models import build_tiny_real_layout_model
+    from ocrvl_ray.demo.sample import make_sample_dataset
 
     work = Path(tempfile.mkdtemp(prefix="bench-layout-"))
     try:
@@ -62,7 +64,7 @@ def main() -> None:
         det_s = bare_detector(cfg(), manifest)
         seq_s, cpu_ms = sequential(cfg(output=str(work / "seq.lmdb")), manifest)
         pipe = {}
-        from ocrvl_ray.runtime import init_ray
+        from ocrvl_ray.core.runtime import init_ray
 
         init_ray(num_cpus=os.cpu_count())
         run_pipeline(cfg(output=str(work / "warmup.lmdb"), limit=2))  # spawn Ray's worker processes once
@@ -98,7 +100,7 @@ def bare_detector(cfg, manifest: Path) -> float:
     import cv2
     import paddleocr
 
-    from ocrvl_ray.detect.actors import prepare_paddle_env
+    from ocrvl_ray.layout.stages.actors import prepare_paddle_env
 
     prepare_paddle_env()
     model = paddleocr.LayoutDetection(model_name="PP-DocLayoutV2", model_dir=cfg.layout.model_dir, device="cpu")
@@ -112,10 +114,11 @@ def bare_detector(cfg, manifest: Path) -> float:
 
 def sequential(cfg, manifest: Path) -> tuple[float, float]:
     """All steps in one process, page batch after page batch; returns (wall s, CPU ms/page outside detectors)."""
-    from ocrvl_ray.detect.cells import CellDetector
-    from ocrvl_ray.detect.layout import LayoutDetector
-    from ocrvl_ray.pipeline import compose_stage, decode_stage
-    from ocrvl_ray.sink import LmdbWriter, SinkPage
+    from ocrvl_ray.layout.stages.detect_cells import CellDetector
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+    from ocrvl_ray.layout.stages.compose import compose_stage
+    from ocrvl_ray.layout.stages.decode import decode_stage
+    from ocrvl_ray.layout.sink import LmdbWriter, SinkPage
 
     lay, cel = cfg.layout, cfg.cells
     layout = LayoutDetector(lay.model_dir, threshold=lay.threshold, table_threshold=lay.table_threshold)
@@ -140,7 +143,7 @@ def sequential(cfg, manifest: Path) -> tuple[float, float]:
 
 
 def run_pipeline(cfg) -> float:
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     t0 = time.perf_counter()
     report = run_layout(cfg)

@@ -90,7 +90,7 @@ def main() -> None:
     if args.child:
         return child(args.child, Path(args.workdir))
 
-    from ocrvl_ray.export import synthetic as sy
+    from ocrvl_ray.testing import export as sy
 
     work = Path(tempfile.mkdtemp(prefix="ocrvl-bench-merge-", dir=args.workdir))
     try:

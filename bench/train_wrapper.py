@@ -1,6 +1,6 @@
 """What the Ray Train wrapper costs around a training loop, side by side in one run.
 
-The same tiny LoRA fine-tune (``ocrvl_ray.train.examples:tiny_lora_sft``, 12 steps, 3 checkpoints) runs
+The same tiny LoRA fine-tune (``ocrvl_ray.testing.train:tiny_lora_sft``, 12 steps, 3 checkpoints) runs
   plain       in one fresh Python process, no Ray, no collective
   ray x1      under ``ocrvl train``'s DataParallelTrainer, 1 worker (Ray already started)
   ray x2      the same with 2 workers on gloo
@@ -23,11 +23,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
 
-ENTRY = "ocrvl_ray.train.examples:tiny_lora_sft"
+ENTRY = "ocrvl_ray.testing.train:tiny_lora_sft"
 
 
 def plain(base: Path, out: Path) -> float:
-    code = ("import sys; from ocrvl_ray.train.examples import tiny_lora_sft; "
+    code = ("import sys; from ocrvl_ray.testing.train import tiny_lora_sft; "
             f"tiny_lora_sft({{'model_name_or_path': {str(base)!r}, 'output_dir': {str(out)!r}}})")
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
@@ -59,7 +59,7 @@ def on_ray(base: Path, root: Path, workers: int) -> tuple[float, list[float]]:
 def main() -> None:
     import ray
 
-    from ocrvl_ray.train.examples import build_tiny_base
+    from ocrvl_ray.testing.train import build_tiny_base
 
     root = Path(tempfile.mkdtemp(prefix="ocrvl-bench-train-"))
     base = build_tiny_base(root / "base")

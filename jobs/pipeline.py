@@ -3,7 +3,7 @@
     ray job submit --working-dir . -- python jobs/pipeline.py pipeline.yaml [key=value ...]
     python jobs/pipeline.py pipeline.yaml                 # one machine
 
-Same as ``ocrvl pipeline``; the config is described in ``ocrvl_ray/workflow.py`` and the README, the run
+Same as ``ocrvl pipeline``; the config is described in ``ocrvl_ray/end_to_end.py`` and the README, the run
 manifest is ``<run_dir>/run_manifest.json``.
 """
 import os

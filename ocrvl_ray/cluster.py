@@ -4,21 +4,21 @@ No cloud credentials and no network: Ray's own schema and semantic checks (``pre
 ``validate_config``), then project rules (GPU workers scale from zero, the head mounts the output
 volume and the repository, no public ingress to the dashboard / client ports) and a fit check: every
 actor pool / task / Train worker request fits a node type, and the pools' minimum sizes fit at once.
+The layout job's requests are the stages' own declarations (``layout.job.stage_resources``).
 
-    python -m ocrvl_ray.report.cluster cluster.yaml [configs/cluster_layout.yaml] [--train-workers N]
+    ocrvl cluster-check cluster.yaml [configs/cluster_layout.yaml] [--train-workers N]
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.runtime import StageResources
 
 PRIVATE_PORTS = (8265, 10001)   # dashboard / job API, Ray client
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
@@ -26,11 +26,24 @@ OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 
 @dataclass
 class Request:
-    """``count`` copies (``min_count`` needed to make progress) of one resource request, e.g. an actor pool."""
+    """``count`` copies (``min_count`` needed to make progress) of one resource request, e.g. an actor pool.
+    ``memory`` (bytes per copy) is checked only against node types that declare a ``memory`` resource."""
     name: str
     resources: dict[str, float]
     min_count: int = 1
     count: int = 1
+    memory: int = 0
+
+    @classmethod
+    def of(cls, stage: StageResources) -> "Request":
+        res = {"CPU": float(stage.num_cpus)}
+        if stage.actors or stage.num_gpus:
+            res["GPU"] = float(stage.num_gpus)
+        lo, hi = stage.actors or (1, 1)
+        return cls(stage.name, res, lo, hi, stage.memory)
+
+    def per_copy(self) -> dict[str, float]:
+        return {**self.resources, "memory": float(self.memory)} if self.memory else self.resources
 
 
 def load_cluster(path: str | Path) -> dict:
@@ -81,7 +94,7 @@ def node_slots(cfg: dict) -> list[tuple[str, dict[str, float]]]:
 
 
 def _fits(req: dict[str, float], have: dict[str, float]) -> bool:
-    return all(v <= have.get(k, 0) + 1e-9 for k, v in req.items() if v > 0)
+    return all(v <= have.get(k, 0) + 1e-9 for k, v in req.items() if v > 0 and (k != "memory" or k in have))
 
 
 def _pack(slots: list[tuple[str, dict[str, float]]], items: list[dict[str, float]]) -> int:
@@ -103,13 +116,13 @@ def check_fit(cfg: dict, requests: list[Request]) -> list[str]:
     slots = node_slots(cfg)
     problems = []
     for r in requests:
-        where = [name for name, res in dict(slots).items() if _fits(r.resources, res)]
+        where = [name for name, res in dict(slots).items() if _fits(r.per_copy(), res)]
         if not where:
             problems.append(f"{r.name} asks {_fmt(r.resources)} per copy; no node type offers that "
                             f"({', '.join(f'{n} {_fmt(res)}' for n, res in dict(slots).items())})")
-        elif _pack(slots, [r.resources] * r.count) < r.count:
+        elif _pack(slots, [r.per_copy()] * r.count) < r.count:
             problems.append(f"{r.name}: {r.count} x {_fmt(r.resources)} exceed the cluster at full scale")
-    mins = [r.resources for r in requests for _ in range(r.min_count)]
+    mins = [r.per_copy() for r in requests for _ in range(r.min_count)]
     if not problems and _pack(slots, mins) < len(mins):
         problems.append("the minimum sizes of all pools together do not fit the cluster at full scale: "
                         + ", ".join(f"{r.name} {r.min_count} x {_fmt(r.resources)}" for r in requests))
@@ -121,19 +134,10 @@ def _fmt(res: dict[str, float]) -> str:
 
 
 def layout_requests(config) -> list[Request]:
-    """Requests of the layout job for a ``LayoutConfig``: both detector pools, decode/compose tasks, the writer."""
-    from ocrvl_ray.config import actor_gpus
+    """Requests of the layout job for a ``LayoutConfig``: what each of its stages declares."""
+    from ocrvl_ray.layout.job import stage_resources
 
-    out = []
-    for name, pool in (("layout", config.layout), ("cells", config.cells)):
-        if name == "cells" and not pool.enabled:
-            continue
-        gpus = actor_gpus(pool, pool.device)
-        out.append(Request(f"{name} actor pool", {"CPU": pool.num_cpus, "GPU": gpus},
-                           pool.min_actors, pool.max_actors))
-    out.append(Request("decode/compose task", {"CPU": 1.0}))
-    out.append(Request("LMDB writer task", {"CPU": 0.0}))
-    return out
+    return [Request.of(s) for s in stage_resources(config)]
 
 
 def train_requests(num_workers: int, use_gpu: bool = True, gpus_per_worker: float = 1,
@@ -145,7 +149,7 @@ def train_requests(num_workers: int, use_gpu: bool = True, gpus_per_worker: floa
 
 def pool_problems(config) -> list[str]:
     """GPU requests Ray cannot honour: fractions above 1 GPU per actor."""
-    from ocrvl_ray.config import actor_gpus
+    from ocrvl_ray.layout.config import actor_gpus
 
     problems = []
     for name, pool in (("layout", config.layout), ("cells", config.cells)):
@@ -199,7 +203,8 @@ def check_cluster(path: str | Path, layout_yaml: str | Path | None = None, train
                   gpus_per_worker: float = 1, cpus_per_worker: float = 1) -> list[str]:
     """All problems (empty: OK). Ray's own rejection raises ``OcrvlError``. The layout job and the
     training job are checked separately: they do not run at the same time."""
-    from ocrvl_ray.config import LayoutConfig, load_config
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.layout.config import LayoutConfig
 
     cfg = load_cluster(path)
     prepared = ray_validate(cfg)
@@ -210,26 +215,3 @@ def check_cluster(path: str | Path, layout_yaml: str | Path | None = None, train
     if train_workers:
         problems += check_fit(prepared, train_requests(train_workers, True, gpus_per_worker, cpus_per_worker))
     return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ocrvl_ray.report.cluster", description=__doc__.splitlines()[0])
-    ap.add_argument("cluster", help="cluster.yaml")
-    ap.add_argument("layout", nargs="?", help="a LayoutConfig YAML to fit (e.g. configs/cluster_layout.yaml)")
-    ap.add_argument("--train-workers", type=int, default=0, help="Ray Train workers (num_workers) to fit")
-    ap.add_argument("--gpus-per-worker", type=float, default=1, help="1 in-process; GPUs per node in launcher mode")
-    ap.add_argument("--cpus-per-worker", type=float, default=1)
-    a = ap.parse_args(argv)
-    try:
-        problems = check_cluster(a.cluster, a.layout, a.train_workers, a.gpus_per_worker, a.cpus_per_worker)
-    except OcrvlError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for p in problems:
-        print(f"problem: {p}")
-    print(f"{a.cluster}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

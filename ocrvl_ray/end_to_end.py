@@ -14,7 +14,6 @@ merge by starting over (it is atomic). A changed config reruns that stage and ev
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,8 +22,8 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ocrvl_ray.config import JobConfig
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.config import JobConfig, config_hash, parse_size
+from ocrvl_ray.core.errors import OcrvlError
 
 STAGES = ("layout", "train", "merge")
 
@@ -51,10 +50,6 @@ class PipelineConfig(JobConfig):
     merge: Optional[MergeStage] = None
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class RunManifest:
     """``run_manifest.json``: the stages' records, rewritten atomically after every change."""
 
@@ -74,7 +69,8 @@ class RunManifest:
 
 
 def _layout_cfg(cfg: PipelineConfig):
-    from ocrvl_ray.config import LayoutConfig, load_config
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.layout.config import LayoutConfig
 
     return load_config(LayoutConfig, overrides=cfg.layout)
 
@@ -107,19 +103,19 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
         if name == "layout":
             lcfg = _layout_cfg(cfg)
             lmdb = lcfg.output
-            key = _hash(lcfg.model_dump(mode="json"))
+            key = config_hash(lcfg.model_dump(mode="json"))
             inputs, run = {"manifest": lcfg.manifest}, (lambda: _run_layout(lcfg))
         elif name == "train":
             lmdb = lmdb or man.stage("layout").get("outputs", {}).get("lmdb")
             ours, args = _train_cfg(cfg, lmdb)
-            key = _hash([ours.model_dump(mode="json"), args])
+            key = config_hash([ours.model_dump(mode="json"), args])
             inputs, run = {"train_lmdb_paths": args.get("train_lmdb_paths")}, (lambda: _run_train(ours, args))
         else:
             lora = lora or man.stage("train").get("outputs", {}).get("checkpoint")
             if not lora:
                 raise OcrvlError("merge needs the train stage's checkpoint; run the train stage first")
             out = cfg.merge.out or str(Path(cfg.run_dir) / "export")
-            key = _hash([cfg.merge.model_dump(mode="json"), lora, out])
+            key = config_hash([cfg.merge.model_dump(mode="json"), lora, out])
             inputs, run = {"base": cfg.merge.base, "lora": lora}, (lambda: _run_merge(cfg.merge, lora, out))
         rec = man.stage(name)
         if not invalidated and rec.get("status") == "done" and rec.get("config_hash") == key:
@@ -141,7 +137,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
 
 
 def _run_layout(lcfg) -> dict:
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     report = run_layout(lcfg)
     if report["num_samples"] == 0:
@@ -160,7 +156,6 @@ def _run_train(ours, args) -> dict:
 
 
 def _run_merge(m: MergeStage, lora: str, out: str) -> dict:
-    from ocrvl_ray.export.cli_merge import parse_size
     from ocrvl_ray.export.task import merge_on_ray
 
     res = merge_on_ray(m.base, lora, out, max_shard_bytes=parse_size(m.max_shard_size), overwrite=True,

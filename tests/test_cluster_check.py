@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.config import LayoutConfig, load_config
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.report.cluster import (check_cluster, check_fit, layout_requests, load_cluster, main, pool_problems,
-                                      project_problems, ray_validate, train_requests)
+from ocrvl_ray.cli import main as ocrvl
+from ocrvl_ray.cluster import (check_cluster, check_fit, layout_requests, load_cluster, pool_problems,
+                               project_problems, ray_validate, train_requests)
+from ocrvl_ray.core.config import load_config
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.layout.config import LayoutConfig
+
+
+def main(argv: list[str]) -> int:
+    return ocrvl(["cluster-check", *argv])
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster.yaml"
@@ -134,5 +140,5 @@ def test_cli_reports_ray_rejection_in_one_line(cfg, tmp_path, capsys):
     path.write_text(yaml.safe_dump(broken), encoding="utf-8")
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: Ray rejects the cluster config at available_node_types.gpu.resources.GPU: "
+    assert err == ("ocrvl cluster-check: error: Ray rejects the cluster config at available_node_types.gpu.resources.GPU: "
                    "0.5 is not of type 'integer'")

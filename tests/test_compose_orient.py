@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ocrvl_ray.compose import orient_page
-from ocrvl_ray.records import Page, Word
+from ocrvl_ray.layout.compose import orient_page
+from ocrvl_ray.core.records import Page, Word
 
 
 def tiw_page(orientation, w=100, h=50):

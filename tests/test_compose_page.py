@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ocrvl_ray.compose import ComposeOptions, compose_page, get_recipe
-from ocrvl_ray.records import Page, Region, Word
-from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
+from ocrvl_ray.core.records import Page, Region, Word
+from ocrvl_ray.core.skips import Skip
 
 WHITE, INK = 255, 0
 

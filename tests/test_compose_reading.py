@@ -1,9 +1,9 @@
 """Reading order inside a region and between regions (pure functions, hand-made boxes)."""
 import numpy as np
 
-from ocrvl_ray.compose import get_recipe
-from ocrvl_ray.compose.reading import compose_text, id_key, region_order
-from ocrvl_ray.records import Region
+from ocrvl_ray.layout.compose import get_recipe
+from ocrvl_ray.layout.compose.reading import compose_text, id_key, region_order
+from ocrvl_ray.core.records import Region
 
 P = get_recipe("ocr_public")
 

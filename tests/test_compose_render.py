@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from ocrvl_ray.compose import get_recipe
-from ocrvl_ray.compose.render import hide_words
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.layout.compose import get_recipe
+from ocrvl_ray.layout.compose.render import hide_words
+from ocrvl_ray.core.errors import OcrvlError
 
 
 def rect(x1, y1, x2, y2):
@@ -60,7 +60,7 @@ def test_recipe_overrides_and_errors():
 def test_compose_imports_neither_ray_nor_paddle():
     import subprocess
     import sys
-    code = ("import sys, ocrvl_ray.compose; "
+    code = ("import sys, ocrvl_ray.layout.compose; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'paddle', 'paddlex', 'paddleocr'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,7 +1,8 @@
 """Typed configs: YAML + FAST_* env + key=value with the documented precedence, clear errors."""
 import pytest
 
-from ocrvl_ray.config import ConfigError, LayoutConfig, load_config, parse_overrides
+from ocrvl_ray.core.config import ConfigError, load_config, parse_overrides
+from ocrvl_ray.layout.config import LayoutConfig
 
 
 def test_overrides_parse_like_erniekit():

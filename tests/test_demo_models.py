@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocrvl_ray.testing.models import (build_tiny_cell_model, build_tiny_layout_model,
-                                      build_tiny_real_layout_model, demo_models)
-from ocrvl_ray.testing.pages import TEMPLATE_CELLS, TEMPLATE_REGIONS
+from ocrvl_ray.demo.models import build_tiny_cell_model, build_tiny_layout_model, demo_models
+from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
+from ocrvl_ray.testing.models import build_tiny_real_layout_model
 
 SCRIPT = [
     ("header", 0.95, 0.10, 0.02, 0.90, 0.05),

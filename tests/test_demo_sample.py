@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ocrvl_ray.testing.pages import (TABLE_GRID, TEMPLATE_CELLS, TEMPLATE_REGIONS, font_path, make_sample_dataset,
-                                     sample_dataset_dir)
+from ocrvl_ray.demo.sample import (KOREAN_WORDS, LATIN_WORDS, TABLE_GRID, TEMPLATE_CELLS, TEMPLATE_REGIONS,
+                                   font_path, make_sample_dataset, sample_dataset_dir)
 
 
 def test_same_seed_same_bytes_other_seed_other_text(tmp_path):
@@ -67,15 +67,23 @@ def test_sample_dataset_dir_generates_once(tmp_path):
     assert sample_dataset_dir(tmp_path) == root and labels[0].stat().st_mtime_ns == stamp
 
 
-def test_font_is_the_bundled_nanum_gothic():
-    assert font_path().endswith("NanumGothic.ttf") and Path(font_path()).stat().st_size > 100_000
+def test_font_is_the_bundled_subset_and_covers_every_drawn_character():
+    from fontTools.ttLib import TTFont
+
+    path = Path(font_path())
+    assert path.parent.name == "assets" and path.stat().st_size < 200_000
+    font = TTFont(path)
+    assert font["name"].getDebugName(1) == "OcrvlSampleGothic" and "kern" in font
+    cmap = font.getBestCmap()
+    drawn = set("".join(KOREAN_WORDS) + "".join(LATIN_WORDS) + "0123456789,.- ")
+    assert not [c for c in drawn if ord(c) not in cmap]
 
 
 def test_shipped_sample_is_what_the_generator_makes(tmp_path):
     """The sample shipped in the repo regenerates from its seed (same words, same boxes within 1 px)."""
     import json
 
-    from ocrvl_ray.testing.pages import SHIPPED_SAMPLE
+    from ocrvl_ray.demo.sample import SHIPPED_SAMPLE
 
     assert sample_dataset_dir() == SHIPPED_SAMPLE
     fresh = sample_dataset_dir(tmp_path)

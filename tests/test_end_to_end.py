@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.config import load_config
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.sink import verify_lmdb
-from ocrvl_ray.workflow import PipelineConfig, run_pipeline
+from ocrvl_ray.core.config import load_config
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.layout.sink import verify_lmdb
+from ocrvl_ray.end_to_end import PipelineConfig, run_pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    from ocrvl_ray.train.examples import build_tiny_base
+    from ocrvl_ray.testing.train import build_tiny_base
 
     return build_tiny_base(tmp_path_factory.mktemp("base") / "tiny-qwen2")
 
@@ -23,7 +23,7 @@ def _config(tmp: Path, base: Path, **merge) -> PipelineConfig:
     return load_config(PipelineConfig, overrides={
         "run_dir": str(tmp / "run"),
         "layout": {"demo_models": True, "output": str(tmp / "sample_layout.lmdb"), "limit": 2, "progress": False},
-        "train": {"overrides": {"entry": "ocrvl_ray.train.examples:tiny_lora_sft", "model_name_or_path": str(base),
+        "train": {"overrides": {"entry": "ocrvl_ray.testing.train:tiny_lora_sft", "model_name_or_path": str(base),
                                 "max_steps": 4, "save_steps": 2, "num_workers": 1, "use_gpu": False,
                                 "storage_path": str(tmp / "storage")}},
         "merge": {"base": str(base), "out": str(tmp / "export"), "max_shard_size": "1GB", **merge},

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.export import synthetic as sy
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, read_tensor, save_file
 
@@ -110,8 +110,8 @@ def test_inconsistent_stored_scaling_is_reported(good, tmp_path):
 
 
 def test_merge_command_starts_without_ray_or_paddle():
-    code = ("import sys; from ocrvl_ray.cli import main; import ocrvl_ray.export.cli_merge, ocrvl_ray.export.cli_fix, "
-            "ocrvl_ray.export.cli_verify, ocrvl_ray.export.merge, ocrvl_ray.export.fix, ocrvl_ray.export.verify; "
+    code = ("import sys; from ocrvl_ray.cli import main; import ocrvl_ray.cli.merge, ocrvl_ray.cli.fix, "
+            "ocrvl_ray.cli.verify, ocrvl_ray.export.merge, ocrvl_ray.export.fix, ocrvl_ray.export.verify; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'paddle', 'paddleformers', 'torch'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,8 +7,8 @@ import pytest
 from safetensors import safe_open
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.export import synthetic as sy
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.fix import fix_file
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, read_tensor, save_file

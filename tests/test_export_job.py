@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.export import synthetic as sy
+from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.task import merge_on_ray
 
 SPEC = sy.model_spec(sy.TINY_DIMS, max_layers=1)

@@ -10,7 +10,7 @@ import pytest
 from safetensors import safe_open
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.export import synthetic as sy
+from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, file_sha256, read_tensor, save_file
 from ocrvl_ray.export.verify import verify_export

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.sources.lookup import (LookupIndex, build_lookup, import_legacy, load_legacy, load_lookup,
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.ingest.lookup import (LookupIndex, build_lookup, import_legacy, load_legacy, load_lookup,
                                       lookup_table)
 
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.records import PAGE_SCHEMA, Page
-from ocrvl_ray.sources.prepare import prepare
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.records import PAGE_SCHEMA, Page
+from ocrvl_ray.ingest.prepare import prepare
 
 
 def write(path: Path, obj) -> Path:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocrvl_ray.records import Page
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import PageBatch, Source, WordList
-from ocrvl_ray.sources.files import read_files, stream_collection
-from ocrvl_ray.sources.geometry import box_to_xy4, boxes_to_xy, clockwise_flat8, quads_to_flat8
-from ocrvl_ray.sources.readers import Options, detect
-from ocrvl_ray.sources.splits import hashed_split, split_from_path, split_of_component
+from ocrvl_ray.core.records import Page
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.ingest.batch import PageBatch, Source, WordList
+from ocrvl_ray.ingest.files import read_files, stream_collection
+from ocrvl_ray.ingest.geometry import box_to_xy4, boxes_to_xy, clockwise_flat8, quads_to_flat8
+from ocrvl_ray.ingest.readers import Options, detect
+from ocrvl_ray.ingest.splits import hashed_split, split_from_path, split_of_component
 
 SAMPLE = Path(__file__).parent / "data" / "aihub_ocr_sample_label.json"  # the real AI-Hub finance label
 
@@ -328,13 +328,13 @@ def test_page_batch_matches_records_schema():
     p = b.pages()[0]
     assert p.words[0].text == "가" and p.words[0].points == [0, 0, 1, 0, 1, 1, 0, 1]
     assert p.attrs == {"k": 1} and p.image_path is None
-    from ocrvl_ray.records import pages_to_table
+    from ocrvl_ray.core.records import pages_to_table
     assert pages_to_table([p]).equals(b.to_table(SkipCounter()))
 
 
 def test_jsonstream_matches_json_load_at_any_chunk_size():
     import io
-    from ocrvl_ray.sources.jsonstream import Malformed, NotACollection, iter_collection
+    from ocrvl_ray.ingest.jsonstream import Malformed, NotACollection, iter_collection
     doc = {"info": {"description": "x" * 50, "nested": [1, {"a": [2.5e3, None, True]}]},
            "images": [{"id": i, "file_name": f"이미지_{i}.jpg", "w": 1.25} for i in range(7)],
            "categories": [],

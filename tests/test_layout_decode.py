@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from ocrvl_ray.detect.decode import (OK, clockwise_from_top_left, decode_batch, exif_transform_points,
-                                     page_image)
-from ocrvl_ray.records import Page, Word, pages_to_table
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.testing.pages import BAD_KINDS, GOOD_KINDS, pattern_image, write_image
+from ocrvl_ray.ingest.geometry import clockwise_from_top_left
+from ocrvl_ray.layout.stages.decode import OK, decode_batch, exif_transform_points, page_image
+from ocrvl_ray.core.records import Page, Word, pages_to_table
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.testing.images import BAD_KINDS, GOOD_KINDS, pattern_image, write_image
 
 W, H = 64, 48
 
@@ -99,7 +99,7 @@ def test_rows_already_skipped_pass_through(tmp_path):
     batch = manifest_batch([good, good])
     batch["status"] = np.array([Skip.IMAGE_UNMATCHED.value, OK], dtype=object)
     batch["detail"] = np.array(["earlier", ""], dtype=object)
-    out = decode_batch(batch)
+    out = decode_batch(batch, handoff="bytes")
     assert out["status"][0] == Skip.IMAGE_UNMATCHED.value and out["detail"][0] == "earlier"
     assert out["image_bytes"][0] == b"" and out["status"][1] == OK
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocrvl_ray.detect.cells import CellDetector
-from ocrvl_ray.detect.decode import OK, decode_batch
-from ocrvl_ray.detect.layout import LayoutDetector
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.records import Page, Region, pages_to_table
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.testing.models import build_tiny_cell_model, build_tiny_layout_model
+from ocrvl_ray.layout.stages.detect_cells import CellDetector
+from ocrvl_ray.layout.stages.decode import OK, decode_batch
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.records import Page, Region, pages_to_table
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.demo.models import build_tiny_cell_model, build_tiny_layout_model
 
 SCRIPT = [
     ("doc_title", 0.92, 0.20, 0.05, 0.80, 0.10),
@@ -135,7 +135,7 @@ import socket, sys
 events = []
 sys.addaudithook(lambda ev, args: events.append((ev, str(args)[:80])) if ev in ("socket.connect", "socket.getaddrinfo") else None)
 import numpy as np
-from ocrvl_ray.detect.layout import LayoutDetector
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 det = LayoutDetector(sys.argv[1])
 det.model.predict([np.full((64, 64, 3), 255, np.uint8)], threshold=det.thresholds)
 print("EVENTS", events)

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.config import LayoutConfig, load_config
-from ocrvl_ray.sink import LmdbReader, completed_pages, verify_lmdb
-from ocrvl_ray.testing.models import demo_models
-from ocrvl_ray.testing.pages import PAGE_SIZE, TEMPLATE_REGIONS, make_sample_dataset, write_image
+from ocrvl_ray.core.config import load_config
+from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.layout.sink import LmdbReader, completed_pages, verify_lmdb
+from ocrvl_ray.demo.models import demo_models
+from ocrvl_ray.demo.sample import PAGE_SIZE, TEMPLATE_REGIONS, make_sample_dataset
+from ocrvl_ray.testing.images import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = (620, 877)  # half-size pages keep the suite fast; the template is resolution independent
@@ -46,7 +48,7 @@ def _inside(box, region) -> bool:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, ray_local):
     """4 good pages, 4 pages with bad images, one word far outside its page; prepared into a manifest."""
-    from ocrvl_ray.sources.prepare import prepare
+    from ocrvl_ray.ingest.prepare import prepare
 
     root = tmp_path_factory.mktemp("layout-data")
     data = make_sample_dataset(root / "ds", n_pages=N_GOOD, seed=3, size=SMALL)
@@ -89,7 +91,7 @@ def _contents(path: Path) -> Counter:
 
 @pytest.fixture(scope="module")
 def baseline(corpus, tmp_path_factory):
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     out = tmp_path_factory.mktemp("run-a") / "ocr_public_train_layout.lmdb"
     report = run_layout(_cfg(corpus, out))
@@ -127,7 +129,7 @@ def test_run_report_and_lmdb_contract(corpus, baseline):
 
 
 def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseline, tmp_path):
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     out, _ = baseline
     again = run_layout(_cfg(corpus, out))
@@ -141,7 +143,7 @@ def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseli
 
 def test_text_regions_read_in_rows(corpus, tmp_path):
     """With cells replacing only their table, text regions become samples whose rows follow the page."""
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     out = tmp_path / "rows_layout.lmdb"
     run_layout(_cfg(corpus, out, **{"recipes.ocr_public.cells_replace": "table",
@@ -167,7 +169,7 @@ def test_text_regions_read_in_rows(corpus, tmp_path):
 
 
 def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline, tmp_path):
-    from ocrvl_ray.pipeline import run_layout
+    from ocrvl_ray.layout.job import run_layout
 
     out = tmp_path / "killed_layout.lmdb"
     env = dict(os.environ, RAY_ADDRESS="", PYTHONPATH=str(REPO))
@@ -207,7 +209,7 @@ def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline,
 def test_cli_and_plan(corpus, tmp_path, capsys):
     """`ocrvl layout` is the same job; CPU decode and both detector pools are separate operators."""
     from ocrvl_ray.cli import main
-    from ocrvl_ray.pipeline import build_dataset, resolve_inputs
+    from ocrvl_ray.layout.job import build_dataset, resolve_inputs
 
     cfg, manifest = resolve_inputs(_cfg(corpus, tmp_path / "x.lmdb"))
     build_dataset(cfg, manifest, frozenset()).explain()

@@ -12,9 +12,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.sink import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
-from ocrvl_ray.sink.synthetic import synthetic_pages
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.layout.sink import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
+from ocrvl_ray.testing.sink import synthetic_pages
 
 
 def expected(pages) -> Counter:
@@ -146,8 +146,8 @@ import ray
 ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 import ray.data
 ray.data.DataContext.get_current().enable_progress_bars = False
-from ocrvl_ray.sink import LmdbSink, write_lmdb
-from ocrvl_ray.sink.synthetic import synthetic_pages
+from ocrvl_ray.layout.sink import LmdbSink, write_lmdb
+from ocrvl_ray.testing.sink import synthetic_pages
 
 def slow(row):
     time.sleep(0.15)

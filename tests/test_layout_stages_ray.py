@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ocrvl_ray.config import LayoutConfig
-from ocrvl_ray.detect.actors import actor_pool_args
-from ocrvl_ray.detect.cells import CellDetector
-from ocrvl_ray.detect.decode import OK, decode_batch
-from ocrvl_ray.detect.layout import LayoutDetector
-from ocrvl_ray.records import Page, Region, Word, make_page_id, pages_to_table
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.testing.models import demo_models
-from ocrvl_ray.testing.pages import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
+from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.layout.stages import detect_cells, detect_layout
+from ocrvl_ray.layout.stages.detect_cells import CellDetector
+from ocrvl_ray.layout.stages.decode import OK, decode_batch
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.core.records import Page, Region, Word, make_page_id, pages_to_table
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.demo.models import demo_models
+from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
 
 
 def sample_pages(root: Path, n: int) -> list[Page]:
@@ -47,9 +47,11 @@ def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys):
           .map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
                        batch_size=cfg.decode_batch_size, batch_format="numpy")
           .map_batches(LayoutDetector, fn_constructor_kwargs={"model_dir": cfg.layout.model_dir},
-                       **actor_pool_args(cfg.layout, cfg.layout.device))
+                       batch_size=cfg.layout.batch_size, batch_format="numpy",
+                       **detect_layout.resources(cfg).map_batches_args())
           .map_batches(CellDetector, fn_constructor_kwargs={"model_dir": cfg.cells.model_dir},
-                       **actor_pool_args(cfg.cells, cfg.cells.device)))
+                       batch_size=cfg.cells.batch_size, batch_format="numpy",
+                       **detect_cells.resources(cfg).map_batches_args()))
     ds.explain()
     plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
     assert "TaskPoolMapOperator[ReadArrow->MapBatches(decode_batch)]" in plan or \
@@ -79,8 +81,9 @@ def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys):
 GPU_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import ray
-    from ocrvl_ray.config import LayoutConfig
-    from ocrvl_ray.detect.actors import actor_pool_args, resolve_device
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.layout.stages import detect_layout
+    from ocrvl_ray.layout.stages.actors import resolve_device
 
     class Probe:  # stands in for a detector: records what the actor was given, never touches CUDA
         def __init__(self, device):
@@ -99,9 +102,9 @@ GPU_SCRIPT = textwrap.dedent("""
     ctx.enable_progress_bars = False
     cfg = LayoutConfig.model_validate({"layout": {"device": "gpu:1", "min_actors": 2, "max_actors": 2,
                                                   "num_cpus": 0.5, "batch_size": 1}})
-    args = actor_pool_args(cfg.layout, cfg.layout.device)
+    args = detect_layout.resources(cfg).map_batches_args()
     rows = (ray.data.range(8, override_num_blocks=8)
-            .map_batches(Probe, fn_constructor_kwargs={"device": cfg.layout.device}, **args).take_all())
+            .map_batches(Probe, fn_constructor_kwargs={"device": cfg.layout.device}, batch_size=1, **args).take_all())
     print(json.dumps({"num_gpus": args["num_gpus"], "rows": rows}))
 """)
 

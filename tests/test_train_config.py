@@ -13,8 +13,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from ocrvl_ray import cli
-from ocrvl_ray.config import ConfigError
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.config import ConfigError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.train import checkpoints as ck
 from ocrvl_ray.train import entries, preflight
 from ocrvl_ray.train.config import OUR_KEYS, load_train_config, run_name_for
@@ -192,9 +192,9 @@ def test_erniekit_entry_builds_the_in_process_call(tmp_path, monkeypatch):
 
 
 def test_load_entry_errors():
-    assert entries.load_entry("ocrvl_ray.train.examples:allreduce_check").__name__ == "allreduce_check"
+    assert entries.load_entry("ocrvl_ray.testing.train:allreduce_check").__name__ == "allreduce_check"
     for spec, msg in [("nocolon", "module:function"), ("no_such_mod_xyz:f", "cannot import"),
-                      ("ocrvl_ray.train.examples:nope", "no function nope")]:
+                      ("ocrvl_ray.testing.train:nope", "no function nope")]:
         with pytest.raises(OcrvlError, match=msg):
             entries.load_entry(spec)
 
@@ -289,7 +289,7 @@ def test_job_script_dry_run(tmp_path):
 def test_cli_failure_summary_names_rank_and_cause():
     from ray.train import ControllerError, WorkerGroupError
 
-    from ocrvl_ray.train.cli import _cause
+    from ocrvl_ray.cli.train import _cause
 
     assert _cause(WorkerGroupError("failed", {1: KeyError("model_name_or_path"), 0: RuntimeError("a\nboom")})) \
         == "rank 0: RuntimeError: boom"

@@ -13,14 +13,14 @@ from ocrvl_ray import cli
 from ocrvl_ray.train.config import load_train_config
 from ocrvl_ray.train.run import fit
 
-TINY = "ocrvl_ray.train.examples:tiny_lora_sft"
+TINY = "ocrvl_ray.testing.train:tiny_lora_sft"
 
 
 @pytest.fixture(scope="module")
 def lora_run(ray_local, tmp_path_factory):
     """One 2-worker LoRA fine-tune (rank 1 crashes once at step 6, after checkpoint-4 is stored), then
     the same run name again with the all-reduce entry (each extra fit costs a minute on 2 cores)."""
-    from ocrvl_ray.train.examples import build_tiny_base
+    from ocrvl_ray.testing.train import build_tiny_base
 
     root = tmp_path_factory.mktemp("lora")
     base = build_tiny_base(root / "base")
@@ -32,7 +32,7 @@ def lora_run(ray_local, tmp_path_factory):
     crash = ["crash_at_step=6", "crash_rank=1", f"crash_marker={root / 'crashed'}",
              f"crash_when_exists={storage / 'tiny' / 'checkpoint-4' / 'trainer_state.json'}"]
     first = fit(*load_train_config(None, common + lora + crash, env={}))
-    second = fit(*load_train_config(None, common + ["entry=ocrvl_ray.train.examples:allreduce_check"], env={}))
+    second = fit(*load_train_config(None, common + ["entry=ocrvl_ray.testing.train:allreduce_check"], env={}))
     attempts = [json.loads(line) for line in (root / "run" / "attempts.jsonl").read_text().splitlines()]
     stream = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
     return {"root": root, "base": base, "storage": storage / "tiny", "first": first, "second": second,
@@ -140,7 +140,7 @@ def test_launcher_mode_one_worker_per_node(ray_local, tmp_path):
     """Two Ray workers act as two nodes, each running paddle.distributed.launch with the backend's
     MASTER_ADDR/PORT, NNODES, PADDLE_RANK and POD_IP; the launched processes all-reduce across nodes."""
     ours, args = load_train_config(None, [
-        "num_workers=2", "use_gpu=false", "mode=launcher", "entry=ocrvl_ray.train.examples:allreduce_check",
+        "num_workers=2", "use_gpu=false", "mode=launcher", "entry=ocrvl_ray.testing.train:allreduce_check",
         f"output_dir={tmp_path / 'out'}", f"storage_path={tmp_path / 'storage'}", "max_failures=0",
         "watch_interval_s=0.5"], env={})
     assert fit(ours, args).error is None

@@ -11,12 +11,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.config import LayoutConfig, load_config, split_cli_args
+    from ocrvl_ray.core.config import load_config, split_cli_args
+    from ocrvl_ray.core.runtime import init_ray
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.layout.job import run_layout
 
     yaml_path, overrides = split_cli_args(args.args)
     cfg = load_config(LayoutConfig, yaml_path, overrides)
-    from ocrvl_ray.pipeline import run_layout
-    from ocrvl_ray.runtime import init_ray
 
     init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
     report = run_layout(cfg)

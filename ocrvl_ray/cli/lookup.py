@@ -19,12 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.sources.lookup import build_lookup, import_legacy, write_lookup
-    from ocrvl_ray.sources.prepare import report_path
+    from ocrvl_ray.ingest.lookup import build_lookup, import_legacy, write_lookup
+    from ocrvl_ray.ingest.prepare import report_path
 
     if args.action == "build":
         if not args.no_ray:
-            from ocrvl_ray.runtime import init_ray
+            from ocrvl_ray.core.runtime import init_ray
             init_ray(num_cpus=args.num_cpus)
         table, report = build_lookup(args.roots, use_ray=not args.no_ray)
     else:

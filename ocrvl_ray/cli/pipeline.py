@@ -11,9 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.config import load_config, split_cli_args
-    from ocrvl_ray.runtime import init_ray
-    from ocrvl_ray.workflow import PipelineConfig, run_pipeline
+    from ocrvl_ray.core.config import load_config, split_cli_args
+    from ocrvl_ray.core.runtime import init_ray
+    from ocrvl_ray.end_to_end import PipelineConfig, run_pipeline
 
     yaml_path, overrides = split_cli_args(args.args)
     cfg = load_config(PipelineConfig, yaml_path, overrides)

@@ -5,7 +5,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ocrvl_ray.sources.readers import FAMILIES
+    from ocrvl_ray.ingest.readers import FAMILIES
 
     p.add_argument("--dataset", default="auto", metavar="NAME",
                    help=f"label family: auto (detect from content) or one of {', '.join(FAMILIES)}")
@@ -33,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.sources.prepare import prepare, summary_lines
+    from ocrvl_ray.ingest.prepare import prepare, summary_lines
 
     if not args.no_ray:
-        from ocrvl_ray.runtime import init_ray
+        from ocrvl_ray.core.runtime import init_ray
         init_ray(num_cpus=args.num_cpus)
     summary = prepare(args.dataset, args.labels, images=args.images, lookup=args.lookup, out=args.out,
                       split=args.split, seed=args.seed, valid_fraction=args.valid_fraction,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ocrvl_ray.config import ConfigError
+from ocrvl_ray.core.config import split_cli_args
+from ocrvl_ray.core.errors import unwrap_ray
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,11 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ocrvl_ray.train.config import load_train_config, run_name_for
     from ocrvl_ray.train.run import check
 
-    items = ([args.config] if args.config else []) + list(args.overrides)
-    yaml_path = items[0] if items and "=" not in items[0] else None
-    overrides = items[1:] if yaml_path else items
-    if yaml_path is not None and not yaml_path.endswith((".yaml", ".yml")):
-        raise ConfigError(f"argument {yaml_path!r} is neither a .yaml config nor key=value")
+    yaml_path, overrides = split_cli_args(([args.config] if args.config else []) + list(args.overrides))
     ours, train_args = load_train_config(yaml_path, overrides)
     if args.dry_run:
         import yaml
@@ -37,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ray.train import TrainingFailedError
 
-    from ocrvl_ray.runtime import init_ray
+    from ocrvl_ray.core.runtime import init_ray
     from ocrvl_ray.train.run import fit
 
     init_ray(quiet=False)                       # show the trainer's log lines
@@ -57,7 +54,7 @@ def _cause(error: Exception) -> str:
     failures = getattr(error, "worker_failures", None) or {}
     if failures:
         rank, e = sorted(failures.items())[0]
-        cause = getattr(e, "cause", None) or e             # RayTaskError wraps the worker's exception
+        cause = unwrap_ray(e)
         return f"rank {rank}: {type(cause).__name__}: {_last_line(cause)}"
     inner = getattr(error, "controller_failure", error)
     return f"{type(inner).__name__}: {_last_line(inner)}"

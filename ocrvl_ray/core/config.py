@@ -1,13 +1,18 @@
-"""Typed job configs: defaults < YAML < FAST_* environment < ``key=value`` command line.
+"""The one config loader: defaults < YAML < environment (FAST_*) < ``key=value`` command line.
 
-``key=value`` follows the ``erniekit train`` convention: values are parsed as YAML scalars
-(``3`` int, ``0.5`` float, ``true`` bool, ``[a,b]`` list), nested keys use dots (``layout.device=gpu:0``).
-Unknown keys are an error that names the key and the closest valid one.
+``key=value`` is parsed by erniekit's own parser (``OmegaConf.from_cli``) for every command: ``3`` int,
+``0.5`` float, ``true`` bool, ``[a,b]`` list, ``null``, nested keys with dots (``layout.device=gpu:0``).
+One deviation: ``key=`` is the empty string (erniekit: null). Unknown keys are an error that names the
+key and the closest valid one. Job configs live next to their job (``layout/config.py``,
+``train/config.py``, ``end_to_end.py``).
 """
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
@@ -15,7 +20,7 @@ from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 
 T = TypeVar("T", bound="JobConfig")
 
@@ -31,23 +36,22 @@ class JobConfig(BaseModel):
     ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {}
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as erniekit/OmegaConf reads it: a YAML scalar or flow collection."""
-    try:
-        return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
-        return text
-
-
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``."""
+    """``["a=1", "b.c=x"]`` -> ``{"a": 1, "b": {"c": "x"}}``, values typed as ``erniekit train`` types them."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().lstrip("-")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not key=value (e.g. output=/data/out.lmdb)")
-        set_dotted(out, key, parse_value(value))
+        try:
+            parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={value}"]))["v"] if value else ""
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"override {item!r}: cannot parse the value: {str(e).splitlines()[0]}") from None
+        set_dotted(out, key, parsed)
     return out
 
 
@@ -171,106 +175,28 @@ def split_cli_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return yaml_path, rest
 
 
-def truthy(text: str) -> bool:
-    return str(text).strip().lower() in {"1", "true", "t", "yes", "y", "on"}
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
-# --------------------------------------------------------------------------------------------
-# Layout job
-# --------------------------------------------------------------------------------------------
-from typing import Literal, Optional  # noqa: E402
-
-from pydantic import Field, model_validator  # noqa: E402
-
-
-def _debug_limit(raw: str) -> int:
-    """FAST_DEBUG: truthy -> 500 pages (the original's debug size), an integer > 1 -> that many, falsy -> all."""
-    raw = raw.strip()
-    if raw.isdigit() and int(raw) > 1:
-        return int(raw)
-    return 500 if truthy(raw) else 0
+def parse_size(text: str) -> int:
+    """``"5GB"`` -> 5_000_000_000, ``"500MiB"`` -> 524_288_000 (the units transformers uses)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", text, flags=re.I)
+    if not m:
+        raise ConfigError(f"size {text!r} is not like 5GB, 500MB or 2GiB")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").upper()])
 
 
-class ActorPool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    min_actors: int = Field(1, ge=1)
-    max_actors: int = Field(1, ge=1)
-    batch_size: int = Field(8, ge=1)
-    num_gpus: Optional[float] = Field(None, ge=0, description="per actor; None = 1 on a GPU device, else 0")
-    num_cpus: float = Field(0.25, ge=0, description="per actor, for scheduling; small so decode/compose tasks keep CPUs")
+TRUTHY = frozenset({"1", "true", "t", "yes", "y", "on"})
 
 
-class LayoutModelConfig(ActorPool):
-    model_name: str = "PP-DocLayoutV2"
-    model_dir: Optional[str] = None          # None: paddleocr downloads the official weights (needs internet)
-    device: str = "cpu"                       # "cpu", "gpu" or "gpu:N"
-    threshold: float = Field(0.5, ge=0, le=1)
-    table_threshold: float = Field(0.3, ge=0, le=1)  # per-class threshold for `table`, same single pass
-    layout_nms: bool = True
+def truthy(v: Any) -> bool:
+    """True, a non-zero number, or a string such as "1", "true", "yes", "on" (any case, padded)."""
+    return v is True or (isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0) or \
+        (isinstance(v, str) and v.strip().lower() in TRUTHY)
 
 
-class CellModelConfig(ActorPool):
-    enabled: bool = True
-    model_name: Literal["RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_cell_det"] = \
-        "RT-DETR-L_wired_table_cell_det"
-    model_dir: Optional[str] = None
-    device: str = "cpu"
-    threshold: float = Field(0.3, ge=0, le=1)
-    max_side: int = Field(1280, ge=32)        # table crops are downscaled to this before detection
-
-
-class LayoutConfig(JobConfig):
-    manifest: Optional[str] = None            # None: the bundled sample dataset
-    output: str = "./out/sample_layout.lmdb"
-    demo_models: bool = False                 # build tiny offline models instead of the official ones
-    limit: int = Field(0, ge=0)               # pages to process (0 = all); FAST_DEBUG
-    gpu_id: Optional[int] = Field(None, ge=0)  # FAST_GPU_ID: turns device "gpu" into "gpu:N"
-    layout: LayoutModelConfig = Field(default_factory=LayoutModelConfig)
-    cells: CellModelConfig = Field(default_factory=CellModelConfig)
-    jpeg_quality: int = Field(80, ge=1, le=100)
-    inpaint: bool = True
-    recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-dataset recipe overrides
-    index_base: Literal[0, 1] = 1             # 1: erniekit reader; 0: the original FAST tools
-    label_format: Literal["pickle", "text"] = "pickle"
-    max_pixels: int = Field(120_000_000, ge=1)  # decompression-bomb guard
-    decode_batch_size: int = Field(8, ge=1)
-    compose_batch_size: int = Field(8, ge=1)
-    # what decode passes downstream: "array" (decoded page; fastest on one node, bench/layout.py) or
-    # "bytes" (the encoded file, ~10x fewer bytes; use it when stages run on different nodes)
-    handoff: Literal["bytes", "array"] = "array"
-    write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
-    num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
-    num_gpus: Optional[int] = None
-    progress: bool = True
-    report_html: bool = True                  # write <output>.report.html (ocrvl inspect) after the run
-
-    ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {
-        "FAST_LAYOUT_DEVICE": ("layout.device", str),
-        "FAST_TABLE_DEVICE": ("cells.device", str),
-        "FAST_LAYOUT_MODEL": ("layout.model_name", str),
-        "FAST_TABLE_LAYOUT_THR": ("layout.table_threshold", float),
-        "FAST_DEBUG": ("limit", _debug_limit),
-        "FAST_JPEG_QUALITY": ("jpeg_quality", int),
-        "FAST_GPU_ID": ("gpu_id", int),
-    }
-
-    @model_validator(mode="after")
-    def _apply_gpu_id(self) -> "LayoutConfig":
-        if self.gpu_id is not None:
-            for sub in (self.layout, self.cells):
-                if sub.device == "gpu":
-                    sub.device = f"gpu:{self.gpu_id}"
-        for name, sub in (("layout", self.layout), ("cells", self.cells)):
-            if not (sub.device == "cpu" or sub.device == "gpu" or
-                    (sub.device.startswith("gpu:") and sub.device[4:].isdigit())):
-                raise ValueError(f"{name}.device must be cpu, gpu or gpu:N, got {sub.device!r}")
-            if sub.min_actors > sub.max_actors:
-                raise ValueError(f"{name}.min_actors ({sub.min_actors}) > {name}.max_actors ({sub.max_actors})")
-        return self
-
-
-def actor_gpus(pool: ActorPool, device: str) -> float:
-    """GPUs one actor requests: explicit ``num_gpus``, else 1 on a GPU device, else 0."""
-    if pool.num_gpus is not None:
-        return pool.num_gpus
-    return 1.0 if device.startswith("gpu") else 0.0
+def config_hash(obj: Any) -> str:
+    """The one config fingerprint: 16 hex of SHA-1 over canonical JSON (pydantic models are dumped first)."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

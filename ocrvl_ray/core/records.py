@@ -103,8 +103,8 @@ PAGE_SCHEMA = pa.schema([
     ("width", pa.int32()), ("height", pa.int32()),
     ("words", pa.list_(WORD_TYPE)), ("source", pa.string()), ("attrs", pa.string()),
 ], metadata={b"ocrvl.schema": b"page", b"ocrvl.version": str(SCHEMA_VERSION).encode()})
-REGION_TYPE = pa.struct([("label", pa.string()), ("score", pa.float64()), ("box", pa.list_(pa.float64())),
-                         ("order", pa.int32()), ("kind", pa.string()), ("table", pa.int32())])
+#: Manifest columns of a page, in schema order (what ``Page.from_row`` reads).
+PAGE_FIELDS = tuple(PAGE_SCHEMA.names)
 
 
 def make_page_id(dataset: str, split: str, image_name: str, source_key: str = "") -> str:

@@ -3,7 +3,7 @@
 Every page follows one fixed template (``TEMPLATE_REGIONS``: header, title, two paragraphs with a
 heading, a ruled table, footer) in normalised coordinates; the demo models (``testing.models``) return
 exactly these regions and the table's ``TEMPLATE_CELLS``, so the bundled sample gives meaningful crops.
-Text is random but reproducible from the seed (Korean, Latin and digit words, NanumGothic font).
+Text is random but reproducible from the seed (Korean, Latin and digit words, bundled NanumGothic subset).
 
 Label files follow the ocr_public / finance per-image format::
 
@@ -12,22 +12,15 @@ Label files follow the ocr_public / finance per-image format::
 
 Folder layout: ``<root>/<split>/01.원천데이터/<id>.png`` and ``<root>/<split>/02.라벨링데이터/<id>.json``
 with split ``Training`` or ``Validation``.
-
-Also here: writers of bad or unusual image files for decode tests (corrupt, truncated, zero-byte,
-a decompression bomb header, EXIF-rotated JPEG, grayscale, RGBA, palette, 16-bit, CMYK).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
-import struct
 import tempfile
-import zlib
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 SAMPLE_VERSION = 1
@@ -60,15 +53,13 @@ KOREAN_WORDS = (
 LATIN_WORDS = "OCR PaddleOCR Ray LMDB layout page table cell KRW ID No. Tel. Fax Email Total".split()
 
 
+FONT = Path(__file__).resolve().parents[1] / "assets" / "sample-gothic.ttf"
+
+
 def font_path() -> str:
-    """NanumGothic.ttf shipped in the koreanize-matplotlib package (found without importing matplotlib)."""
-    spec = importlib.util.find_spec("koreanize_matplotlib")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("koreanize-matplotlib is not installed; it provides the NanumGothic font")
-    path = Path(list(spec.submodule_search_locations)[0]) / "fonts" / "NanumGothic.ttf"
-    if not path.is_file():
-        raise RuntimeError(f"{path} is missing from koreanize-matplotlib")
-    return str(path)
+    """The bundled font: a NanumGothic subset (ASCII + the Hangul of ``KOREAN_WORDS``; SIL OFL 1.1, see
+    ``ocrvl_ray/assets/FONT-NOTICE.md``). Extend ``KOREAN_WORDS`` only with characters it covers."""
+    return str(FONT)
 
 
 def _random_word(rng: random.Random) -> tuple[str, int]:
@@ -216,7 +207,7 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Root of the bundled sample (6 ocr_public pages, seed 0).
 
     Without ``cache_dir`` this is the copy shipped in the repo (``ocrvl_ray/assets/sample``, written by
-    ``python -m ocrvl_ray.testing.pages DIR``); with ``cache_dir`` (or if the shipped copy is missing) it is
+    ``python -m ocrvl_ray.demo.sample DIR``); with ``cache_dir`` (or if the shipped copy is missing) it is
     generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v1``.
     """
     if cache_dir is None and (SHIPPED_SAMPLE / "Training").is_dir():
@@ -238,95 +229,7 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------------------------
-# Unusual and bad image files (decode tests)
-# --------------------------------------------------------------------------------------------
-
-def pattern_image(width: int = 64, height: int = 48) -> np.ndarray:
-    """A deterministic RGB uint8 gradient with a distinct corner mark (top-left red block)."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([(x * 255 // max(1, width - 1)), (y * 255 // max(1, height - 1)),
-                    np.full_like(x, 128)], axis=-1).astype(np.uint8)
-    rgb[: max(1, height // 6), : max(1, width // 6)] = (255, 0, 0)
-    return rgb
-
-
-def write_image(path: str | os.PathLike, kind: str, width: int = 64, height: int = 48) -> Path:
-    """Write a test image of ``kind``; returns the path.
-
-    Good kinds: ``rgb_png``, ``rgb_jpeg``, ``gray_png``, ``rgba_png``, ``palette_png``, ``gray16_png``,
-    ``rgb48_png``, ``cmyk_jpeg``, ``exif_rotated_jpeg`` (stored ``width``x``height`` with EXIF orientation 6 = shown
-    rotated 90° clockwise). Bad kinds: ``zero_byte``, ``corrupt`` (random bytes), ``truncated_png``,
-    ``truncated_jpeg``, ``bomb_png`` (a valid PNG header claiming 50000x50000 pixels, tiny file).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rgb = pattern_image(width, height)
-    im = Image.fromarray(rgb, "RGB")
-    if kind == "rgb_png":
-        im.save(path, "PNG")
-    elif kind == "rgb_jpeg":
-        im.save(path, "JPEG", quality=95)
-    elif kind == "gray_png":
-        im.convert("L").save(path, "PNG")
-    elif kind == "rgba_png":
-        rgba = im.convert("RGBA")
-        alpha = np.full((height, width), 255, np.uint8)
-        alpha[:, width // 2:] = 0  # right half fully transparent
-        rgba.putalpha(Image.fromarray(alpha, "L"))
-        rgba.save(path, "PNG")
-    elif kind == "palette_png":
-        im.convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path, "PNG")
-    elif kind == "gray16_png":
-        gray = np.asarray(im.convert("L"), dtype=np.uint16) * 257  # full 16-bit range
-        Image.fromarray(gray).save(path, "PNG")
-    elif kind == "rgb48_png":  # 16 bits per channel
-        import cv2
-
-        cv2.imwrite(str(path) if path.suffix == ".png" else str(path) + ".png",
-                    np.ascontiguousarray(rgb[:, :, ::-1]).astype(np.uint16) * 257)
-        if path.suffix != ".png":
-            Path(str(path) + ".png").rename(path)
-    elif kind == "cmyk_jpeg":
-        im.convert("CMYK").save(path, "JPEG", quality=95)
-    elif kind == "exif_rotated_jpeg":
-        exif = Image.Exif()
-        exif[0x0112] = 6
-        im.save(path, "JPEG", quality=95, exif=exif.tobytes())
-    elif kind == "zero_byte":
-        path.write_bytes(b"")
-    elif kind == "corrupt":
-        path.write_bytes(random.Random(7).randbytes(4096))
-    elif kind in ("truncated_png", "truncated_jpeg"):
-        big = Image.fromarray(pattern_image(max(width, 256), max(height, 256)), "RGB")
-        tmp = path.with_suffix(".full")
-        big.save(tmp, "PNG" if kind == "truncated_png" else "JPEG", quality=95)
-        data = tmp.read_bytes()
-        tmp.unlink()
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "bomb_png":
-        path.write_bytes(_png_header_only(50_000, 50_000))
-    else:
-        raise ValueError(f"unknown image kind {kind!r}")
-    return path
-
-
-GOOD_KINDS = ("rgb_png", "rgb_jpeg", "gray_png", "rgba_png", "palette_png", "gray16_png", "rgb48_png",
-              "cmyk_jpeg", "exif_rotated_jpeg")
-BAD_KINDS = ("zero_byte", "corrupt", "truncated_png", "truncated_jpeg", "bomb_png")
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims ``width``x``height`` RGB but whose data is a few compressed rows."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.testing.pages ocrvl_ray/assets/sample
+if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.demo.sample ocrvl_ray/assets/sample
     import sys
 
     make_sample_dataset(sys.argv[1], n_pages=6, seed=0, dataset="ocr_public")

@@ -23,7 +23,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.export.st import TensorSet, read_tensor
 
 # LoRA variants whose merged weight is not W + scaling·A@B: refuse rather than export something wrong.

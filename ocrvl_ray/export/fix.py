@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.export.st import StreamWriter, TensorSet, read_tensor
 
 #: the chosen orientation must be at most this fraction of the other one's distance to the base

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, module_families, pair_adapter, under_targeted
 from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, Ordered, StreamWriter, TensorInfo, TensorSet, file_sha256,
                                  read_rows, row_chunks, row_nbytes)

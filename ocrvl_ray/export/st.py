@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import ml_dtypes
 import numpy as np
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 
 DTYPES: dict[str, np.dtype] = {
     "BF16": np.dtype(ml_dtypes.bfloat16), "F16": np.dtype(np.float16), "F32": np.dtype(np.float32),

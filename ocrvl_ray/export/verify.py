@@ -17,7 +17,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, pair_adapter
 from ocrvl_ray.export.merge import REPORT, lora_delta_rows, support_files
 from ocrvl_ray.export.st import CHUNK_BYTES, DTYPES, TensorSet, read_rows, row_chunks

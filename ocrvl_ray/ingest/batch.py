@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ocrvl_ray.records import PAGE_SCHEMA, WORD_TYPE, Page, make_page_id
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.geometry import boxes_to_xy, quads_to_flat8
+from ocrvl_ray.core.records import PAGE_SCHEMA, WORD_TYPE, Page, make_page_id
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.ingest.geometry import boxes_to_xy, quads_to_flat8
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import PageBatch, Source
-from ocrvl_ray.sources.jsonstream import Malformed, NotACollection, iter_collection
-from ocrvl_ray.sources.readers import (READERS, Options, as_key, count_orphans, detect_collection,
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.ingest.batch import PageBatch, Source
+from ocrvl_ray.ingest.jsonstream import Malformed, NotACollection, iter_collection
+from ocrvl_ray.ingest.readers import (READERS, Options, as_key, count_orphans, detect_collection,
                                        group_annotations, join_collection, parse_json, read_doc)
 
 

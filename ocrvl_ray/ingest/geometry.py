@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.core.skips import Skip
 
 MIN_AREA = 1e-6  # px^2; smaller polygons are degenerate
 
@@ -144,3 +144,9 @@ def clockwise_flat8(xs: Sequence[float], ys: Sequence[float]) -> list[float] | S
     """One quad -> flat8 clockwise from top-left, or the Skip reason (bad coordinate / degenerate)."""
     flat, reasons = quads_to_flat8(np.asarray([xs], dtype=np.float64), np.asarray([ys], dtype=np.float64))
     return reasons[0] if reasons[0] is not None else flat[0].tolist()
+
+
+def clockwise_from_top_left(points: Sequence[float]) -> list[float]:
+    """A flat8 quad (any vertex order) reordered like ``quads_to_flat8``; degenerate quads are ordered too."""
+    flat, _ = quads_to_flat8(np.asarray([points[0::2]], dtype=np.float64), np.asarray([points[1::2]], dtype=np.float64))
+    return flat[0].tolist()

@@ -12,19 +12,18 @@ the most folder names with the label file; still tied -> ``Skip.IMAGE_AMBIGUOUS`
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import pickle
 from collections import Counter
 from pathlib import PurePath
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.sources.splits import split_from_path
+from ocrvl_ray.core import safe_pickle
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.ingest.splits import split_from_path
 
 MATCH_EXTS = (".png", ".jpg", ".jpeg")
 LOOKUP_SCHEMA = pa.schema([("name", pa.string()), ("stem", pa.string()), ("path", pa.string()),
@@ -99,7 +98,7 @@ class LookupIndex:
 
 def build_lookup(roots: list[str], use_ray: bool) -> tuple[pa.Table, dict]:
     """Scan image trees -> (lookup table, report with counts and collisions)."""
-    from ocrvl_ray.sources.scan import scan
+    from ocrvl_ray.ingest.scan import scan
 
     listing = scan(roots, MATCH_EXTS, use_ray)
     table = lookup_table([(os.path.basename(p), p, s) for p, s in listing.files])
@@ -111,16 +110,6 @@ def build_lookup(roots: list[str], use_ray: bool) -> tuple[pa.Table, dict]:
 # ------------------------------------------------------------------------------------------------
 # legacy lookup_<name>.pkl(.gz): a gzip pickle of dict[str, str]
 # ------------------------------------------------------------------------------------------------
-class _NoGlobals(pickle.Unpickler):
-    """Builds only plain containers, strings and numbers: any class or function reference is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refusing persistent ids")
-
-
 def load_legacy(path: str) -> dict[str, str]:
     """Read the original ``lookup_<name>.pkl.gz`` (or plain ``.pkl``) without running any code from it."""
     try:
@@ -130,7 +119,7 @@ def load_legacy(path: str) -> dict[str, str]:
         raise OcrvlError(f"cannot read legacy lookup {path}: {e.strerror or e}") from None
     try:
         data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-        obj = _NoGlobals(io.BytesIO(data)).load()
+        obj = safe_pickle.loads(data)
     except pickle.UnpicklingError as e:
         if str(e).startswith("refusing"):
             raise OcrvlError(f"{path} is not a plain legacy lookup ({e}); only a pickled dict of "

@@ -22,15 +22,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.records import PAGE_SCHEMA
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import Source
-from ocrvl_ray.sources.files import read_files, stream_collection
-from ocrvl_ray.sources.lookup import LookupIndex, build_lookup, load_lookup
-from ocrvl_ray.sources.readers import READERS, Options
-from ocrvl_ray.sources.scan import scan
-from ocrvl_ray.sources.splits import split_of_file
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.records import PAGE_SCHEMA
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.ingest.batch import Source
+from ocrvl_ray.ingest.files import read_files, stream_collection
+from ocrvl_ray.ingest.lookup import LookupIndex, build_lookup, load_lookup
+from ocrvl_ray.ingest.readers import READERS, Options
+from ocrvl_ray.ingest.scan import scan
+from ocrvl_ray.ingest.splits import split_of_file
 
 DEFAULT_SPLIT = "train"
 
@@ -207,7 +207,7 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
         except ImportError:
             use_ray = False
     elif use_ray:
-        from ocrvl_ray.runtime import init_ray
+        from ocrvl_ray.core.runtime import init_ray
         init_ray()
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
 

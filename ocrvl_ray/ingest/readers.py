@@ -19,14 +19,14 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sources.batch import PageBatch, Source, WordList
-from ocrvl_ray.sources.geometry import box_to_xy4, quads_to_flat8
-from ocrvl_ray.sources.splits import hashed_split
+from ocrvl_ray.core.config import truthy
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.ingest.batch import PageBatch, Source, WordList
+from ocrvl_ray.ingest.geometry import box_to_xy4, quads_to_flat8
+from ocrvl_ray.ingest.splits import hashed_split
 
 PAGE_FAMILIES = ("ocr_public", "finance_logistics", "handwriting")
 FAMILIES = (*PAGE_FAMILIES, "public_admin", "text_in_wild")
-TRUTHY = {"1", "true", "t", "y", "yes"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,6 @@ def as_text(v: Any) -> str | None:
         return None
     v = v.strip()
     return v or None
-
-
-def truthy(v: Any) -> bool:
-    return v is True or (isinstance(v, (int, float)) and not isinstance(v, bool) and v != 0) or \
-        (isinstance(v, str) and v.strip().lower() in TRUTHY)
 
 
 def flag(d: dict, name: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 
 
 @dataclass

@@ -1,21 +1,17 @@
 """The layout job's run report: what went in, what came out, what was skipped and why, how fast."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
-from ocrvl_ray.report.skips import SkipCounter
+from ocrvl_ray.core.config import config_hash
+from ocrvl_ray.core.skips import SkipCounter
 
 
 def report_path(lmdb: str | os.PathLike) -> str:
     """``out/x_layout.lmdb`` -> ``out/x_layout.lmdb.report.json`` (beside the LMDB directory)."""
     return str(Path(os.fspath(lmdb).rstrip("/\\"))) + ".report.json"
-
-
-def config_hash(cfg) -> str:
-    return hashlib.sha1(cfg.model_dump_json().encode()).hexdigest()[:12]
 
 
 def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summary: dict, elapsed_s: float) -> dict:

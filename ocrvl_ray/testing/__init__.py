@@ -1,5 +1,8 @@
-"""Offline stand-ins for tests, benchmarks and the demo (see docs/models.md).
+"""Fixtures for tests and benches only; nothing outside ``tests/`` and ``bench/`` imports this package.
 
-models.py   tiny PP-DocLayoutV2 / table-cell models that load through the real paddleocr classes
-pages.py    synthetic Korean template pages, the bundled sample dataset, bad image files
+images.py   unusual and bad image files (decode tests)
+models.py   a random-weight PP-DocLayoutV2 with the real architecture (realistic compute)
+sink.py     synthetic LMDB sink rows
+export.py   tiny PaddleOCR-VL-shaped base models and LoRA adapters (safetensors)
+train.py    tiny LoRA fine-tune and all-reduce entries for Ray Train tests
 """

@@ -5,8 +5,8 @@ import io
 import json
 import random
 
-from ocrvl_ray.report.skips import Skip
-from ocrvl_ray.sink.rows import SinkPage, SinkSample
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
 
 LABELS = ("text", "paragraph_title", "table", "figure_title")
 KINDS = ("layout", "cell", "word")

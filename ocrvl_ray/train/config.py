@@ -1,8 +1,8 @@
 """The training config: erniekit's YAML + ``key=value`` overrides, with our Ray keys beside them.
 
 Parsing is erniekit's own (``erniekit/hparams/parser.py::read_args``): the YAML is read with
-``yaml.safe_load``, the overrides with ``OmegaConf.from_cli`` and merged over it, then turned into a plain
-dict. Our keys (:data:`OUR_KEYS`) are popped out of that dict and validated by :class:`TrainConfig`;
+``yaml.safe_load``, the overrides with ``core.config.parse_overrides`` (``OmegaConf.from_cli``, the parser
+every ``ocrvl`` command uses) and merged over it as a plain dict. Our keys (:data:`OUR_KEYS`) are popped out of that dict and validated by :class:`TrainConfig`;
 everything else goes to the entry (erniekit) untouched. Precedence for our keys: command line >
 environment (``ERNIE_ROOT``) > YAML > defaults.
 """
@@ -14,7 +14,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 from pydantic import Field, ValidationError
 
-from ocrvl_ray.config import ConfigError, JobConfig, deep_merge, env_overrides, load_yaml, validation_message
+from ocrvl_ray.core.config import (ConfigError, JobConfig, deep_merge, env_overrides, load_yaml, parse_overrides,
+                                   validation_message)
 
 DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
 
@@ -43,19 +44,8 @@ OUR_KEYS = frozenset(TrainConfig.model_fields)
 
 
 def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str]) -> dict[str, Any]:
-    """Exactly what ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict."""
-    try:
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-    except ImportError:
-        raise ConfigError("ocrvl train needs the train extra: pip install 'ocrvl-ray[train]'") from None
-
-    base = load_yaml(yaml_path) if yaml_path else {}
-    try:
-        cli = OmegaConf.from_cli(list(overrides))
-        return OmegaConf.to_container(OmegaConf.merge(base, cli))
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"cannot parse overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+    """What ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict."""
+    return deep_merge(load_yaml(yaml_path) if yaml_path else {}, parse_overrides(overrides))
 
 
 def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
@@ -64,9 +54,6 @@ def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Seq
     """(our typed keys, erniekit's dict). Relative local paths (``output_dir``, ``logging_dir``,
     ``storage_path``, ``metrics_log``) become absolute against ``cwd``: Ray workers do not share the
     driver's working directory."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value (e.g. max_steps=100)")
     from_yaml = load_yaml(yaml_path) if yaml_path else {}
     merged = erniekit_args(yaml_path, overrides)
     cli_keys = {o.split("=", 1)[0].strip().lstrip("-").split(".")[0] for o in overrides}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.train.config import DEFAULT_ENTRY
 
 #: What ``erniekit train`` sets before launching (erniekit/cli.py); harmless for other entries.
@@ -27,7 +27,7 @@ def load_entry(spec: str) -> Callable[[dict], Any]:
     """``"package.module:function"`` -> the function; a clear one-line error otherwise."""
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
-        raise OcrvlError(f"entry {spec!r} is not module:function (e.g. ocrvl_ray.train.examples:tiny_lora_sft)")
+        raise OcrvlError(f"entry {spec!r} is not module:function (e.g. ocrvl_ray.testing.train:tiny_lora_sft)")
     try:
         mod = importlib.import_module(module)
     except ImportError as e:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ocrvl_ray.sink.schema import NUM_SAMPLES
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.lmdb_schema import NUM_SAMPLES, open_readonly
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,9 @@ def check_lmdb(key: str, path: str) -> list[Finding]:
     if not p.is_dir():
         what = "is a file, not an LMDB directory" if p.exists() else "does not exist"
         return [Finding("error", f"{key}: LMDB {path} {what}; build it with `ocrvl layout` or fix the path")]
-    import lmdb
-
     try:
-        env = lmdb.open(str(p), readonly=True, lock=False, readahead=False, subdir=True)
-    except lmdb.Error as e:
+        env = open_readonly(p)
+    except OcrvlError as e:
         return [Finding("error", f"{key}: LMDB {path} cannot be opened read-only ({e}); is it a complete LMDB?")]
     try:
         with env.begin() as txn:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.train.config import DEFAULT_ENTRY, TrainConfig, run_name_for
 from ocrvl_ray.train.preflight import audit
 

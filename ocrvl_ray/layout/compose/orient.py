@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ocrvl_ray.records import Page, Word
+from ocrvl_ray.core.records import Page, Word
 
 _TRUE = {"1", "true", "t", "y", "yes", "on"}
 # flag -> (cv2 rotation, point map (x, y, W, H) -> (x', y'), shift of the clockwise point list)

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ocrvl_ray.compose import geometry as geo
-from ocrvl_ray.compose.orient import page_orientation, word_orientation
-from ocrvl_ray.compose.reading import compose_text, region_order
-from ocrvl_ray.compose.recipes import Recipe
-from ocrvl_ray.compose.render import encode_jpeg, hide_words
-from ocrvl_ray.records import Page, Region
-from ocrvl_ray.report.skips import Skip, SkipCounter
+from ocrvl_ray.layout.compose import geometry as geo
+from ocrvl_ray.layout.compose.orient import page_orientation, word_orientation
+from ocrvl_ray.layout.compose.reading import compose_text, region_order
+from ocrvl_ray.layout.compose.recipes import Recipe
+from ocrvl_ray.layout.compose.render import encode_jpeg, hide_words
+from ocrvl_ray.core.records import Page, Region
+from ocrvl_ray.core.skips import Skip, SkipCounter
 
 
 @dataclass

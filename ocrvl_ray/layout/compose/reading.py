@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ocrvl_ray.records import Region
+from ocrvl_ray.core.records import Region
 
 
 class ReadingParams(Protocol):

@@ -9,8 +9,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ocrvl_ray.config import ConfigError, validation_message
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.config import ConfigError, validation_message
+from ocrvl_ray.core.errors import OcrvlError
 
 #: The layout labels the original turns into samples (PP-DocLayoutV2 names).
 ALLOWED_LABELS = ("text", "paragraph_title", "figure_title", "doc_title", "vision_footnote", "number",

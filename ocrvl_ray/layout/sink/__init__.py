@@ -1,18 +1,18 @@
 """LMDB output: ``LmdbSink`` (Ray Data datasink, exactly once, resumable), the erniekit-compatible
-``LmdbReader``, resume markers (``completed_pages``) and ``verify_lmdb``. Key layout: ``schema.py``.
+``LmdbReader``, resume markers (``completed_pages``) and ``verify_lmdb``. Key layout: ``core/lmdb_schema.py``.
 
 ``LmdbSink``/``write_lmdb`` import Ray, so they load on first use only.
 """
-from ocrvl_ray.sink.reader import LmdbReader, completed_pages, decode_label, verify_lmdb
-from ocrvl_ray.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
-from ocrvl_ray.sink.writer import LmdbWriter, WriteStats
+from ocrvl_ray.layout.sink.reader import LmdbReader, completed_pages, verify_lmdb
+from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
+from ocrvl_ray.layout.sink.writer import LmdbWriter, WriteStats
 
 __all__ = ["LmdbSink", "write_lmdb", "LmdbReader", "LmdbWriter", "WriteStats", "SinkPage", "SinkSample",
-           "SINK_ROW_SCHEMA", "completed_pages", "decode_label", "verify_lmdb"]
+           "SINK_ROW_SCHEMA", "completed_pages", "verify_lmdb"]
 
 
 def __getattr__(name):
     if name in ("LmdbSink", "write_lmdb"):
-        from ocrvl_ray.sink import datasink
+        from ocrvl_ray.layout.sink import datasink
         return getattr(datasink, name)
     raise AttributeError(name)

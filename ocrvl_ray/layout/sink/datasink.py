@@ -1,7 +1,7 @@
 """``LmdbSink``: the Ray Data end of the layout pipeline — one writer on the driver's node, exactly once.
 
     sink = LmdbSink("out/finance_train_layout.lmdb")
-    summary = write_lmdb(ds, sink)       # = ds.write_datasink(sink, concurrency=1, ray_remote_args={"num_cpus": 0})
+    summary = write_lmdb(ds, sink)       # = ds.write_datasink(sink, concurrency=1, ray_remote_args=...)
 
 Rows are ``SinkPage`` rows (see ``rows.py``). Each write task runs ``LmdbWriter`` on its blocks; the
 driver merges the tasks' ``WriteStats`` into ``sink.summary``.
@@ -13,8 +13,9 @@ from typing import Iterable, Iterator
 from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
-from ocrvl_ray.sink.rows import SinkPage, SinkSample, as_bytes
-from ocrvl_ray.sink.writer import DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats, check_options
+from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample, as_bytes
+from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, RESOURCES, LmdbWriter, WriteStats,
+                                          check_options)
 
 
 class LmdbSink(Datasink):
@@ -132,11 +133,11 @@ def _binary_views(arr) -> list:
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
     """Runs ``ds`` into ``sink`` with one write task at a time on the driver's node; returns ``sink.summary``.
 
-    ``num_cpus=0`` lets the writer run on a head node that advertises no CPUs; ``preserve_order`` makes the
+    ``writer.RESOURCES`` (no CPU) lets the writer run on a head node that advertises none; ``preserve_order`` makes the
     key numbering follow the dataset order (deterministic runs).
     """
     sink.prepare()
     if preserve_order:
         ds.context.execution_options.preserve_order = True
-    ds.write_datasink(sink, concurrency=1, ray_remote_args={"num_cpus": 0})
+    ds.write_datasink(sink, concurrency=1, ray_remote_args=RESOURCES.remote_args())
     return sink.summary

@@ -1,42 +1,16 @@
 """Reading our LMDBs the way erniekit's ``SFTMultimodalDatasetLmdb`` does, resume markers, verification.
 
-Readers open the environment read-only; they join LMDB's reader table when ``lock.mdb`` is writable, so
-reading next to a running writer (e.g. ``completed_pages`` during a run) sees a consistent snapshot.
+Opening and label decoding are ``core.lmdb_schema``'s (``open_readonly``, ``decode_label``), shared with
+``ocrvl inspect`` and the training pre-flight.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
-import pickle
 from collections import Counter
 
-import lmdb
-
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.sink import schema as S
-
-
-def decode_label(raw: bytes) -> str:
-    """erniekit's label rule: unpickle; a dict with ``words`` -> the str words joined by " "; else UTF-8; strip."""
-    try:
-        value = pickle.loads(raw)
-    except Exception:
-        value = None
-    if isinstance(value, dict) and "words" in value:
-        words = value["words"]
-        text = words if isinstance(words, str) else " ".join(w for w in words if isinstance(w, str))
-    else:
-        text = raw.decode("utf-8", errors="ignore")
-    return text.strip()
-
-
-def _open(path: str) -> lmdb.Environment:
-    if not os.path.isfile(os.path.join(path, "data.mdb")):
-        raise OcrvlError(f"{path}: no LMDB here (expected a directory with data.mdb)")
-    # Register as a reader when we may (safe next to a live writer); erniekit-style lock-free otherwise.
-    lock = os.access(os.path.join(path, "lock.mdb"), os.W_OK)
-    return lmdb.open(path, readonly=True, lock=lock, readahead=False, meminit=False, subdir=True)
+from ocrvl_ray.core import lmdb_schema as S
 
 
 class LmdbReader:
@@ -49,7 +23,7 @@ class LmdbReader:
 
     def __init__(self, path: str, index_base: int | None = None):
         self.path = os.fspath(path)
-        self.env = _open(self.path)
+        self.env = S.open_readonly(self.path)
         self.txn = self.env.begin()
         raw = self.txn.get(S.SCHEMA_KEY)
         self.schema = json.loads(raw) if raw else {}
@@ -98,7 +72,7 @@ class LmdbReader:
         return Image.open(io.BytesIO(self.image_bytes(i))).convert("RGB")
 
     def label(self, i: int) -> str:
-        return decode_label(self._get(i, S.GT_FMT, S.LABEL_FMT, S.TEXT_FALLBACK_FMT))
+        return S.decode_label(self._get(i, S.GT_FMT, S.LABEL_FMT, S.TEXT_FALLBACK_FMT))
 
     def meta(self, i: int) -> dict:
         try:
@@ -139,7 +113,7 @@ def completed_pages(path: str, retry_skipped: bool = False) -> set[str]:
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         return set()
     done: set[str] = set()
-    env = _open(path)
+    env = S.open_readonly(path)
     try:
         with env.begin() as txn, txn.cursor() as cur:
             if cur.set_range(S.PAGE_PREFIX):

@@ -14,13 +14,16 @@ from typing import Iterable
 
 import lmdb
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.report.skips import Skip, SkipCounter
-from ocrvl_ray.sink import schema as S
-from ocrvl_ray.sink.rows import SinkPage, SinkSample
+from ocrvl_ray.core import lmdb_schema as S
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.core.skips import Skip, SkipCounter
+from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
 
 DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling on MapFullError
 DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
+#: One write task at a time on the driver's node; no CPU, so it also runs on a head that advertises none.
+RESOURCES = StageResources("LMDB writer task", num_cpus=0.0)
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Detection stages of the layout job (see docs/models.md).
+"""Stages of the layout job (see docs/models.md); each module declares ``resources(cfg)`` once.
 
-decode.py   decode_batch: manifest rows -> status, words, detector input, page image hand-off (Ray tasks)
-layout.py   LayoutDetector: PP-DocLayoutV2 regions with reading order (actor UDF)
-cells.py    CellDetector: table cells mapped back to page pixels (actor UDF)
-actors.py   actor_pool_args, resolve_device, offline paddlex environment
+decode.py          decode_stage / decode_batch: manifest rows -> status, words, detector input, page hand-off (tasks)
+detect_layout.py   LayoutDetector: PP-DocLayoutV2 regions with reading order (actor pool)
+detect_cells.py    CellDetector: table cells mapped back to page pixels (actor pool)
+compose.py         compose_stage: regions + words -> LMDB sink rows (tasks)
+actors.py          detector glue: pool resources, device strings, offline paddlex environment
 """

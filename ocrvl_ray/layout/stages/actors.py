@@ -1,13 +1,13 @@
-"""Shared glue of the detector actors: Ray resources per actor pool, device strings, offline paddlex env."""
+"""Shared glue of the detector stages: resources of an actor pool, device strings, offline paddlex env."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from ocrvl_ray.config import ActorPool, actor_gpus
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.layout.config import ActorPool, actor_gpus
 
 #: Memory Ray reserves per detector actor (a loaded paddleocr predictor is ~0.5-1 GiB RSS). Declaring it
 #: also keeps the CPU decode tasks out of the actor: Ray fuses a task into an actor pool only when their
@@ -15,25 +15,13 @@ from ocrvl_ray.errors import OcrvlError
 DETECTOR_MEMORY = 1 << 30
 
 
-def actor_pool_args(pool: ActorPool, device: str, memory: int = DETECTOR_MEMORY) -> dict[str, Any]:
-    """``map_batches`` kwargs for a detector class: actor pool, per-actor CPUs/GPUs/memory, numpy batches.
+def pool_resources(name: str, pool: ActorPool, device: str) -> StageResources:
+    """A detector actor pool's request: pool size, per-actor CPUs, GPUs (``actor_gpus``) and memory.
 
-    Only named Ray 2.60 parameters (no ``concurrency=``, no ``**ray_remote_args``). With a GPU device each
-    actor requests ``actor_gpus`` GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it.
+    With a GPU device each actor requests its GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it.
     """
-    from ray.data import ActorPoolStrategy
-
-    args: dict[str, Any] = {
-        "compute": ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
-        "num_cpus": pool.num_cpus,
-        "memory": memory,
-        "batch_size": int(pool.batch_size),
-        "batch_format": "numpy",
-    }
-    gpus = actor_gpus(pool, device)
-    if gpus > 0:
-        args["num_gpus"] = gpus
-    return args
+    return StageResources(f"{name} actor pool", num_cpus=pool.num_cpus, num_gpus=actor_gpus(pool, device),
+                          memory=DETECTOR_MEMORY, actors=(pool.min_actors, pool.max_actors))
 
 
 def resolve_device(device: str) -> str:
@@ -65,12 +53,9 @@ def prepare_paddle_env() -> None:
     cache = os.environ.get("OCRVL_CACHE") or str(Path(tempfile.gettempdir()) / "ocrvl-cache")
     os.environ.setdefault("PADDLE_PDX_CACHE_HOME", str(Path(cache) / "paddlex"))
     if "PADDLE_PDX_LOCAL_FONT_FILE_PATH" not in os.environ:
-        from ocrvl_ray.testing.pages import font_path
+        from ocrvl_ray.demo.sample import font_path
 
-        try:
-            os.environ["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font_path()
-        except RuntimeError:
-            pass
+        os.environ["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font_path()
 
 
 def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:

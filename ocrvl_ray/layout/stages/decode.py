@@ -8,7 +8,7 @@ manifest rows (``records.PAGE_SCHEMA`` columns); Ray runs it as tasks. Per page 
   (``Skip.IMAGE_CORRUPT``);
 * normalises to 8-bit BGR: EXIF orientation applied, grayscale/palette/CMYK converted, alpha composited
   on white, 16-bit scaled to 8-bit;
-* applies ``ocrvl_ray.compose.orient_page`` to pages labelled with an ``orientation`` (text_in_wild);
+* applies ``ocrvl_ray.layout.compose.orient_page`` to pages labelled with an ``orientation`` (text_in_wild);
 * emits a reduced detector input (longest side <= ``det_max_side``; JPEGs are DCT-downscaled while
   decoding) and the factors that map detector pixels back to page pixels;
 * hands the full page downstream either as encoded bytes (``handoff="bytes"``: the original file when
@@ -29,8 +29,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from ocrvl_ray.records import Page, Word
-from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.core.records import PAGE_FIELDS, Page, Word
+from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.ingest.geometry import clockwise_from_top_left
 
 OK = "ok"
 HANDOFFS = ("bytes", "array")
@@ -39,7 +41,6 @@ EMPTY_IMAGE = np.zeros((0, 0, 3), np.uint8)
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
 _PLAIN_MODES = {"RGB", "L"}  # modes OpenCV's IMREAD_COLOR decodes to exactly our pixels
-_PAGE_FIELDS = ("page_id", "dataset", "split", "image_name", "image_path", "width", "height", "source", "attrs")
 
 
 class _Refused(Exception):
@@ -48,7 +49,22 @@ class _Refused(Exception):
         self.skip, self.detail = skip, detail
 
 
-def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, handoff: str = "bytes",
+def resources(cfg) -> StageResources:
+    """CPU tasks. Their request differs from the detector pools', so Ray keeps decode a separate operator."""
+    return StageResources("decode task", num_cpus=1.0)
+
+
+def decode_stage(batch: dict[str, np.ndarray], done: frozenset, max_pixels: int, handoff: str) -> dict:
+    """The Ray task: drops pages the LMDB already holds (resume before any detection), decodes the rest."""
+    keep = np.array([pid not in done for pid in batch["page_id"]], dtype=bool)
+    if not keep.all():
+        batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
+    if len(batch["page_id"]) == 0:
+        return {}
+    return decode_batch(batch, max_pixels=max_pixels, handoff=handoff)
+
+
+def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, handoff: str = "array",
                  det_max_side: int = DET_MAX_SIDE) -> dict[str, Any]:
     """Decode every page of a manifest batch; bad pages get a status, never an exception."""
     if handoff not in HANDOFFS:
@@ -61,7 +77,7 @@ def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, ha
     for i in range(n):
         if status[i] != OK:
             continue
-        page = Page.from_row({k: batch[k][i] for k in batch if k in _PAGE_FIELDS} | {"words": words[i]})
+        page = Page.from_row({k: batch[k][i] for k in batch if k in PAGE_FIELDS} | {"words": words[i]})
         try:
             page, decoded = decode_page(page, max_pixels, handoff, det_max_side)
         except _Refused as r:
@@ -115,7 +131,7 @@ def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
             raise _Refused(Skip.IMAGE_CORRUPT, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     page.width, page.height = disp_w, disp_h
     if needs_orient:
-        from ocrvl_ray.compose import orient_page
+        from ocrvl_ray.layout.compose import orient_page
 
         page, bgr = orient_page(page, bgr)
         page.height, page.width = bgr.shape[:2]
@@ -143,7 +159,7 @@ def page_image(batch: dict[str, Any], i: int) -> np.ndarray:
 def _needs_orient(page: Page) -> bool:
     if not page.attrs.get("orientation") or page.attrs.get("oriented"):
         return False
-    from ocrvl_ray.compose.orient import page_orientation  # compose owns the text_in_wild rotation rule
+    from ocrvl_ray.layout.compose.orient import page_orientation  # compose owns the text_in_wild rotation rule
 
     return page_orientation(page) is not None
 
@@ -265,14 +281,3 @@ def exif_transform_points(points: list[float], orientation: int, w: int, h: int)
             x, y = y, w - x
         out += [float(x), float(y)]
     return out
-
-
-def clockwise_from_top_left(points: list[float]) -> list[float]:
-    """Reorder a polygon (flat x, y, ...) to run clockwise on screen (y down) from its top-left corner."""
-    pts = list(zip(points[0::2], points[1::2]))
-    area = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1]))
-    if area < 0:
-        pts.reverse()
-    start = min(range(len(pts)), key=lambda k: (pts[k][0] + pts[k][1], pts[k][1]))
-    pts = pts[start:] + pts[:start]
-    return [float(v) for p in pts for v in p]

@@ -13,10 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor, predict_each
-from ocrvl_ray.detect.decode import OK, page_image
-from ocrvl_ray.records import Region
-from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
+from ocrvl_ray.layout.stages.decode import OK, page_image
+from ocrvl_ray.core.records import Region
+from ocrvl_ray.core.skips import Skip
 
 
 def crop_table(page: np.ndarray, box, max_side: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
@@ -52,6 +53,11 @@ def cells_to_page(boxes: list[dict], origin: tuple[int, int], factors: tuple[flo
             out.append(Region(label="cell", score=float(b["score"]), box=(x1, y1, x2, y2), kind="cell",
                               table=table_index).to_row())
     return out
+
+
+def resources(cfg) -> StageResources:
+    """One actor per loaded predictor; sizes, CPUs, GPUs from ``cfg.cells``."""
+    return pool_resources("cells", cfg.cells, cfg.cells.device)
 
 
 class CellDetector:

@@ -11,10 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from ocrvl_ray.detect.actors import check_model_dir, clip_box, load_predictor, predict_each
-from ocrvl_ray.detect.decode import OK
-from ocrvl_ray.records import Region
-from ocrvl_ray.report.skips import Skip
+from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
+from ocrvl_ray.layout.stages.decode import OK
+from ocrvl_ray.core.records import Region
+from ocrvl_ray.core.skips import Skip
+
+
+def resources(cfg) -> StageResources:
+    """One actor per loaded predictor; sizes, CPUs, GPUs from ``cfg.layout``."""
+    return pool_resources("layout", cfg.layout, cfg.layout.device)
 
 
 class LayoutDetector:

@@ -1,10 +1,10 @@
-"""Data report of a layout LMDB (``ocrvl inspect``): counts, histograms, character classes,
+"""Collecting the data report of a layout LMDB (``ocrvl inspect``): counts, histograms, character classes,
 suspicious samples, a sampled contact sheet and a health line.
 
 Streams: one ``get`` per key of each sample, aggregates in fixed-size counters and histograms, keeps at
 most ``examples`` flagged samples per reason. Every crop is decoded once at 1/8 scale for the blank
 check (JPEG size from the header); only the sampled contact-sheet crops and kept examples become thumbnails.
-Read-only: the LMDB is opened with ``readonly=True, lock=False``.
+Read-only (``core.lmdb_schema.open_readonly``); labels decoded as erniekit trains on them (``decode_label``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import base64
 import io
 import json
 import os
-import pickle
 import unicodedata
 from bisect import bisect_right
 from collections import Counter
@@ -23,8 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ocrvl_ray.errors import OcrvlError
-from ocrvl_ray.sink import schema
+from ocrvl_ray.core import lmdb_schema as schema
 
 CHAR_CLASSES = ("hangul", "latin", "digit", "space", "symbol", "other")
 LENGTH_EDGES = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)       # label characters
@@ -74,30 +72,6 @@ def unusual_char(ch: str) -> str | None:
 def unusual_chars(text: str) -> list[str]:
     """Characters that should not be in an OCR label, as ``U+XXXX kind`` (newline is allowed)."""
     return [u for u in map(unusual_char, dict.fromkeys(text)) if u]
-
-
-class _NoGlobalsUnpickler(pickle.Unpickler):
-    """Labels are plain dicts/lists/strings; refuse anything that would import code."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"label pickle references {module}.{name}")
-
-
-def decode_label(raw: bytes, pickled: bool) -> str:
-    """Label text exactly as the erniekit reader builds it: dict with ``words`` -> joined by spaces."""
-    if pickled:
-        try:
-            obj = _NoGlobalsUnpickler(io.BytesIO(raw)).load()
-        except Exception:
-            obj = raw
-        if isinstance(obj, dict) and "words" in obj:
-            words = obj["words"]
-            words = [words] if isinstance(words, str) else words
-            return " ".join(w for w in words if isinstance(w, str)).strip()
-        if isinstance(obj, str):
-            return obj.strip()
-        raw = obj if isinstance(obj, bytes) else raw
-    return raw.decode("utf-8", errors="replace").strip()
 
 
 # ------------------------------------------------------------------------------------------ pixels
@@ -196,20 +170,6 @@ def contact_indices(n: int, k: int) -> list[int]:
     return sorted({j * (n - 1) // (k - 1) for j in range(k)})
 
 
-def _open(path: str | os.PathLike):
-    import lmdb
-
-    p = Path(path)
-    if p.is_file() and p.name == "data.mdb":
-        p = p.parent
-    if not (p / "data.mdb").is_file():
-        raise OcrvlError(f"{path}: no LMDB here (expected a directory holding data.mdb, e.g. out/sample_layout.lmdb)")
-    try:
-        return p, lmdb.open(str(p), readonly=True, lock=False, readahead=False, subdir=True, max_readers=8)
-    except lmdb.Error as e:
-        raise OcrvlError(f"{path}: cannot open as LMDB ({e}); pass a *_layout.lmdb directory") from None
-
-
 def _scan_keys(txn, base: int, n: int | None) -> dict:
     """Count sample keys per prefix, inside and outside the numbered range, and page markers."""
     inside, outside, out_examples, max_num = Counter(), Counter(), [], {}
@@ -268,46 +228,26 @@ def _health(n: int, declared: int | None, base: int, scan: dict, stats: dict) ->
     return {"ok": not problems, "problems": problems, "notes": notes, "line": line, "found": found}
 
 
-# ------------------------------------------------------------------------------------------ main
-
-def default_html_path(lmdb: str | os.PathLike) -> str:
-    """``out/x_layout.lmdb`` -> ``out/x_layout.lmdb.report.html`` (beside the LMDB directory)."""
-    return str(Path(os.fspath(lmdb).rstrip("/\\"))) + ".report.html"
-
-
-def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None = None, contact: int = 48, *,
-                 examples: int = 12, long_label: int = 1000, blank_std: float = 3.0) -> dict:
-    """Summarise the LMDB at ``path``; write a self-contained HTML report to ``html`` when given
-    (``html=True``: ``default_html_path(path)``).
-
-    Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health).
-    """
-    if html is True:
-        html = default_html_path(path)
-    p, env = _open(path)
+def collect_lmdb(path: str | os.PathLike, contact: int = 48, *, examples: int = 12, long_label: int = 1000,
+                 blank_std: float = 3.0) -> tuple[dict, dict[int, bytes]]:
+    """(report, thumbnails by sample index) of the LMDB at ``path``, in one streaming pass."""
+    env = schema.open_readonly(path, max_readers=8)
+    p = Path(env.path())
     thumbs: dict[int, bytes] = {}
     try:
         with env.begin(buffers=False) as txn:
             report = _collect(txn, p, contact, examples, long_label, blank_std, thumbs)
     finally:
         env.close()
-    if html:
-        from ocrvl_ray.report.html import render_html
-
-        Path(html).parent.mkdir(parents=True, exist_ok=True)
-        Path(html).write_text(render_html(report, thumbs), encoding="utf-8")
-        report["html"] = str(html)
-    return report
+    return report, thumbs
 
 
-def _read_sample(txn, num: int) -> tuple[bytes | None, bytes | None, bool, bytes | None]:
-    """(image, label bytes, label is pickled, meta) of key number ``num``, with the reader's fallbacks."""
+def _read_sample(txn, num: int) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """(image, label bytes, meta) of key number ``num``, with the erniekit reader's fallbacks."""
     img = txn.get(schema.key(schema.IMAGE_FMT, num)) or txn.get(schema.key(schema.IMG_FALLBACK_FMT, num))
-    label = txn.get(schema.key(schema.GT_FMT, num))
-    pickled = label is not None
-    if label is None:
-        label = txn.get(schema.key(schema.LABEL_FMT, num)) or txn.get(schema.key(schema.TEXT_FALLBACK_FMT, num))
-    return img, label, pickled, txn.get(schema.key(schema.META_FMT, num))
+    label = (txn.get(schema.key(schema.GT_FMT, num)) or txn.get(schema.key(schema.LABEL_FMT, num))
+             or txn.get(schema.key(schema.TEXT_FALLBACK_FMT, num)))
+    return img, label, txn.get(schema.key(schema.META_FMT, num))
 
 
 def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blank_std: float,
@@ -338,7 +278,7 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
 
     for i in range(n):
         num = i + base
-        img, label_raw, pickled, meta_raw = _read_sample(txn, num)
+        img, label_raw, meta_raw = _read_sample(txn, num)
         meta: dict[str, Any] = {}
         if meta_raw is None:
             stats["missing_meta"] += 1
@@ -355,7 +295,7 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
         if label_raw is None:
             stats["missing_label"] += 1
         else:
-            text = decode_label(label_raw, pickled)
+            text = schema.decode_label(label_raw)
             text_len.add(len(text))
             present = set()
             for ch in text:
@@ -431,46 +371,3 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
     }
     report["health"] = _health(n, declared, base, scan, stats)
     return report
-
-
-# ------------------------------------------------------------------------------------------ console
-
-def _bar(count: int, peak: int, width: int = 30) -> str:
-    return "#" * (max(1, round(width * count / peak)) if count else 0)
-
-
-def format_summary(r: dict) -> str:
-    """The readable console summary of an ``inspect_lmdb`` report."""
-    s = r["schema"]
-    out = [f"LMDB {r['path']}  (index_base {s['index_base']}, label_format {s['label_format']}"
-           f"{'' if s['declared'] else ', no ocrvl-schema key'})", r["health"]["line"]]
-    out += [f"note: {note}" for note in r["health"]["notes"]]
-    if r["pages"]:
-        out.append("pages: " + ", ".join(f"{k} {v}" for k, v in r["pages"].items()))
-    for key, title in (("dataset", "by dataset"), ("sample_kind", "by sample kind"),
-                       ("layout_label", "by layout label"), ("split", "by split")):
-        c = r["counts"][key]
-        if c:
-            out.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
-    for key, title in (("text_length", "label length (chars)"), ("crop_width", "crop width (px)"),
-                       ("crop_height", "crop height (px)")):
-        h = r[key]
-        if not h["n"]:
-            continue
-        out.append(f"{title}: min {h['min']}, mean {h['mean']}, max {h['max']}")
-        peak = max(h["counts"])
-        for label, cnt in zip(h["bins"], h["counts"]):
-            if cnt:
-                out.append(f"  {label:>10} {cnt:>8} {_bar(cnt, peak)}")
-    out.append("characters: " + ", ".join(f"{c} {v['chars']} ({v['share']:.1%}, in {v['samples']} samples)"
-                                          for c, v in r["char_classes"].items() if v["chars"]))
-    if r["other_chars"]:
-        out.append("  most common 'other': " + " ".join(f"{o['code']}×{o['count']}" for o in r["other_chars"][:10]))
-    sus = [(f, v) for f, v in r["suspicious"].items() if v["count"]]
-    out.append("suspicious:" + ("" if sus else " none"))
-    for flag, v in sus:
-        ex = ", ".join(f"#{e['key']}" + (f" ({e['detail']})" if e["detail"] else "") for e in v["examples"][:3])
-        out.append(f"  {flag:<18} {v['count']:>8}   e.g. {ex}")
-    if r.get("html"):
-        out.append(f"HTML report: {r['html']}")
-    return "\n".join(out)

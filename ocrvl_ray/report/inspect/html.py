@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ocrvl_ray.report.inspect import FLAGS, data_uri, unusual_char
+from ocrvl_ray.report.inspect.collect import FLAGS, data_uri, unusual_char
 
 _CSS = """
 body{font-family:"Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",NanumGothic,
