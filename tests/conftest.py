@@ -28,3 +28,17 @@ def ray_local():
     yield ray
     # shut down at session end only
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_local):
+    """The session Ray's address: subprocess drivers join it (``RAY_ADDRESS``) instead of starting their own."""
+    return ray_local.get_runtime_context().gcs_address
+
+
+@pytest.fixture(scope="session")
+def demo_model_dirs(tmp_path_factory):
+    """(layout_dir, cell_dir): the scripted demo models, built once per session."""
+    from ocrvl_ray.demo.models import demo_models
+
+    return demo_models(tmp_path_factory.mktemp("demo-models"))

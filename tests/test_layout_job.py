@@ -21,7 +21,6 @@ import pytest
 from ocrvl_ray.core.config import load_config
 from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.layout.sink import LmdbReader, completed_pages, verify_lmdb
-from ocrvl_ray.demo.models import demo_models
 from ocrvl_ray.demo.sample import PAGE_SIZE, TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.testing.images import write_image
 
@@ -46,7 +45,7 @@ def _inside(box, region) -> bool:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, ray_local):
+def corpus(tmp_path_factory, ray_local, demo_model_dirs):
     """4 good pages, 4 pages with bad images, one word far outside its page; prepared into a manifest."""
     from ocrvl_ray.ingest.prepare import prepare
 
@@ -66,14 +65,14 @@ def corpus(tmp_path_factory, ray_local):
     manifest = root / "manifest.parquet"
     prep = prepare("ocr_public", [str(labels)], images=[str(images)], out=str(manifest), progress=False)
     (images / "BAD_missing.png").unlink()  # matched at prepare time, gone by the time the job runs
-    layout_dir, cell_dir = demo_models(root / "models")
+    layout_dir, cell_dir = demo_model_dirs
     truth = {p["id"]: _label_words(p["label"]) for p in data["pages"]}
     return {"root": root, "manifest": str(manifest), "layout": str(layout_dir), "cells": str(cell_dir),
             "truth": truth, "prepare": prep}
 
 
 def _cfg(corpus, out: Path, **over) -> LayoutConfig:
-    base = {"manifest": corpus["manifest"], "output": str(out), "progress": False,
+    base = {"manifest": corpus["manifest"], "output": str(out), "progress": False, "report_html": False,
             "layout.model_dir": corpus["layout"], "cells.model_dir": corpus["cells"]}
     base.update(over)
     return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in base.items()], env={})
@@ -94,7 +93,7 @@ def baseline(corpus, tmp_path_factory):
     from ocrvl_ray.layout.job import run_layout
 
     out = tmp_path_factory.mktemp("run-a") / "ocr_public_train_layout.lmdb"
-    report = run_layout(_cfg(corpus, out))
+    report = run_layout(_cfg(corpus, out, report_html=True))   # the one run that also writes the HTML report
     return out, report
 
 
@@ -168,16 +167,15 @@ def test_text_regions_read_in_rows(corpus, tmp_path):
         assert expected in labels
 
 
-def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline, tmp_path):
+def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline, tmp_path, ray_address):
     from ocrvl_ray.layout.job import run_layout
 
     out = tmp_path / "killed_layout.lmdb"
-    env = dict(os.environ, RAY_ADDRESS="", PYTHONPATH=str(REPO))
-    env.pop("RAY_ADDRESS")
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONPATH=str(REPO))   # a second driver on the session Ray
     args = [sys.executable, str(REPO / "jobs" / "layout.py"), f"manifest={corpus['manifest']}", f"output={out}",
             f"layout.model_dir={corpus['layout']}", f"cells.model_dir={corpus['cells']}", "progress=false",
             "decode_batch_size=1", "compose_batch_size=1", "layout.batch_size=1", "cells.batch_size=1",
-            "write_batch_pages=1", "num_cpus=2"]
+            "write_batch_pages=1", "report_html=false"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     killed_at = None
@@ -192,10 +190,6 @@ def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline,
             time.sleep(0.1)
     finally:
         proc.wait(timeout=60)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)     # then clean up the local Ray it had started
-        except ProcessLookupError:
-            pass
     assert killed_at is not None, "the job finished or never committed a page before it could be killed"
     assert 0 < killed_at < N_GOOD + 5
     partial = verify_lmdb(str(out))

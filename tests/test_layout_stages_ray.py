@@ -17,7 +17,6 @@ from ocrvl_ray.layout.stages.decode import OK, decode_batch
 from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 from ocrvl_ray.core.records import Page, Region, Word, make_page_id, pages_to_table
 from ocrvl_ray.core.skips import Skip
-from ocrvl_ray.demo.models import demo_models
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
 
 
@@ -34,13 +33,13 @@ def sample_pages(root: Path, n: int) -> list[Page]:
     return pages
 
 
-def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys):
+def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys, demo_model_dirs):
     import ray
 
     pages = sample_pages(tmp_path / "data", 3)
     assert max(len(p.words) for p in pages) > 50
     pages.append(Page("gone", "ocr_public", "train", "gone.png", str(tmp_path / "gone.png"), 100, 100, [], "x.json"))
-    layout_dir, cell_dir = demo_models(tmp_path / "models")
+    layout_dir, cell_dir = demo_model_dirs
     cfg = LayoutConfig.model_validate({"handoff": "bytes", "layout": {"model_dir": str(layout_dir), "batch_size": 2},
                                        "cells": {"model_dir": str(cell_dir), "batch_size": 2}})
     ds = (ray.data.from_arrow(pages_to_table(pages))

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.records import PAGE_SCHEMA
@@ -241,8 +242,8 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
     out = os.path.abspath(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     writer = _ManifestWriter(out, index, skips)
-    done_files, last = 0, time.time()
     window = window or max(2, 2 * _cluster_cpus(use_ray))
+    bar = tqdm(total=n_files, unit="file", desc="prepare", file=sys.stderr, mininterval=10, disable=not progress)
     try:
         prev = None
         for unit, table, sk in _run_units(units, dataset, opts, use_ray, window, partitions_for, tmp_dir):
@@ -250,16 +251,14 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
             if table is not None:
                 writer.add(table)
             if unit is not prev:
-                done_files += len(unit.sources)
+                bar.update(len(unit.sources))
+                bar.set_postfix(pages=writer.pages, skipped=skips.total, refresh=False)
                 prev = unit
-            if progress and time.time() - last > 10:
-                last = time.time()
-                rate = writer.pages / max(1e-9, last - t0)
-                say(f"prepare: {done_files}/{n_files} files, {writer.pages} pages, {skips.total} skipped, "
-                    f"{rate:.0f} pages/s")
     except BaseException:
         writer.abort()
         raise
+    finally:
+        bar.close()
     writer.close(out)
     summary = {
         "manifest": out, "dataset": dataset, "pages": writer.pages, "words": writer.words,

@@ -1,4 +1,5 @@
 """Training: erniekit's PaddleOCR-VL LoRA SFT under Ray Train v2 (``ocrvl train``, ``jobs/train.py``).
+Tiny example entries for tests live in ``ocrvl_ray.testing.train``.
 
   config.py       erniekit's YAML + key=value parsing, our keys (TrainConfig)
   preflight.py    audit before start: LMDBs, output_dir, LoRA targets
@@ -9,5 +10,4 @@
   entries.py      the erniekit in-process entry, entry loading, the launcher command
   child.py        launcher mode: runs a custom entry in each launched process
   callbacks.py    metrics_log: JSONL of reports and failures (controller side)
-  examples.py     tiny LoRA fine-tune and all-reduce entries (tests, demos)
 """
