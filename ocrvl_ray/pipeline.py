@@ -44,7 +44,7 @@ def decode_stage(batch: dict[str, np.ndarray], done: frozenset, max_pixels: int,
     return decode_batch(batch, max_pixels=max_pixels, handoff=handoff)
 
 
-def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, inpaint: bool):
+def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str):
     """Pages with regions and cells -> one sink row per page (samples + status), never an exception."""
     import pyarrow as pa
 
@@ -52,7 +52,7 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
     from ocrvl_ray.detect.decode import page_image
     from ocrvl_ray.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
 
-    opts = ComposeOptions(jpeg_quality=jpeg_quality, inpaint=inpaint)
+    opts = ComposeOptions(jpeg_quality=jpeg_quality, mask=mask)
     rows = []
     for i, pid in enumerate(batch["page_id"]):
         row = SinkPage(page_id=str(pid), status=str(batch["status"][i]), detail=str(batch["detail"][i]))
@@ -126,7 +126,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
     ds = ds.drop_columns(list(_DETECT_ONLY))
     return ds.map_batches(compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy", num_cpus=1,
                           fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality,
-                                     "inpaint": cfg.inpaint})
+                                     "mask": cfg.mask})
 
 
 # ---------------------------------------------------------------------------------------------

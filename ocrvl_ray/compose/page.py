@@ -3,7 +3,7 @@
 Steps: clean the words (count what cannot be used) -> assign words to layout regions (best overlap wins) and
 to table cells (every cell a word covers enough) -> compose each region's label in reading order -> crop,
 mask (keep only the label's words), encode -> pick the samples the recipe keeps (cells replace layout,
-word fallback). Departures from the original are counted as guards (``guards.py``).
+word fallback). Departures from the original are counted as guards (``report.skips.Guard``).
 """
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ocrvl_ray.compose import geometry as geo
-from ocrvl_ray.compose.guards import Guard
 from ocrvl_ray.compose.mask import keep_only
 from ocrvl_ray.compose.orient import page_orientation, word_orientation
 from ocrvl_ray.compose.reading import column_mode, compose_text, region_order
 from ocrvl_ray.compose.recipes import Recipe
 from ocrvl_ray.compose.render import encode_jpeg, hide_words
 from ocrvl_ray.records import Page, Region
-from ocrvl_ray.report.skips import Skip, SkipCounter
+from ocrvl_ray.report.skips import Guard, Skip, SkipCounter
 
 
 #: Crop masking: "all" keeps only the label's words (the original), "words" hides the annotated words the
