@@ -26,19 +26,38 @@ def keep_mask(shape: tuple[int, int], pts: list[np.ndarray], dilate: int) -> np.
     return mask
 
 
-def paper(crop: np.ndarray, block: int = BLOCK, step: int = STEP) -> np.ndarray:
-    """Background estimate of ``crop`` (new contiguous array, same shape, uint8): the median colour of each
-    ``block``-sized cell over every ``step``-th pixel, smoothed over 3x3 cells, upscaled bilinearly."""
+def paper(crop: np.ndarray, exclude: np.ndarray | None = None, block: int = BLOCK, step: int = STEP) -> np.ndarray:
+    """Background estimate of ``crop`` (new contiguous array, same shape, uint8): per ``block``-sized cell the
+    median colour of every ``step``-th pixel outside ``exclude`` (bool ``(h, w)``, e.g. the label words'
+    ink), smoothed over 3x3 cells and upscaled bilinearly. Cells with few such pixels take the crop's median."""
     h, w = crop.shape[:2]
-    sub = crop[step // 2::step, step // 2::step]
+    s0 = step // 2 if min(h, w) > step else 0
+    sub = crop[s0::step, s0::step]
     sh, sw = sub.shape[:2]
-    gh, gw = min(sh, max(1, round(h / block))), min(sw, max(1, round(w / block)))
-    if gh == 0 or gw == 0:  # thinner than one step: its own median
-        sub, sh, sw, gh, gw = crop, h, w, 1, 1
+    gh, gw = max(1, min(sh, round(h / block))), max(1, min(sw, round(w / block)))
     bh, bw = sh // gh, sw // gw
-    cells = sub[:gh * bh, :gw * bw].reshape(gh, bh, gw, bw, -1).transpose(0, 2, 1, 3, 4).reshape(gh, gw, bh * bw, -1)
-    k = cells.shape[2] // 2
-    grid = np.ascontiguousarray(np.partition(cells, k, axis=2)[:, :, k]).reshape(gh, gw, *crop.shape[2:])
+    chans = 1 if crop.ndim == 2 else crop.shape[2]
+    vals = sub[:gh * bh, :gw * bw].reshape(gh, bh, gw, bw, chans).transpose(0, 2, 1, 3, 4).reshape(gh, gw, bh * bw, chans)
+    vals = vals.astype(np.uint16)
+    if exclude is not None:
+        ex = exclude[s0::step, s0::step][:gh * bh, :gw * bw].reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3)
+        ex = ex.reshape(gh, gw, bh * bw)
+        vals[ex] = 1024                      # sorts after every colour
+        count = (~ex).sum(axis=2)
+    else:
+        count = np.full((gh, gw), bh * bw)
+    vals.sort(axis=2)
+    if count.sum() == 0:                     # everything excluded: plain median
+        vals = sub.reshape(1, 1, -1, chans).astype(np.uint16)
+        vals.sort(axis=2)
+        count = np.array([[vals.shape[2]]])
+        gh = gw = 1
+    flat = vals.reshape(-1, vals.shape[2], chans)
+    whole = np.sort(flat[flat[:, :, 0] < 1024], axis=0)[int(count.sum()) // 2]  # the crop's median colour
+    mid = np.minimum(count // 2, vals.shape[2] - 1)
+    grid = np.take_along_axis(vals, mid[:, :, None, None], axis=2)[:, :, 0]
+    grid[count < max(1, bh * bw // 8)] = whole
+    grid = grid.astype(np.uint8).reshape(gh, gw, *crop.shape[2:])
     if gh == 1 and gw == 1:
         out = np.empty_like(crop)
         out[:] = grid[0, 0]
@@ -53,11 +72,13 @@ def keep_only(crop: np.ndarray, polys: list[np.ndarray], dilate: int, feather: i
     estimate everywhere else. The kept area is the polygons dilated by ``dilate``; with ``feather`` > 0 its
     edge is blended over about ``feather`` pixels (two box filters ~ a Gaussian of that sigma), never
     fading the polygons themselves."""
-    out = paper(crop)
     h, w = crop.shape[:2]
     pts = [np.round(p).astype(np.int32) for p in polys]
     if not pts:
-        return out
+        return paper(crop)
+    core = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(core, pts, 1)
+    out = paper(crop, core.view(bool))
     allp = np.concatenate(pts)
     pad = dilate + 2 * feather + 1
     x1, y1 = max(0, int(allp[:, 0].min()) - pad), max(0, int(allp[:, 1].min()) - pad)
