@@ -258,14 +258,19 @@ class LayoutConfig(JobConfig):
         "FAST_GPU_ID": ("gpu_id", int),
     }
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inpaint_to_mask(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("inpaint") is not None:
+            old = "all" if truthy(data["inpaint"]) else "none"
+            if data.get("mask", old) != old:
+                raise ValueError(f"inpaint={str(data['inpaint']).lower()} (old key) contradicts mask={data['mask']}; "
+                                 f"drop inpaint, mask replaces it")
+            data = {**data, "mask": old}
+        return data
+
     @model_validator(mode="after")
     def _apply_gpu_id(self) -> "LayoutConfig":
-        if self.inpaint is not None:
-            old = "all" if self.inpaint else "none"
-            if "mask" in self.model_fields_set and self.mask != old:
-                raise ValueError(f"inpaint={str(self.inpaint).lower()} (old key) contradicts mask={self.mask}; "
-                                 f"drop inpaint, mask replaces it")
-            self.mask = old
         if self.gpu_id is not None:
             for sub in (self.layout, self.cells):
                 if sub.device == "gpu":
