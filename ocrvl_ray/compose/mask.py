@@ -2,9 +2,10 @@
 
 The original inpainted the whole crop outside the preserved words (``cv2.inpaint``, seconds per page at
 2480x3508). Here the removed area is filled from an estimate of the paper: the median colour of a coarse
-grid of blocks (each block's median over a subsample of its pixels, so ink, rules and stamps, which cover
-a minority of a block, drop out), smoothed and upscaled bilinearly so shading and photo gradients survive.
-Label words keep their own pixels; a light feather blends them into the fill.
+grid of blocks (each block's median over a subsample of its pixels outside the label words, so ink, rules
+and stamps, which cover a minority of a block, drop out), smoothed and upscaled bilinearly so shading and
+photo gradients survive. Label words keep their own pixels; a light feather blends them into the fill.
+Cost and fidelity against whole-crop inpainting: ``bench/compose_cost.py``.
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def paper(crop: np.ndarray, exclude: np.ndarray | None = None, block: int = BLOC
     gh, gw = max(1, min(sh, round(h / block))), max(1, min(sw, round(w / block)))
     bh, bw = sh // gh, sw // gw
     chans = 1 if crop.ndim == 2 else crop.shape[2]
-    vals = sub[:gh * bh, :gw * bw].reshape(gh, bh, gw, bw, chans).transpose(0, 2, 1, 3, 4).reshape(gh, gw, bh * bw, chans)
-    vals = vals.astype(np.uint16)
+    vals = sub[:gh * bh, :gw * bw].reshape(gh, bh, gw, bw, chans).transpose(0, 2, 1, 3, 4)
+    vals = vals.reshape(gh, gw, bh * bw, chans).astype(np.uint16)
     if exclude is not None:
         ex = exclude[s0::step, s0::step][:gh * bh, :gw * bw].reshape(gh, bh, gw, bw).transpose(0, 2, 1, 3)
         ex = ex.reshape(gh, gw, bh * bw)

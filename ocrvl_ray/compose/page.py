@@ -157,7 +157,8 @@ def _assign(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: fl
     return out, partial
 
 
-def _assign_each(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: float) -> tuple[list[list[int]], list[int]]:
+def _assign_each(words: _Words, boxes: np.ndarray, threshold: float,
+                 min_coverage: float) -> tuple[list[list[int]], list[int]]:
     """Table cells: a word enters the label of every box it overlaps by >= max(threshold, min_coverage)
     (nested or duplicate cells each get it, as in the original)."""
     ratios = geo.overlap_ratios(words.boxes, boxes)
