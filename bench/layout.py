@@ -135,7 +135,7 @@ def sequential(cfg, manifest: Path) -> tuple[float, float]:
             for k in ("det_image", "det_sx", "det_sy"):
                 batch.pop(k)
             c0 = time.process_time()
-            rows = compose_stage(batch, cfg.recipes, cfg.jpeg_quality, cfg.inpaint).to_pylist()
+            rows = compose_stage(batch, cfg.recipes, cfg.jpeg_quality, cfg.mask).to_pylist()
             writer.write_pages(SinkPage.from_row(r) for r in rows)
             cpu += time.process_time() - c0
             pages += len(rows)

@@ -64,7 +64,7 @@ def test_partial_word_is_masked_not_visible_but_missing():
     assert crop[72:88, 87:98].mean() < 40
     assert res.skips.counts[Skip.WORD_UNUSED.value] == 1
 
-    plain = run(page, img, [layout(0, 0, 100, 100)], jpeg_quality=95, inpaint=False)
+    plain = run(page, img, [layout(0, 0, 100, 100)], jpeg_quality=95, mask="none")
     assert plain.samples[0].text == "in\nmost"
     assert decode(plain.samples[0]).astype(float)[42:58, 78:98].mean() < 40   # toggle off: left as is
 
@@ -150,13 +150,14 @@ def table_page(dataset):
 
 def test_cells_replace_layout_samples_of_the_page():
     page, img, regions, cells = table_page("ocr_public")
-    res = run(page, img, regions, cells)
+    res = run(page, img, regions, cells, overrides={"cells_replace": "page"})   # the original
     assert [(s.kind, s.text, s.filename, s.layout_label) for s in res.samples] == [
         ("cell", "k1", "scan_001_cell_100_100.jpg", "table"), ("cell", "v1", "scan_001_cell_150_100.jpg", "table")]
     assert res.skips.counts[Skip.WORD_UNUSED.value] == 1   # "para": its region lost to the cells
-    per_table = run(page, img, regions, cells, overrides={"cells_replace": "table"})
+    per_table = run(page, img, regions, cells)                                  # the default: "table"
     assert [(s.kind, s.text) for s in per_table.samples] == [("layout", "para"), ("cell", "k1"), ("cell", "v1")]
     assert per_table.samples[0].filename == "scan_001_layout_00.jpg"
+    assert per_table.skips.counts["guard.layout_beside_cells"] == 1 and "guard.layout_beside_cells" not in res.skips.counts
     no_cells = run(page, img, regions, [])
     assert [(s.kind, s.text, s.filename) for s in no_cells.samples] == [
         ("layout", "para", "scan_001_layout_00.jpg"), ("layout", "k1 v1", "scan_001_layout_01.jpg")]
@@ -170,14 +171,15 @@ def test_finance_uses_cells_only():
 
 
 def test_handwriting_word_fallback_crops_word_box_plus_2px():
+    # the original's int() truncation (issue 11, item 8): x2 30.7 -> 30 + 2 = 32
     words = [word(1, 10.5, 20.2, 30.7, 40, "가나"), word(2, 0, 0, 5, 5, "다"), word(3, 395, 290, 400, 300, "")]
     page, img = page_of(words, dataset="handwriting", name="hw/IMG_OCR_53_1")
     res = run(page, img, [layout(200, 200, 300, 250, "image")])
     assert res.status == "ok"
     assert [(s.kind, s.text, s.box, s.filename, s.layout_label) for s in res.samples] == [
-        ("word", "가나", (8, 18, 33, 42), "IMG_OCR_53_1_word_8_18.jpg", "word"),
+        ("word", "가나", (8, 18, 32, 42), "IMG_OCR_53_1_word_8_18.jpg", "word"),
         ("word", "다", (0, 0, 7, 7), "IMG_OCR_53_1_word_0_0.jpg", "word")]
-    assert [(decode(s).shape[1], decode(s).shape[0]) for s in res.samples] == [(25, 24), (7, 7)]
+    assert [(decode(s).shape[1], decode(s).shape[0]) for s in res.samples] == [(24, 24), (7, 7)]
     assert res.skips.counts[Skip.EMPTY_TEXT.value] == 1
     # a layout sample exists -> no fallback; other datasets never fall back
     assert [s.kind for s in run(page, img, [layout(0, 0, 50, 50)]).samples] == ["layout"]
@@ -273,7 +275,7 @@ def test_text_in_wild_hides_characters_outside_every_word():
     img[12:28, 55:65] = INK                                   # a character annotated without a word
     page.attrs["chars"] = [[55, 12, 65, 12, 65, 28, 55, 28],  # stray: hidden
                            [12, 12, 28, 12, 28, 28, 12, 28]]  # inside the word "AB": left alone
-    [s] = run(page, img, [layout(0, 0, 100, 50)], jpeg_quality=95).samples
+    [s] = run(page, img, [layout(0, 0, 100, 50)], jpeg_quality=95, mask="words").samples
     assert (s.text, s.box) == ("AB C", (10, 10, 90, 30))
     crop = decode(s).astype(float)
     assert crop[4:16, 47:53].mean() > 200                     # x 57..63 of the page
@@ -285,7 +287,7 @@ def test_handwriting_cells_win_over_layout_and_empty_words_are_hidden():
     words = [word(1, 10, 10, 40, 30, "셀"), word(2, 60, 10, 90, 30, ""), word(3, 10, 60, 40, 80, "글")]
     page, img = page_of(words, dataset="handwriting")
     regions = [layout(0, 0, 100, 50, "table", order=1), layout(0, 55, 100, 90, order=2)]
-    res = run(page, img, regions, [cell(0, 0, 100, 50, table=0)], jpeg_quality=95)
+    res = run(page, img, regions, [cell(0, 0, 100, 50, table=0)], jpeg_quality=95, overrides={"cells_replace": "page"})
     assert [(s.kind, s.text, s.layout_label) for s in res.samples] == [("cell", "셀", "table")]
     crop = decode(res.samples[0]).astype(float)
     assert crop[12:28, 62:88].mean() > 200 and crop[12:28, 12:38].mean() < 40   # unlabelled box hidden

@@ -69,6 +69,10 @@ def test_layout_regions_in_page_pixels_one_pass(tmp_path, models):
         for r, wb in zip(regions, want):
             assert np.allclose(r.box, wb, atol=tol), (r.label, r.box, wb)
         assert regions[2].score == pytest.approx(0.4)
+        # the table between table_threshold and threshold feeds the cell detector only (issue 11, item 5)
+        assert [r.kind for r in regions] == ["layout", "layout", "table_only"]
+    cells = CellDetector(str(models[1]), threshold=0.3)(out)["cells"]
+    assert all(len(c) == 2 and {r["table"] for r in c} == {2} for c in cells)
 
 
 def test_non_ok_rows_pass_through_and_detector_errors_are_per_row(tmp_path, models):

@@ -112,15 +112,21 @@ def test_run_report_and_lmdb_contract(corpus, baseline):
         + report["item_skips"].get("counts", {}).get("word_outside_page", 0) >= 1
     check = verify_lmdb(str(out))
     assert check["ok"], check["problems"]
-    # default ocr_public recipe: the template table's cells replace the page's layout samples
-    got = Counter()
+    # default ocr_public recipe: the template table's cells replace the table's layout sample; the title,
+    # heading and two paragraphs stay layout samples (header and footer are not sample labels)
+    got, layouts = Counter(), Counter()
     with LmdbReader(str(out)) as r:
-        assert len(r) == report["num_samples"] == 20 * N_GOOD
+        assert len(r) == report["num_samples"] == 24 * N_GOOD
         for i in range(len(r)):
             meta, (img, label) = r.meta(i), r[i]
-            assert meta["sample_kind"] == "cell" and meta["layout_label"] == "table"
             assert img.mode == "RGB" and img.size[0] > 10 and img.size[1] > 10
+            if meta["sample_kind"] == "layout":
+                layouts[meta["layout_label"]] += 1
+                continue
+            assert meta["sample_kind"] == "cell" and meta["layout_label"] == "table"
             got[(meta["source_image"].rsplit("/", 1)[-1].split(".")[0], label)] += 1
+    assert layouts == {"doc_title": N_GOOD, "paragraph_title": N_GOOD, "text": 2 * N_GOOD}
+    assert report["guards"]["counts"]["guard.layout_beside_cells"] == 4 * N_GOOD
     table = _region_px("table")
     expected = Counter((ident, text) for ident, words in corpus["truth"].items()
                        for text, box in words if _inside(box, table))
@@ -133,7 +139,7 @@ def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseli
     out, _ = baseline
     again = run_layout(_cfg(corpus, out))
     assert again["pages_already_done"] == N_GOOD + 5 and again["pages_processed"] == 0
-    assert again["num_samples"] == 20 * N_GOOD
+    assert again["num_samples"] == 24 * N_GOOD
     wide = tmp_path / "wide_layout.lmdb"
     run_layout(_cfg(corpus, wide, **{"layout.max_actors": 2, "cells.max_actors": 2, "layout.batch_size": 1,
                                      "cells.batch_size": 3, "decode_batch_size": 1, "compose_batch_size": 2}))

@@ -74,7 +74,8 @@ class Page:
 
 @dataclass
 class Region:
-    """A detected box. ``kind`` is "layout" or "cell"; cells carry the index of their table region."""
+    """A detected box. ``kind`` is "layout", "table_only" (a table under the layout threshold: for the cell
+    detector, not a layout sample) or "cell"; cells carry the index of their table region."""
     label: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in page pixels

@@ -32,6 +32,25 @@ class Skip(str, Enum):
     WORD_UNUSED = "word_unused"              # usable word in no sample's label (outside kept regions)
 
 
+#: Counter keys of guards start with this (they travel in the page's SkipCounter, reported apart from skips).
+GUARD_PREFIX = "guard."
+
+
+class Guard(str, Enum):
+    """Where the default composition departs from the original to make better data (docs/compose.md,
+    "Departures", says why and which recipe key restores the original)."""
+    # a word owned by the region but mostly outside it: not in the label (as in the original) and its ink
+    # removed from the crop (the original left it visible); per sample
+    PARTIAL_WORD_REMOVED = "guard.partial_word_removed"
+    # a region whose owned words all lie mostly outside it: no sample (the original labelled the crop with
+    # the first such word); per region
+    OUTSIDE_WORDS_REGION = "guard.outside_words_region"
+    # a tall region of horizontal words read in rows (column_requires_tall_words); per sample
+    TALL_REGION_ROWS = "guard.tall_region_rows"
+    # a layout sample kept on a page that has cell samples (cells_replace: table); per sample
+    LAYOUT_BESIDE_CELLS = "guard.layout_beside_cells"
+
+
 class SkipCounter:
     """Counts skips by reason and keeps up to ``examples`` first examples (file/record names) per reason."""
 

@@ -53,7 +53,10 @@ class LayoutConfig(JobConfig):
     layout: LayoutModelConfig = Field(default_factory=LayoutModelConfig)
     cells: CellModelConfig = Field(default_factory=CellModelConfig)
     jpeg_quality: int = Field(80, ge=1, le=100)
-    inpaint: bool = True
+    # crop masking (docs/compose.md): "all" keeps only the label's words (the original), "words" hides only
+    # annotated words the label lacks, "none" leaves crops as they are
+    mask: Literal["all", "words", "none"] = "all"
+    inpaint: Optional[bool] = None            # old key (FAST_INPAINT): false = mask "none", true = mask "all"
     recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-dataset recipe overrides
     index_base: Literal[0, 1] = 1             # 1: erniekit reader; 0: the original FAST tools
     label_format: Literal["pickle", "text"] = "pickle"
@@ -76,8 +79,20 @@ class LayoutConfig(JobConfig):
         "FAST_TABLE_LAYOUT_THR": ("layout.table_threshold", float),
         "FAST_DEBUG": ("limit", _debug_limit),
         "FAST_JPEG_QUALITY": ("jpeg_quality", int),
+        "FAST_INPAINT": ("inpaint", truthy),
         "FAST_GPU_ID": ("gpu_id", int),
     }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inpaint_to_mask(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("inpaint") is not None:
+            old = "all" if truthy(data["inpaint"]) else "none"
+            if data.get("mask", old) != old:
+                raise ValueError(f"inpaint={str(data['inpaint']).lower()} (old key) contradicts mask={data['mask']}; "
+                                 f"drop inpaint, mask replaces it")
+            data = {**data, "mask": old}
+        return data
 
     @model_validator(mode="after")
     def _apply_gpu_id(self) -> "LayoutConfig":

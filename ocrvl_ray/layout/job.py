@@ -66,7 +66,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
     ds = ds.drop_columns(list(compose.DETECT_ONLY))
     return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
                           fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality,
-                                     "inpaint": cfg.inpaint},
+                                     "mask": cfg.mask},
                           **compose.resources(cfg).map_batches_args())
 
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ocrvl_ray.core.config import config_hash
-from ocrvl_ray.core.skips import SkipCounter
+from ocrvl_ray.core.skips import GUARD_PREFIX, SkipCounter
 
 
 def report_path(lmdb: str | os.PathLike) -> str:
@@ -18,13 +18,19 @@ def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summar
     """One dict from the sink's summary; ``pages_*`` count this run, ``num_samples`` the whole LMDB."""
     pages = summary.get("pages", {})
     processed = sum(pages.values())
+    items = summary.get("item_skips", {})
+    guard = {k: {key: v for key, v in items.get(k, {}).items() if key.startswith(GUARD_PREFIX)}
+             for k in ("counts", "examples")}
+    skips = {k: {key: v for key, v in items.get(k, {}).items() if not key.startswith(GUARD_PREFIX)}
+             for k in ("counts", "examples")}
     ok = pages.get("ok", 0)
     return {
         "output": cfg.output, "manifest": manifest, "config_hash": config_hash(cfg),
         "pages_in": pages_in, "pages_already_done": already_done, "pages_processed": processed,
         "pages_ok": ok, "pages_skipped": {k: v for k, v in sorted(pages.items()) if k != "ok"},
         "page_skip_examples": summary.get("page_skips", {}).get("examples", {}),
-        "item_skips": summary.get("item_skips", {}),
+        "item_skips": skips if items else {},
+        "guards": guard if items else {},  # samples where composition departs from the original (docs/compose.md)
         "samples_written": summary.get("samples", 0), "samples_by_kind": summary.get("samples_by_kind", {}),
         "samples_by_label": summary.get("samples_by_label", {}), "num_samples": summary.get("num_samples", 0),
         "elapsed_s": round(elapsed_s, 2), "pages_per_s": round(processed / elapsed_s, 3) if elapsed_s > 0 else 0.0,
@@ -64,6 +70,10 @@ def print_report(report: dict) -> None:
     if items.total:
         lines.append("  words/regions skipped inside pages:")
         lines += ["  " + line for line in items.lines()]
+    guards = SkipCounter.from_dict(report.get("guards", {}))
+    if guards.total:
+        lines.append("  guards (departures from the original, docs/compose.md):")
+        lines += ["  " + line for line in guards.lines()]
     if report.get("report_json"):
         lines.append(f"  report: {report['report_json']}")
     if report.get("report_html"):

@@ -29,10 +29,10 @@ def union_box(boxes: np.ndarray, width: int, height: int) -> tuple[int, int, int
 
 
 def padded_box(box, pad: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """Integer box around ``box`` grown by ``pad`` pixels on each side, clipped to the page."""
-    x1, y1, x2, y2 = box
-    return (max(0, math.floor(x1) - pad), max(0, math.floor(y1) - pad),
-            min(width, math.ceil(x2) + pad), min(height, math.ceil(y2) + pad))
+    """Integer box around ``box`` grown by ``pad`` pixels on each side (coordinates truncated by ``int()``, as
+    the original's word crops), clipped to the page."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad), min(height, y2 + pad)
 
 
 def areas(boxes: np.ndarray) -> np.ndarray:

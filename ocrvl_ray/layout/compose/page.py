@@ -1,8 +1,9 @@
 """One page + its detected regions -> training samples (crop JPEG + label), following the dataset's recipe.
 
-Steps: clean the words (clip to the page, count what cannot be used) -> assign words to layout regions and to
-table cells (best overlap wins) -> compose each region's label in reading order -> crop, hide every visible
-word the label lacks, encode -> pick the samples the recipe keeps (cells replace layout, word fallback).
+Steps: clean the words (count what cannot be used) -> assign words to layout regions (best overlap wins) and
+to table cells (every cell a word covers enough) -> compose each region's label in reading order -> crop,
+mask (keep only the label's words), encode -> pick the samples the recipe keeps (cells replace layout,
+word fallback). Departures from the original are counted as guards (``report.skips.Guard``).
 """
 from __future__ import annotations
 
@@ -12,22 +13,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocrvl_ray.core.records import Page, Region
+from ocrvl_ray.core.skips import Guard, Skip, SkipCounter
 from ocrvl_ray.layout.compose import geometry as geo
+from ocrvl_ray.layout.compose.mask import keep_only
 from ocrvl_ray.layout.compose.orient import page_orientation, word_orientation
-from ocrvl_ray.layout.compose.reading import compose_text, region_order
+from ocrvl_ray.layout.compose.reading import column_mode, compose_text, region_order
 from ocrvl_ray.layout.compose.recipes import Recipe
 from ocrvl_ray.layout.compose.render import encode_jpeg, hide_words
-from ocrvl_ray.core.records import Page, Region
-from ocrvl_ray.core.skips import Skip, SkipCounter
+
+
+#: Crop masking: "all" keeps only the label's words (the original), "words" hides the annotated words the
+#: label lacks (unannotated ink stays), "none" leaves the crop as it is.
+MASKS = ("all", "words", "none")
 
 
 @dataclass
 class ComposeOptions:
     jpeg_quality: int = 80
-    inpaint: bool = True          # hide words visible in a crop but missing from its label
-    inpaint_radius: int = 3       # cv2.inpaint radius
-    dilate_factor: float = 0.12   # hidden polygons grow by max(dilate_min, round(factor * median word height))
+    mask: str = "all"             # one of MASKS
+    inpaint_radius: int = 3       # mask "words": cv2.inpaint radius
+    dilate_factor: float = 0.12   # masked/kept polygons grow by max(dilate_min, round(factor * median word height))
     dilate_min: int = 2
+    feather_factor: float = 0.06  # mask "all": edge blend sigma max(feather_min, round(factor * median word height))
+    feather_min: int = 1
+
+    def __post_init__(self):
+        if self.mask not in MASKS:
+            raise ValueError(f"mask={self.mask!r}: use one of {', '.join(MASKS)}")
 
 
 @dataclass
@@ -53,7 +66,7 @@ class PageResult:
 @dataclass
 class _Words:
     """The page's usable words (+ stray characters) as arrays; indices are into these, not page.words."""
-    boxes: np.ndarray              # (n, 4) clipped AABBs
+    boxes: np.ndarray              # (n, 4) AABBs, not clipped to the page (coverage uses the whole word)
     polys: list[list[float]]       # flat polygons [x1, y1, x2, y2, ...], page pixels
     texts: list[str]
     ids: list
@@ -70,6 +83,7 @@ class _Candidate:
     words: list[int]               # label words, reading order decided later
     table: int | None = None
     number: int = 0                # layout: position in reading order (file name)
+    partial: int = 0               # owned words left out of the label (mostly outside the box)
 
 
 def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Words:
@@ -98,7 +112,7 @@ def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Wo
         texts.append(text)
         ids.append(w.id)
         orients.append(word_orientation(w) if w.attrs else None)
-    arr = geo.clip_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), width, height)
+    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return _Words(arr, polys, texts, ids, orients, np.array([bool(t) for t in texts], dtype=bool))
 
 
@@ -122,20 +136,37 @@ def _add_stray_chars(words: _Words, chars: list, width: int, height: int) -> _Wo
 
 
 def _assign(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: float,
-            center_inside: bool) -> list[list[int]]:
-    """Label words of each box: best box by overlap (>= threshold) and covered >= min_coverage (and centred)."""
+            center_inside: bool) -> tuple[list[list[int]], list[int]]:
+    """Layout regions: each word belongs to its best box by overlap (>= threshold) and enters that box's label
+    if covered >= min_coverage (and centred). Returns the label words per box and, per box, how many owned
+    words stayed out of the label."""
     ratios = geo.overlap_ratios(words.boxes, boxes)
     ratios[~words.labelable] = 0.0
     owner = geo.best_region(ratios, threshold)
-    ok = owner >= 0
-    idx = np.flatnonzero(ok)
+    idx = np.flatnonzero(owner >= 0)
     ok_cov = ratios[idx, owner[idx]] >= min_coverage
     if center_inside:
         ok_cov &= geo.centres_inside(words.boxes[idx], boxes)[np.arange(len(idx)), owner[idx]]
     out: list[list[int]] = [[] for _ in range(len(boxes))]
-    for w in idx[ok_cov]:
-        out[owner[w]].append(int(w))
-    return out
+    partial = [0] * len(boxes)
+    for w, ok in zip(idx, ok_cov):
+        if ok:
+            out[owner[w]].append(int(w))
+        else:
+            partial[owner[w]] += 1
+    return out, partial
+
+
+def _assign_each(words: _Words, boxes: np.ndarray, threshold: float,
+                 min_coverage: float) -> tuple[list[list[int]], list[int]]:
+    """Table cells: a word enters the label of every box it overlaps by >= max(threshold, min_coverage)
+    (nested or duplicate cells each get it, as in the original)."""
+    ratios = geo.overlap_ratios(words.boxes, boxes)
+    ratios[~words.labelable] = 0.0
+    owned = (ratios >= threshold) & (ratios > 0)
+    label = owned & (ratios >= min_coverage)
+    return ([np.flatnonzero(label[:, k]).tolist() for k in range(len(boxes))],
+            (owned & ~label).sum(axis=0).tolist())
 
 
 def _usable_boxes(items: list[Region], width: int, height: int, skips: SkipCounter, what: str):
@@ -153,14 +184,14 @@ def _usable_boxes(items: list[Region], width: int, height: int, skips: SkipCount
 def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: list[Region],
                  recipe: Recipe, opts: ComposeOptions | None = None) -> PageResult:
     """Samples of one (already oriented) page: ``image`` is its full-resolution BGR uint8 array, ``regions``
-    the thresholded layout regions, ``cells`` the table cells in page coordinates."""
+    the thresholded layout regions (``kind="table_only"``: a table below the layout threshold, kept for the
+    cell detector only), ``cells`` the table cells in page coordinates."""
     opts = opts or ComposeOptions()
     height, width = image.shape[:2]
     result = PageResult()
     skips = result.skips
     words = _clean_words(page, width, height, skips)
-    dilate = max(opts.dilate_min, round(opts.dilate_factor * float(np.median(words.boxes[:, 3] - words.boxes[:, 1])))) \
-        if len(words.texts) else opts.dilate_min
+    dilate = _grow(words.boxes[:, 3] - words.boxes[:, 1], opts.dilate_factor, opts.dilate_min)  # mask "words"
     if page.attrs.get("chars"):
         words = _add_stray_chars(words, page.attrs["chars"], width, height)
     stem = os.path.splitext(os.path.basename(page.image_name or page.page_id))[0]
@@ -169,28 +200,32 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     layout_cands: list[_Candidate] = []
     usable = False
     if recipe.layout:
-        allowed = [i for i in region_order(regions) if regions[i].label in recipe.labels]
+        allowed = [i for i in region_order(regions)
+                   if regions[i].label in recipe.labels and regions[i].kind != "table_only"]
         keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, f"{stem} region")
         usable |= bool(keep)
-        members = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage, recipe.center_inside)
-        for k, ws in zip(keep, members):
+        members, partial = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage,
+                                   recipe.center_inside)
+        for k, ws, np_ in zip(keep, members, partial):
             ri = allowed[k]
             crop = geo.region_box(regions[ri].box, width, height)
             if ws and recipe.crop == "words":
                 crop = geo.union_box(words.boxes[ws], width, height)
-            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws, number=len(layout_cands)))
+            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws, number=len(layout_cands),
+                                           partial=0 if recipe.center_inside else np_))
     cell_cands: list[_Candidate] = []
     if recipe.cells and cells:
         order = sorted(range(len(cells)), key=lambda i: (
             cells[i].table if cells[i].table is not None else -1, cells[i].box[1], cells[i].box[0], i))
         keep, boxes = _usable_boxes([cells[i] for i in order], width, height, skips, f"{stem} cell")
         usable |= bool(keep)
-        members = _assign(words, boxes, recipe.cell_threshold, recipe.cell_min_coverage, False)
-        for k, ws in zip(keep, members):
+        members, partial = _assign_each(words, boxes, recipe.cell_threshold, recipe.cell_min_coverage)
+        for k, ws, np_ in zip(keep, members, partial):
             c = cells[order[k]]
             table = c.table if c.table is not None and 0 <= c.table < len(regions) else None
             label = regions[table].label if table is not None else c.label
-            cell_cands.append(_Candidate("cell", order[k], label, geo.region_box(c.box, width, height), ws, table))
+            cell_cands.append(_Candidate("cell", order[k], label, geo.region_box(c.box, width, height), ws, table,
+                                         partial=np_))
 
     def render(cands: list[_Candidate], flat: bool) -> list[tuple[_Candidate, Sample]]:
         out = []
@@ -200,19 +235,33 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
                 if c.words else ""
             if flat and not any(words.orients[i] for i in c.words):
                 text = " ".join(text.split("\n"))
+            where = f"{stem} {c.kind} {c.index} {c.label}"
             if not text:
-                skips.add(Skip.EMPTY_LABEL, f"{stem} {c.kind} {c.index} {c.label}")
+                skips.add(Skip.EMPTY_LABEL, where)
+                if c.partial:
+                    skips.add(Guard.OUTSIDE_WORDS_REGION.value, where)
                 continue
             sample = _render_sample(c, text, image, words, stem, dilate, recipe, opts, skips)
-            if sample is not None:
-                out.append((c, sample))
+            if sample is None:
+                continue
+            out.append((c, sample))
+            if c.partial and opts.mask != "none":
+                skips.add(Guard.PARTIAL_WORD_REMOVED.value, where)
+            if recipe.column_requires_tall_words and c.kind != "word" and column_mode(
+                    words.boxes[c.words], [words.orients[i] for i in c.words], recipe)[1]:
+                skips.add(Guard.TALL_REGION_ROWS.value, where)
         return out
 
     cell_samples = render(cell_cands, flatten)
-    if cell_samples:  # cells replace layout samples: of the whole page, or of their own table
+    layout_beside_cells = False
+    if cell_samples:  # cells replace layout samples: of their own table, or of the whole page (the original)
         tables = {c.table for c, _ in cell_samples}
         layout_cands = [] if recipe.cells_replace == "page" else [c for c in layout_cands if c.index not in tables]
-    chosen = render(layout_cands, flatten) + cell_samples
+        layout_beside_cells = True
+    layout_samples = render(layout_cands, flatten)
+    if layout_beside_cells and layout_samples:
+        skips.add(Guard.LAYOUT_BESIDE_CELLS.value, stem, n=len(layout_samples))
+    chosen = layout_samples + cell_samples
     if not chosen and recipe.word_fallback:
         word_cands = [_Candidate("word", i, "word", geo.padded_box(words.boxes[i], recipe.word_pad, width, height), [i])
                       for i in np.flatnonzero(words.labelable)]
@@ -228,6 +277,11 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     return result
 
 
+def _grow(heights: np.ndarray, factor: float, minimum: int) -> int:
+    """max(minimum, round(factor * median height)); ``minimum`` without heights."""
+    return max(minimum, round(factor * float(np.median(heights)))) if len(heights) else minimum
+
+
 def _render_sample(c: _Candidate, text: str, image: np.ndarray, words: _Words, stem: str, dilate: int,
                    recipe: Recipe, opts: ComposeOptions, skips: SkipCounter) -> Sample | None:
     x1, y1, x2, y2 = c.crop
@@ -235,7 +289,14 @@ def _render_sample(c: _Candidate, text: str, image: np.ndarray, words: _Words, s
         skips.add(Skip.DEGENERATE_BOX, f"{stem} {c.kind} {c.index}")
         return None
     crop = image[y1:y2, x1:x2]
-    if opts.inpaint and len(words.texts):
+    if opts.mask == "all":
+        # the original: everything but the label's words goes; dilation and feather from their median height
+        heights = words.boxes[c.words, 3] - words.boxes[c.words, 1]
+        origin = np.array([x1, y1], dtype=np.float64)
+        crop = keep_only(crop, [np.reshape(words.polys[i], (-1, 2)) - origin for i in c.words],
+                         _grow(heights, opts.dilate_factor, opts.dilate_min),
+                         _grow(heights, opts.feather_factor, opts.feather_min))
+    elif opts.mask == "words" and len(words.texts):
         visible = geo.intersections(words.boxes, np.array([c.crop], dtype=np.float64))[:, 0] > 0
         label = set(c.words)
         hidden = [i for i in np.flatnonzero(visible) if i not in label]

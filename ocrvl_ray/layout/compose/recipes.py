@@ -1,6 +1,7 @@
 """Per-dataset recipes: which regions become samples, how words are assigned, cropped and read.
 
-Defaults reproduce the original generator; ``LayoutConfig.recipes[dataset]`` overrides single keys.
+Defaults follow the original generator except where ``docs/compose.md`` ("Departures") lists a better default
+and the key that restores the original; ``LayoutConfig.recipes[dataset]`` overrides single keys.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ class Recipe(BaseModel):
     labels: tuple[str, ...] = ALLOWED_LABELS  # layout labels that produce samples
     layout: bool = True                       # one sample per layout region
     cells: bool = True                        # one sample per table cell
-    cells_replace: Literal["page", "table"] = "page"  # cell samples drop all layout samples of the page / of their table
+    # cell samples drop the layout sample of their table ("table"), or every layout sample of the page
+    # ("page": the original, which loses the paragraphs of every page that has a table)
+    cells_replace: Literal["page", "table"] = "table"
     word_fallback: bool = False               # no region sample on the page: one sample per word
     word_pad: int = Field(2, ge=0)            # word fallback crop = word box +- pad pixels
     crop: Literal["region", "words"] = "region"  # crop the region box, or the union of its label words
@@ -43,13 +46,16 @@ class Recipe(BaseModel):
     column_gap_min: float = Field(10.0, ge=0)
     column_gap_factor: float = Field(0.8, ge=0)
     column_span_ratio: float = Field(2.0, gt=0)
-    column_requires_tall_words: bool = False  # span rule only when words are taller than wide
+    # the span rule reads columns only when the median word is taller than wide (False: the original, which
+    # reads a tall paragraph of horizontal words column-wise)
+    column_requires_tall_words: bool = True
+    split_sublines: bool = True               # the original's sub-line split inside a row
     flatten_rotated: bool = False             # page turned ud/du: labels on one line unless words carry ud/du
 
 
 RECIPES: dict[str, dict[str, Any]] = {
     "text_in_wild": {"crop": "words", "cells": False, "layout_threshold": 0.15, "layout_min_coverage": 0.6,
-                     "center_inside": True, "flatten_rotated": True},
+                     "center_inside": True, "flatten_rotated": True, "column_requires_tall_words": False},
     "public_admin": {},
     "ocr_public": {},
     "finance_logistics": {"layout": False},

@@ -21,7 +21,7 @@ def resources(cfg) -> StageResources:
     return StageResources("compose task", num_cpus=1.0)
 
 
-def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, inpaint: bool):
+def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str):
     """Pages with regions and cells -> one sink row per page (samples + status), never an exception."""
     import pyarrow as pa
 
@@ -29,7 +29,7 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
     from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
     from ocrvl_ray.layout.stages.decode import page_image
 
-    opts = ComposeOptions(jpeg_quality=jpeg_quality, inpaint=inpaint)
+    opts = ComposeOptions(jpeg_quality=jpeg_quality, mask=mask)
     rows = []
     for i, pid in enumerate(batch["page_id"]):
         row = SinkPage(page_id=str(pid), status=str(batch["status"][i]), detail=str(batch["detail"][i]))

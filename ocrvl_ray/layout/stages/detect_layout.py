@@ -3,7 +3,9 @@
 Loads the predictor once per actor; each call runs ONE pass over the batch's ``det_image`` column with
 a per-class threshold (``table`` at ``table_threshold``, every other class at ``threshold``), maps the
 boxes from detector pixels back to page pixels and adds a ``regions`` column (``Region.to_row()`` dicts
-with the model's reading ``order``). Rows whose ``status`` is not "ok" pass through untouched.
+with the model's reading ``order``). Tables scoring between ``table_threshold`` and ``threshold`` get
+``kind="table_only"``: the cell detector uses them, compose does not make layout samples of them (as the
+original, which ran a second pass at 0.3 for tables only). Rows whose ``status`` is not "ok" pass through.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class LayoutDetector:
         model_dir = check_model_dir(model_dir, "layout", "layout.model_dir")
         self.model = load_predictor("LayoutDetection", model_name, model_dir, device, "layout")
         self.layout_nms = layout_nms
+        self.threshold = float(threshold)
         labels = self._labels()
         self.thresholds = {i: float(table_threshold if lab == "table" else threshold) for i, lab in enumerate(labels)}
 
@@ -46,7 +49,7 @@ class LayoutDetector:
                 status[i] = Skip.DETECTOR_ERROR.value
                 detail[i] = f"{batch['image_path'][i]}: layout detector failed: {type(boxes).__name__}: {boxes}"
                 continue
-            regions[i] = self._to_regions(boxes, batch, i)
+            regions[i] = self._to_regions(boxes, batch, i, self.threshold)
         out = dict(batch)
         out.update(status=status, detail=detail, regions=regions)
         return out
@@ -60,7 +63,7 @@ class LayoutDetector:
                                   layout_nms=self.layout_nms)
 
     @staticmethod
-    def _to_regions(boxes: list[dict], batch, i: int) -> list[dict]:
+    def _to_regions(boxes: list[dict], batch, i: int, threshold: float) -> list[dict]:
         sx, sy = float(batch["det_sx"][i]), float(batch["det_sy"][i])
         w, h = int(batch["width"][i]), int(batch["height"][i])
         out = []
@@ -69,6 +72,7 @@ class LayoutDetector:
             box = clip_box((x1 * sx, y1 * sy, x2 * sx, y2 * sy), w, h)
             if box[2] <= box[0] or box[3] <= box[1]:
                 continue
-            out.append(Region(label=b["label"], score=float(b["score"]), box=box, order=b.get("order"),
-                              kind="layout").to_row())
+            score = float(b["score"])
+            kind = "table_only" if b["label"] == "table" and score < threshold else "layout"
+            out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind).to_row())
         return out
