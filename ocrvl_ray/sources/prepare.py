@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ocrvl_ray.errors import OcrvlError
+from ocrvl_ray.errors import OcrvlError, check_output_path
 from ocrvl_ray.records import PAGE_SCHEMA
 from ocrvl_ray.report.skips import Skip, SkipCounter
 from ocrvl_ray.sources.batch import Source
 from ocrvl_ray.sources.files import read_files, stream_collection
-from ocrvl_ray.sources.lookup import LookupIndex, build_lookup, load_lookup
+from ocrvl_ray.sources.lookup import MATCH_EXTS, LookupIndex, build_lookup, load_lookup, stem_of
 from ocrvl_ray.sources.readers import READERS, Options
 from ocrvl_ray.sources.scan import scan
 from ocrvl_ray.sources.splits import split_of_file
@@ -146,7 +146,10 @@ class _ManifestWriter:
                     if key in self.seen_images:
                         path, why = None, Skip.DUPLICATE_PAGE
                     self.seen_images.add(key)
-            if why is not None:
+            if why is Skip.IMAGE_UNMATCHED:
+                self.skips.add(why, f"{source}: no image {stem_of(name)}{{{','.join(MATCH_EXTS)}}} "
+                                    f"(label's image name {name!r}) in the image index")
+            elif why is not None:
                 self.skips.add(why, f"{name} ({source})")
             paths.append(path)
             keep.append(why is None)
@@ -200,6 +203,7 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
         raise OcrvlError(f"split {split!r} must be a plain name like train or valid (it becomes part of file names)")
     if not 0 <= valid_fraction <= 1:
         raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
+    out = check_output_path(out, "--out")
     if use_ray is None:
         try:
             import ray
@@ -238,8 +242,6 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
     skips = SkipCounter()
     for d in listing.unreadable:
         skips.add(Skip.ERROR, f"{d} (unreadable folder)")
-    out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     writer = _ManifestWriter(out, index, skips)
     done_files, last = 0, time.time()
     window = window or max(2, 2 * _cluster_cpus(use_ray))
