@@ -145,8 +145,8 @@ def test_prepare_counts_every_bad_input(ray_local, tmp_path, capsys):
     assert counts == {"malformed_json": 1, "not_utf8": 1, "unknown_format": 1, "bad_coordinate": 2,
                       "degenerate_box": 1, "empty_text": 1, "missing_field": 1, "image_unmatched": 1,
                       "image_ambiguous": 1, "duplicate_page": 2}
-    assert examples["malformed_json"] == ["labels/Training/broken.json"]
-    assert examples["image_unmatched"][0].startswith("IMG_OCR_6_F_noimage (")
+    assert examples["malformed_json"] == ["labels/Training/broken.json (line 1 column 13: Expecting value)"]
+    assert "IMG_OCR_6_F_noimage.json: no image IMG_OCR_6_F_noimage{.png,.jpg,.jpeg}" in examples["image_unmatched"][0]
     assert any(e.startswith("twice.jpg") for e in examples["duplicate_page"])
     assert any("copy/Training/IMG_OCR_6_F_ok.json" in e for e in examples["duplicate_page"])
     assert "image_ambiguous" in printed and "duplicate_page" in printed and "manifest.report.json" in printed

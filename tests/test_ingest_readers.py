@@ -264,7 +264,7 @@ def test_every_bad_input_reason_is_counted(tmp_path):
                       "missing_field": 1 + 2,          # nobbox page; word without x; non-dict box
                       "bad_coordinate": 3, "degenerate_box": 2 + 1,
                       "empty_text": 3, "page_no_words": 1}
-    assert examples["malformed_json"] == ["malformed.json"]
+    assert examples["malformed_json"] == ["malformed.json (line 1 column 23: Expecting ',' delimiter)"]
     assert examples["not_utf8"] == ["latin1.json"]
     assert examples["bad_coordinate"][0] == "IMG_OCR_6_F_bad.json:bbox[1]"
     assert "IMG_OCR_6_F_bad.json:bbox[8]" in examples["missing_field"]
@@ -315,9 +315,12 @@ def test_stream_malformed_and_not_utf8(tmp_path):
     bad.write_text('{"images": [{"id": 1, "file_name": "a"}], "annotations": [{"id": 1,', encoding="utf-8")
     latin = tmp_path / "latin.json"
     latin.write_bytes(b'{"images": [{"id": 1, "file_name": "caf\xe9"}], "annotations": []}')
-    for p, reason in ((bad, "malformed_json"), (latin, "not_utf8")):
+    # big.json is 67 characters long: the cut-off object ends where a key was expected
+    for p, reason, example in ((bad, "malformed_json", "big.json (Expecting property name enclosed in double "
+                                                       "quotes at character 67)"),
+                               (latin, "not_utf8", "latin.json")):
         out = list(stream_collection(Source(str(p), p.name, "train"), "auto", Options(), partitions=2))
-        assert out == [(None, {"counts": {reason: 1}, "examples": {reason: [p.name]}})]
+        assert out == [(None, {"counts": {reason: 1}, "examples": {reason: [example]}})]
 
 
 def test_page_batch_matches_records_schema():

@@ -33,8 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ocrvl_ray.core.errors import check_output_path
     from ocrvl_ray.ingest.prepare import prepare, summary_lines
 
+    check_output_path(args.out, "--out")  # before Ray starts and before any work
     if not args.no_ray:
         from ocrvl_ray.core.runtime import init_ray
         init_ray(num_cpus=args.num_cpus)

@@ -30,3 +30,33 @@ def user_error(e: BaseException | None) -> OcrvlError | None:
             return e
         e = e.__cause__ or e.__context__
     return None
+
+
+def check_output_path(path: str, what: str, *, folder: bool = False, no_spaces: bool = False) -> str:
+    """Checks before any work that ``path`` can be written (its parent folder is created); returns it absolute.
+
+    ``folder``: the output is a directory (LMDB, export) rather than a file. ``no_spaces``: the erniekit LMDB
+    reader strips spaces from paths, so LMDB outputs must not contain any.
+    """
+    import os
+
+    p = os.path.abspath(path)
+    if no_spaces and any(c.isspace() for c in p):
+        raise OcrvlError(f"{what}={path} contains a space; the erniekit LMDB reader strips spaces from paths, "
+                         f"choose a path without spaces")
+    if os.path.exists(p) and os.path.isdir(p) != folder:
+        kind, want = ("a file", "a folder path") if folder else ("a folder", f"a file name, e.g. {p}/out.parquet")
+        raise OcrvlError(f"{what}={path} is {kind}; give {want}")
+    anc = os.path.dirname(p)
+    while not os.path.exists(anc):
+        anc = os.path.dirname(anc)
+    if not os.path.isdir(anc):
+        raise OcrvlError(f"{what}={path}: {anc} is a file, not a folder; choose another location")
+    try:
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+    except OSError as e:
+        raise OcrvlError(f"{what}={path}: cannot create {os.path.dirname(p)} ({e.strerror}); "
+                         f"choose a writable location") from None
+    if not os.access(os.path.dirname(p), os.W_OK):
+        raise OcrvlError(f"{what}={path}: {os.path.dirname(p)} is not writable; choose a writable location")
+    return p

@@ -151,9 +151,15 @@ def _draw_table(draw: ImageDraw.ImageDraw, box, font, rng: random.Random, put) -
             put(text, int(cx + 8), int(cy + (ch - font.size) / 2), font, dtype)
 
 
+#: ``Dataset.name`` as AI-Hub writes it per family (``--dataset auto`` reads the family from it).
+DATASET_NAMES = {"ocr_public": "대규모 OCR 데이터셋 (공공) - ocrvl synthetic sample",
+                 "finance_logistics": "대규모 OCR 데이터셋 (금융 및 물류) - ocrvl synthetic sample",
+                 "handwriting": "대용량 손글씨 OCR 데이터 - ocrvl synthetic sample"}
+
+
 def label_json(identifier: str, width: int, height: int, words: list[dict], split: str,
-               image_type: str = "PNG") -> dict:
-    """The AI-Hub per-image label dict (ocr_public / finance family) for one page."""
+               image_type: str = "PNG", dataset: str = "ocr_public") -> dict:
+    """The AI-Hub per-image label dict (ocr_public / finance / handwriting family) for one page."""
     bbox = []
     for i, wd in enumerate(words, start=1):
         x1, y1, x2, y2 = (int(v) for v in wd["box"])
@@ -161,7 +167,7 @@ def label_json(identifier: str, width: int, height: int, words: list[dict], spli
                      "x": [x1, x1, x2, x2], "y": [y1, y2, y1, y2]})
     return {
         "Annotation": {"object_recognition": 1, "text_language": 0},
-        "Dataset": {"category": 0, "identifier": identifier.rsplit("_", 1)[0], "name": "ocrvl synthetic sample",
+        "Dataset": {"category": 0, "identifier": identifier.rsplit("_", 1)[0], "name": DATASET_NAMES[dataset],
                     "label_path": f"{split}/02.라벨링데이터", "src_path": f"{split}/01.원천데이터", "type": 1},
         "Images": {"identifier": identifier, "width": width, "height": height, "type": image_type,
                    "form_type": "신고서", "data_captured": "2026.01.01"},
@@ -193,7 +199,7 @@ def make_sample_dataset(root: str | os.PathLike, n_pages: int = 6, seed: int = 0
             img.save(image_path, format="PNG", optimize=False, compress_level=6)
         else:
             img.save(image_path, format="JPEG", quality=90)
-        label = label_json(ident, size[0], size[1], words, split, image_type=ext.upper())
+        label = label_json(ident, size[0], size[1], words, split, image_type=ext.upper(), dataset=dataset)
         label_path = labels_dir / f"{ident}.json"
         label_path.write_text(json.dumps(label, ensure_ascii=False, indent=1), encoding="utf-8")
         pages.append({"id": ident, "image": str(image_path), "label": str(label_path), "n_words": len(words)})

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError, check_output_path
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, module_families, pair_adapter, under_targeted
 from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, Ordered, StreamWriter, TensorInfo, TensorSet, file_sha256,
                                  read_rows, row_chunks, row_nbytes)
@@ -239,6 +239,7 @@ def _check_paths(base: Path, lora: Path, out: Path, overwrite: bool) -> None:
             raise OcrvlError(f"--out {out} overlaps the {name} folder {p}; inputs are never modified, pick another path")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise OcrvlError(f"{out} already exists; pass --overwrite to replace it")
+    check_output_path(str(out), "--out", folder=True)
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -21,7 +21,8 @@ from ocrvl_ray.core.skips import Skip, SkipCounter
 from ocrvl_ray.ingest.batch import PageBatch, Source
 from ocrvl_ray.ingest.jsonstream import Malformed, NotACollection, iter_collection
 from ocrvl_ray.ingest.readers import (READERS, Options, as_key, count_orphans, detect_collection,
-                                       group_annotations, join_collection, parse_json, read_doc)
+                                       group_annotations, join_collection, json_error_at, parse_json,
+                                       read_doc)
 
 
 def read_file(src: Source, dataset: str, opts: Options, out: PageBatch, skips: SkipCounter) -> None:
@@ -33,7 +34,7 @@ def read_file(src: Source, dataset: str, opts: Options, out: PageBatch, skips: S
         return
     doc = parse_json(data)
     if isinstance(doc, Skip):
-        skips.add(doc, src.rel)
+        skips.add(doc, f"{src.rel} ({json_error_at(data)})" if doc is Skip.MALFORMED_JSON else src.rel)
         return
     read_doc(doc, dataset, src, opts, out, skips)
 
@@ -122,8 +123,9 @@ def _spill_stream(src: Source, spill: _Spill, partitions: int, skips: SkipCounte
         return Skip.ERROR
     except UnicodeDecodeError:
         return Skip.NOT_UTF8
-    except (Malformed, RecursionError):
-        return Skip.MALFORMED_JSON
+    except (Malformed, RecursionError) as e:
+        skips.add(Skip.MALFORMED_JSON, f"{src.rel} ({e or type(e).__name__})")
+        return Skip.ERROR  # counted here, with its position
     except NotACollection:
         return Skip.UNKNOWN_FORMAT
     if not counts["images"]:

@@ -30,6 +30,7 @@ class _Buffer:
         self.f, self.chunk, self.max_element = f, chunk, max_element
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()  # raises UnicodeDecodeError on bad bytes
         self.buf, self.pos, self.eof = "", 0, False
+        self.offset = 0  # characters of the file before ``buf`` (positions in errors are absolute)
 
     def fill(self, size: int) -> bool:
         """Append about ``size`` more bytes of text; False at end of file."""
@@ -37,6 +38,7 @@ class _Buffer:
             return False
         data = self.f.read(size)
         text = self.decoder.decode(data, final=not data)
+        self.offset += self.pos
         self.buf = self.buf[self.pos:] + text
         self.pos = 0
         self.eof = not data
@@ -55,7 +57,7 @@ class _Buffer:
 
     def take(self, expected: str) -> None:
         if self.peek() != expected:
-            raise Malformed(f"expected {expected!r} at character {self.pos}")
+            raise Malformed(f"expected {expected!r} at character {self.offset + self.pos}")
         self.pos += 1
 
     def value(self) -> Any:
@@ -70,7 +72,7 @@ class _Buffer:
                     return v
             except json.JSONDecodeError as e:
                 if self.eof:
-                    raise Malformed(str(e)) from None
+                    raise Malformed(f"{e.msg} at character {self.offset + e.pos}") from None
             if not self.fill(size):
                 continue  # now at eof: one last try
             size *= 2
@@ -91,7 +93,7 @@ def iter_collection(f: BinaryIO, chunk: int = 1 << 20, max_element: int = 1 << 3
     while True:
         key = r.value()
         if not isinstance(key, str):
-            raise Malformed(f"object key expected at character {r.pos}")
+            raise Malformed(f"object key expected at character {r.offset + r.pos}")
         r.take(":")
         if key in STREAMED_KEYS and r.peek() == "[":
             r.pos += 1
@@ -105,7 +107,7 @@ def iter_collection(f: BinaryIO, chunk: int = 1 << 20, max_element: int = 1 << 3
                     if c == "]":
                         break
                     if c != ",":
-                        raise Malformed(f"expected ',' or ']' in {key} at character {r.pos - 1}")
+                        raise Malformed(f"expected ',' or ']' in {key} at character {r.offset + r.pos - 1}")
         else:
             r.value()
         c = r.peek()
@@ -113,4 +115,4 @@ def iter_collection(f: BinaryIO, chunk: int = 1 << 20, max_element: int = 1 << 3
         if c == "}":
             return
         if c != ",":
-            raise Malformed(f"expected ',' or '}}' at character {r.pos - 1}")
+            raise Malformed(f"expected ',' or '}}' at character {r.offset + r.pos - 1}")

@@ -162,7 +162,6 @@ def import_legacy(path: str, stat: bool = False) -> tuple[pa.Table, dict]:
 
 
 def write_lookup(table: pa.Table, out: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
     pq.write_table(table, tmp)
     os.replace(tmp, out)

@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.errors import OcrvlError, check_output_path
 from ocrvl_ray.core.records import PAGE_SCHEMA
 from ocrvl_ray.core.skips import Skip, SkipCounter
 from ocrvl_ray.ingest.batch import Source
 from ocrvl_ray.ingest.files import read_files, stream_collection
-from ocrvl_ray.ingest.lookup import LookupIndex, build_lookup, load_lookup
+from ocrvl_ray.ingest.lookup import MATCH_EXTS, LookupIndex, build_lookup, load_lookup, stem_of
 from ocrvl_ray.ingest.readers import READERS, Options
 from ocrvl_ray.ingest.scan import scan
 from ocrvl_ray.ingest.splits import split_of_file
@@ -147,7 +147,10 @@ class _ManifestWriter:
                     if key in self.seen_images:
                         path, why = None, Skip.DUPLICATE_PAGE
                     self.seen_images.add(key)
-            if why is not None:
+            if why is Skip.IMAGE_UNMATCHED:
+                self.skips.add(why, f"{source}: no image {stem_of(name)}{{{','.join(MATCH_EXTS)}}} "
+                                    f"(label's image name {name!r}) in the image index")
+            elif why is not None:
                 self.skips.add(why, f"{name} ({source})")
             paths.append(path)
             keep.append(why is None)
@@ -201,6 +204,7 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
         raise OcrvlError(f"split {split!r} must be a plain name like train or valid (it becomes part of file names)")
     if not 0 <= valid_fraction <= 1:
         raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
+    out = check_output_path(out, "--out")
     if use_ray is None:
         try:
             import ray
@@ -239,8 +243,6 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
     skips = SkipCounter()
     for d in listing.unreadable:
         skips.add(Skip.ERROR, f"{d} (unreadable folder)")
-    out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     writer = _ManifestWriter(out, index, skips)
     window = window or max(2, 2 * _cluster_cpus(use_ray))
     bar = tqdm(total=n_files, unit="file", desc="prepare", file=sys.stderr, mininterval=10, disable=not progress)

@@ -112,6 +112,17 @@ def parse_json(data: bytes) -> Any | Skip:
         return Skip.MALFORMED_JSON
 
 
+def json_error_at(data: bytes) -> str:
+    """Where ``data`` stops being valid JSON: ``line L column C: <reason>`` (for skip examples)."""
+    try:
+        json.loads(data.decode("utf-8-sig"))
+    except json.JSONDecodeError as e:
+        return f"line {e.lineno} column {e.colno}: {e.msg}"
+    except (RecursionError, UnicodeDecodeError) as e:
+        return type(e).__name__
+    return "valid JSON"
+
+
 # ------------------------------------------------------------------------------------------------
 # page documents: ocr_public / finance_logistics / handwriting raw files
 # ------------------------------------------------------------------------------------------------

@@ -67,8 +67,16 @@ def _split_tree(root: str, exts: tuple[str, ...], want: int, max_depth: int = 3
     return dirs, files, unreadable
 
 
-def scan(roots: list[str], exts: tuple[str, ...], use_ray: bool, tasks: int = 32) -> Listing:
-    """List files under ``roots`` (files given directly are kept if they exist). Raises if a root is missing."""
+#: ``use_ray=None`` starts Ray only for trees with at least this many subtrees to walk in parallel:
+#: starting Ray costs seconds, walking a small tree in-process milliseconds.
+MIN_RAY_SUBTREES = 8
+
+
+def scan(roots: list[str], exts: tuple[str, ...], use_ray: bool | None, tasks: int = 32) -> Listing:
+    """List files under ``roots`` (files given directly are kept if they exist). Raises if a root is missing.
+
+    ``use_ray``: True walks subtrees as Ray tasks, False in-process, None decides by the tree's breadth.
+    """
     listing = Listing()
     subtrees: list[str] = []
     for root in roots:
@@ -82,6 +90,11 @@ def scan(roots: list[str], exts: tuple[str, ...], use_ray: bool, tasks: int = 32
             listing.unreadable += bad
         else:
             raise OcrvlError(f"{root} does not exist (check the path)")
+    if use_ray is None:
+        use_ray = len(subtrees) >= MIN_RAY_SUBTREES
+        if use_ray:
+            from ocrvl_ray.core.runtime import init_ray
+            init_ray()
     if use_ray and len(subtrees) > 1:
         import ray
         remote_walk = ray.remote(num_cpus=0.5)(walk)
