@@ -68,7 +68,7 @@ def _agg(s: dict[str, np.ndarray], idx: np.ndarray | None) -> dict:
     t = s if idx is None else _take(s, idx)
     return aggregate(t["distance"], t["ref_len"], t["ned"], t["exact"])
 
-def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, *, html: bool = True,
+def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, *, examples: int = 12,
                   extra: dict | None = None) -> dict[str, str]:
     """``predictions.parquet``, ``metrics.json`` and ``report.html`` in ``out``; returns their paths."""
     out = Path(out)
@@ -77,11 +77,10 @@ def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, 
     doc = {**(extra or {}), **metrics}
     (out / "metrics.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", "utf-8")
     paths["metrics"] = str(out / "metrics.json")
-    if html:
-        from ocrvl_ray.eval.report import render_report
+    from ocrvl_ray.eval.report import render_report
 
-        (out / "report.html").write_text(render_report(doc, cols), "utf-8")
-        paths["report"] = str(out / "report.html")
+    (out / "report.html").write_text(render_report(doc, cols, examples), "utf-8")
+    paths["report"] = str(out / "report.html")
     return paths
 
 def score_file(path: str | os.PathLike, out: str | os.PathLike | None = None, n_boot: int = 1000,
