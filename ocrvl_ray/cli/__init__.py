@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fix": ("ocrvl_ray.cli.fix", "repair a Paddle-layout merged safetensors file into HF layout"),
     "verify": ("ocrvl_ray.cli.verify", "check an export against its base (and adapter)"),
     "inspect": ("ocrvl_ray.cli.inspect", "summarise an LMDB: counts, histograms, contact sheet (HTML)"),
+    "eval": ("ocrvl_ray.cli.eval", "run models on a validation LMDB and score them per slice (or: eval score)"),
     "pipeline": ("ocrvl_ray.cli.pipeline", "layout -> train -> merge in one resumable job (run manifest)"),
     "cluster-check": ("ocrvl_ray.cli.cluster_check", "check a Ray cluster.yaml offline against what the jobs request"),
 }
