@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocrvl_ray.export import synthetic as sy
+from ocrvl_ray.testing import export as sy
 
 SPECIAL = ["<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>",
            "<|IMAGE_END|>", "<|video_pad|>"]
