@@ -1,7 +1,7 @@
 """A tiny random PaddleOCR-VL (HF folder) that the real paddlex model class, tokenizer and image processor
 load offline, plus a LoRA of it — for eval tests and the eval benchmark.
 
-Weights come from ``ocrvl_ray.export.synthetic`` (real tensor names, tiny shapes; the packing position
+Weights come from ``ocrvl_ray.testing.export`` (real tensor names, tiny shapes; the packing position
 table keeps its hard-coded 32768 rows); the tokenizer is a sentencepiece character model over Hangul, Latin,
 digits and the PaddleOCR-VL special tokens, trained here in memory; the vocabulary is its size.
 """
