@@ -51,13 +51,13 @@ def _score(argv: list[str]) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    from ocrvl_ray.core.config import load_config, split_cli_args
+    from ocrvl_ray.core.config import load_config, parse_overrides, split_cli_args
     from ocrvl_ray.eval.config import EvalConfig
 
     a = _run_parser().parse_args(argv)
     yaml_path, overrides = split_cli_args(a.args)
     given = {k: v for k, v in (("models", a.model or None), ("data", a.data), ("out", a.out)) if v}
-    cfg = load_config(EvalConfig, yaml_path, {**_typed(overrides), **given})
+    cfg = load_config(EvalConfig, yaml_path, {**parse_overrides(overrides), **given})
     from ocrvl_ray.eval.run import run_eval_job
     from ocrvl_ray.eval.score import headline
 
@@ -65,17 +65,6 @@ def _run(argv: list[str]) -> int:
     print("\n".join(headline(result["metrics"])))
     print("\n".join(f"{k}: {v}" for k, v in result["paths"].items()))
     return 0
-
-
-def _typed(items: list[str]) -> dict:
-    """key=value items as a flat dotted-key mapping of typed values (so they merge with --model/--data/--out)."""
-    from ocrvl_ray.core.config import parse_value
-
-    out = {}
-    for item in items:
-        k, _, v = item.partition("=")
-        out[k.strip()] = parse_value(v)
-    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,13 +12,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ocrvl_ray.core.config import load_config, split_cli_args
-    from ocrvl_ray.core.runtime import init_ray
     from ocrvl_ray.layout.config import LayoutConfig
     from ocrvl_ray.layout.job import run_layout
 
     yaml_path, overrides = split_cli_args(args.args)
     cfg = load_config(LayoutConfig, yaml_path, overrides)
-
-    init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
-    report = run_layout(cfg)
+    report = run_layout(cfg)   # checks everything it can, then starts (or joins) Ray
     return 0 if report["pages_processed"] + report["pages_already_done"] >= report["pages_in"] else 1

@@ -9,7 +9,8 @@ Sample i (0 <= i < N) lives at key number ``i + index_base`` (1-based by default
                sample_kind ("layout" | "cell" | "word"), recipe
 Page completion markers (one write txn with the page's samples):
   page/<page_id>  JSON {"first": key number of first sample, "count": n, "status": "ok" | skip reason}
-Fixed keys: num-samples (ASCII decimal), ocrvl-schema (JSON with version and options), plus the original's
+Fixed keys: num-samples (ASCII decimal), ocrvl-schema (JSON with version and options), ocrvl-identity (JSON: the
+hash and the identity of everything that shaped the content; a rerun resumes only under the same hash), plus the original's
 metadata keys scheme=det, format_version=1, image_ext=jpg, serializer=pickle, bboxes_type=ic15_flat8.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ocrvl_ray.core.errors import OcrvlError
 SCHEMA_VERSION = 1
 NUM_SAMPLES = b"num-samples"
 SCHEMA_KEY = b"ocrvl-schema"
+IDENTITY_KEY = b"ocrvl-identity"   # JSON {"hash", "identity"}: what made the content (layout/outputs.py)
 PAGE_PREFIX = b"page/"
 IMAGE_FMT = "image-%09d"
 GT_FMT = "gt-%09d"

@@ -23,6 +23,7 @@ class Skip(str, Enum):
     IMAGE_CORRUPT = "image_corrupt"          # undecodable, truncated or zero-byte
     IMAGE_TOO_LARGE = "image_too_large"      # above the pixel limit (decompression bomb guard)
     NO_REGIONS = "no_regions"
+    NO_DETECTIONS = "no_detections"          # detections=PATH has no row for the page
     NO_WORDS_ASSIGNED = "no_words_assigned"
     DETECTOR_ERROR = "detector_error"
     ERROR = "error"                          # unexpected exception; detail carries the class name

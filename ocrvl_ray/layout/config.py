@@ -46,7 +46,13 @@ class CellModelConfig(ActorPool):
 
 class LayoutConfig(JobConfig):
     manifest: Optional[str] = None            # None: the bundled sample dataset
+    # LMDB folder; one per split of the manifest: "{split}" is replaced, else the split is inserted before
+    # "_layout.lmdb" when the manifest holds several (docs/lmdb.md)
     output: str = "./out/sample_layout.lmdb"
+    split: Optional[str] = None               # process only this split of the manifest
+    data_root: Optional[str] = None           # relative manifest/output/detections paths resolve against it
+    overwrite: bool = False                   # rebuild an output made with another config (swapped in at the end)
+    detections: Optional[str] = None          # compose from <output>.detections.parquet instead of the detectors
     demo_models: bool = False                 # build tiny offline models instead of the official ones
     limit: int = Field(0, ge=0)               # pages to process (0 = all); FAST_DEBUG
     gpu_id: Optional[int] = Field(None, ge=0)  # FAST_GPU_ID: turns device "gpu" into "gpu:N"
@@ -69,7 +75,9 @@ class LayoutConfig(JobConfig):
     write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
     num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
     num_gpus: Optional[int] = None
-    progress: bool = True
+    progress: bool = True                     # a progress line every progress_every_s seconds
+    progress_every_s: float = Field(15.0, gt=0)
+    quiet: bool = True                        # Ray's own output (tracebacks, logs) goes to <output>.log
     report_html: bool = True                  # write <output>.report.html (ocrvl inspect) after the run
 
     ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {

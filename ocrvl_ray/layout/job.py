@@ -13,12 +13,14 @@ returns the run report (also printed and written next to the LMDB).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from ocrvl_ray.core.errors import OcrvlError, user_error
+from ocrvl_ray.core.errors import OcrvlError, unwrap_ray, user_error
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.layout.config import LayoutConfig
 
@@ -34,13 +36,20 @@ def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
     return [s.resources(cfg) for s in stages] + [writer.RESOURCES]
 
 
-def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
-    """The Ray Data graph from manifest to sink rows (not executed until written)."""
+def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str | None = None,
+                  detections: str | None = None):
+    """The Ray Data graph from manifest (one split of it) to sink rows (not executed until written).
+
+    With ``detections`` (a detections file) both detector pools are replaced by a lookup in that file.
+    """
     import ray.data
 
+    from ocrvl_ray.layout import detections as det
     from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout
 
     ds = ray.data.read_parquet(manifest)
+    if split is not None:
+        ds = ds.filter(expr=f"split == {split!r}")   # split names are plain words (ocrvl prepare checks)
     if cfg.limit:
         ds = ds.limit(cfg.limit)
     # Parquet files arrive as few big blocks; small blocks let pages stream through the pools and commit
@@ -49,102 +58,210 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
     ds = ds.map_batches(decode.decode_stage, batch_size=cfg.decode_batch_size, batch_format="numpy",
                         fn_kwargs={"done": done, "max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
                         **decode.resources(cfg).map_batches_args())
-    lay = cfg.layout
-    ds = ds.map_batches(detect_layout.LayoutDetector, batch_size=lay.batch_size, batch_format="numpy",
-                        fn_constructor_kwargs={
-                            "model_dir": lay.model_dir, "model_name": lay.model_name, "device": lay.device,
-                            "threshold": lay.threshold, "table_threshold": lay.table_threshold,
-                            "layout_nms": lay.layout_nms},
-                        **detect_layout.resources(cfg).map_batches_args())
-    if cfg.cells.enabled:
-        cel = cfg.cells
-        ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="numpy",
+    if detections:
+        ds = ds.map_batches(det.AttachDetections, batch_size=cfg.compose_batch_size, batch_format="numpy",
+                            fn_constructor_kwargs={"path": detections}, **det.resources(cfg).map_batches_args())
+        models = json.dumps({"detections": detections})
+    else:
+        lay = cfg.layout
+        ds = ds.map_batches(detect_layout.LayoutDetector, batch_size=lay.batch_size, batch_format="numpy",
                             fn_constructor_kwargs={
-                                "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
-                                "threshold": cel.threshold, "max_side": cel.max_side},
-                            **detect_cells.resources(cfg).map_batches_args())
+                                "model_dir": lay.model_dir, "model_name": lay.model_name, "device": lay.device,
+                                "threshold": lay.threshold, "table_threshold": lay.table_threshold,
+                                "layout_nms": lay.layout_nms},
+                            **detect_layout.resources(cfg).map_batches_args())
+        if cfg.cells.enabled:
+            cel = cfg.cells
+            ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="numpy",
+                                fn_constructor_kwargs={
+                                    "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
+                                    "threshold": cel.threshold, "max_side": cel.max_side},
+                                **detect_cells.resources(cfg).map_batches_args())
+        models = json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir},
+                             "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir}
+                             if cfg.cells.enabled else None})
     ds = ds.drop_columns(list(compose.DETECT_ONLY))
     return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
-                          fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality,
-                                     "mask": cfg.mask},
+                          fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality, "mask": cfg.mask,
+                                     "models": models},
                           **compose.resources(cfg).map_batches_args())
 
 
 # ---------------------------------------------------------------------------------------------
 # the job
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class SplitPlan:
+    """Where one split goes: ``output`` (final) and ``work`` (the same, or a rebuild folder swapped in at the end)."""
+    split: str
+    output: str
+    work: str
+    identity: dict
+    detections_in: str | None
+
+
 def resolve_inputs(cfg: LayoutConfig) -> tuple[LayoutConfig, str]:
-    """Fills in the bundled sample manifest and the offline demo models when the config asks for them."""
+    """Fills in the bundled sample manifest and the offline demo models when the config asks for them, and
+    makes every path absolute on this machine (refusing relative outputs inside a Ray job's working-dir copy)."""
     from ocrvl_ray.layout.compose import get_recipe
+    from ocrvl_ray.layout.outputs import resolve_path
 
     for dataset, overrides in cfg.recipes.items():
         get_recipe(dataset, overrides)  # fail fast on a bad recipe key, before Ray starts anything
-    if cfg.demo_models:
+    cfg = cfg.model_copy(deep=True)
+    cfg.output = resolve_path(cfg.output, "output", cfg.data_root, output=True)
+    cfg.manifest = resolve_path(cfg.manifest, "manifest", cfg.data_root, output=False)
+    cfg.detections = resolve_path(cfg.detections, "detections", cfg.data_root, output=False)
+    if cfg.demo_models and not cfg.detections:
         from ocrvl_ray.demo.models import demo_models
 
         layout_dir, cell_dir = demo_models()
-        cfg = cfg.model_copy(deep=True)
         cfg.layout.model_dir = cfg.layout.model_dir or str(layout_dir)
         cfg.cells.model_dir = cfg.cells.model_dir or str(cell_dir)
     manifest = cfg.manifest or str(sample_manifest())
-    if not Path(manifest).exists():
-        raise OcrvlError(f"manifest={manifest} does not exist; build one with `ocrvl prepare ... --out {manifest}`")
     return cfg, manifest
+
+
+def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
+    """Pre-flight before Ray starts: manifest, splits, models, outputs, and the identity of each output."""
+    from ocrvl_ray.core.config import config_hash
+    from ocrvl_ray.layout import preflight
+    from ocrvl_ray.layout.outputs import identity_state, layout_identity, split_outputs
+
+    splits = preflight.manifest_splits(manifest)
+    if not splits:
+        raise OcrvlError(f"manifest={manifest} holds no pages; check the `ocrvl prepare` report beside it")
+    if cfg.split is not None:
+        if cfg.split not in splits:
+            raise OcrvlError(f"split={cfg.split} is not in manifest={manifest}; it holds {', '.join(splits)}")
+        splits = [cfg.split]
+    preflight.check_models(cfg)
+    plans = []
+    for split, out in split_outputs(cfg.output, splits).items():
+        out = preflight.check_output(out)
+        det_in = preflight.check_detections(cfg.detections, split) if cfg.detections else None
+        identity = layout_identity(cfg, manifest, split)
+        state = identity_state(out, identity)
+        work = out
+        if isinstance(state, list) and not cfg.overwrite:
+            raise OcrvlError(f"output={out} was made with another config (differs in {', '.join(state[:4])}); "
+                             f"pass overwrite=true to rebuild it (the old LMDB stays readable until the new one is "
+                             f"complete) or choose another output")
+        if cfg.overwrite and state != "new":
+            head, name = os.path.split(out)
+            work = os.path.join(head, f".{name}.rebuild-{config_hash(identity)[:12]}")
+        plans.append(SplitPlan(split, out, work, identity, det_in))
+    return plans
 
 
 def sample_manifest() -> Path:
     """The bundled sample's manifest, prepared once next to the generated sample pages."""
-    from ocrvl_ray.ingest.prepare import prepare
     from ocrvl_ray.demo.sample import sample_dataset_dir
+    from ocrvl_ray.ingest.prepare import prepare
 
     root = sample_dataset_dir()
     key = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     cache = Path(os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
-    out = cache / f"sample-manifest-{key}.parquet"   # the package folder may be read-only
+    out = cache / f"sample-manifest-v2-{key}.parquet"   # the package folder may be read-only
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
         prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
     return out
 
 
-def count_rows(manifest: str) -> int:
+def count_rows(manifest: str, split: str) -> int:
     import pyarrow.dataset as pads
 
-    return pads.dataset(manifest, format="parquet").count_rows()
+    return pads.dataset(manifest, format="parquet").count_rows(filter=pads.field("split") == split)
 
 
 def run_layout(cfg: LayoutConfig) -> dict:
-    """Runs the layout job; returns (and prints and writes) the run report."""
+    """Runs the layout job, one LMDB per split; returns (and prints and writes) the run report."""
+    from ocrvl_ray.core.runtime import init_ray
+    from ocrvl_ray.report.run import combine_reports, print_report
+
+    cfg, manifest = resolve_inputs(cfg)
+    plans = plan_splits(cfg, manifest)          # every user error before Ray starts
+    init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
+    reports = {}
+    for plan in plans:
+        reports[plan.split] = _run_split(cfg, manifest, plan)
+        print_report(reports[plan.split])
+    report = combine_reports(reports)
+    if len(reports) > 1:
+        print(f"layout: {len(reports)} splits -> " + ", ".join(f"{s}: {r['output']} ({r['num_samples']} samples)"
+                                                          for s, r in reports.items()), flush=True)
+    return report
+
+
+def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     import ray.data
 
-    from ocrvl_ray.report.run import build_report, print_report, write_report
+    from ocrvl_ray.core.config import config_hash
+    from ocrvl_ray.core.console import RayLog, Ticker
+    from ocrvl_ray.layout.detections import detections_path
+    from ocrvl_ray.layout.outputs import identity_record
     from ocrvl_ray.layout.sink import LmdbSink, completed_pages, write_lmdb
+    from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
-    cfg, manifest = resolve_inputs(cfg)
-    total = count_rows(manifest)
+    total = count_rows(manifest, plan.split)
     pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = LmdbSink(cfg.output, index_base=cfg.index_base, label_format=cfg.label_format,
-                    min_pages_per_write=cfg.write_batch_pages)
+    sink = LmdbSink(plan.work, index_base=cfg.index_base, label_format=cfg.label_format,
+                    min_pages_per_write=cfg.write_batch_pages, identity=identity_record(plan.identity),
+                    detections=detections_path(plan.work))
     sink.prepare()
-    done = frozenset(completed_pages(cfg.output))
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = cfg.progress
-    try:
-        summary = write_lmdb(build_dataset(cfg, manifest, done), sink)
-    except Exception as e:  # Ray wraps a stage's OcrvlError (e.g. a model that cannot load): unwrap it
-        err = user_error(e)
-        if err is None:
-            raise
-        raise OcrvlError(str(err).splitlines()[0]) from None
-    elapsed = time.time() - t0
+    done = frozenset(completed_pages(plan.work))
+    ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file
+    log_path = plan.output.rstrip("/") + ".log"
+    with RayLog(log_path, enabled=cfg.quiet) as log:
+        def progress() -> None:
+            n = len(completed_pages(plan.work))
+            rate = (n - len(done)) / max(1e-9, time.time() - t0)
+            log.say(f"layout [{plan.split}]: {n}/{pages_in} pages done ({rate:.1f} pages/s)")
+
+        log.say(f"layout [{plan.split}]: {pages_in} pages -> {plan.output} "
+                f"({len(done)} already done; Ray's output: {log_path})")
+        try:
+            with Ticker(progress, cfg.progress_every_s if cfg.progress else 0):
+                summary = write_lmdb(build_dataset(cfg, manifest, done, plan.split, plan.detections_in), sink)
+        except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
+            import traceback
+
+            traceback.print_exc()   # into the log file while it is redirected
+            err = user_error(e)
+            inner = unwrap_ray(e)
+            msg = str(err).splitlines()[0] if err is not None else \
+                f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
+            raise OcrvlError(f"{msg} (full log: {log_path})") from None
+    if plan.work != plan.output:
+        _swap_in(plan.work, plan.output)
     report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,
-                          elapsed_s=elapsed)
+                          elapsed_s=time.time() - t0)
+    report.update(output=plan.output, split=plan.split, config_hash=config_hash(plan.identity),
+                  detections=detections_path(plan.output), log=log_path if cfg.quiet else None)
     if cfg.report_html:
         from ocrvl_ray.report.inspect import default_html_path, inspect_lmdb
 
-        inspect_lmdb(cfg.output, html=True)
-        report["report_html"] = default_html_path(cfg.output)
-    write_report(report, cfg.output)
-    print_report(report)
+        inspect_lmdb(plan.output, html=True)
+        report["report_html"] = default_html_path(plan.output)
+    write_report(report, plan.output)
     return report
+
+
+def _swap_in(work: str, output: str) -> None:
+    """Replaces ``output`` (and its detections) by the finished rebuild ``work``; the old one is readable until
+    the rename, and removed after it."""
+    import shutil
+
+    from ocrvl_ray.layout.detections import detections_path
+
+    for src, dst in ((work, output), (detections_path(work), detections_path(output))):
+        old = None
+        if os.path.exists(dst):
+            old = f"{dst}.old-{os.getpid()}"
+            os.replace(dst, old)
+        if os.path.exists(src):
+            os.replace(src, dst)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)

@@ -38,6 +38,36 @@ def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summar
     }
 
 
+#: Why a skip reason usually dominates, and the setting that changes it (printed for the largest reason).
+HINTS = {
+    "word_unused": "words in no kept region or cell: regions the recipe drops (keep_labels), words below "
+                   "min_coverage, or cells_replace=page (the original: a page with table cells keeps only the "
+                   "cells); see recipes.<dataset>.* in docs/compose.md",
+    "no_regions": "the layout model found no region above layout.threshold: check the model and the threshold",
+    "no_words_assigned": "detected regions cover none of the page's labelled words: label coordinates and image "
+                         "may disagree (scale, orientation)",
+    "no_detections": "pages missing from the detections file: it was made from another manifest or split",
+    "image_missing": "image files named in the manifest are gone: rerun `ocrvl prepare` or mount the images",
+}
+
+_SUMMED = ("pages_in", "pages_already_done", "pages_processed", "pages_ok", "samples_written", "num_samples")
+
+
+def combine_reports(reports: dict[str, dict]) -> dict:
+    """The per-split reports of one run as one dict: totals, ``splits`` and ``outputs``; a single split's
+    report stays as it is (plus those two keys)."""
+    if len(reports) == 1:
+        [(split, only)] = reports.items()
+        return {**only, "splits": reports, "outputs": {split: only["output"]}}
+    out = {k: sum(r[k] for r in reports.values()) for k in _SUMMED}
+    out["pages_skipped"] = {}
+    for r in reports.values():
+        for k, v in r["pages_skipped"].items():
+            out["pages_skipped"][k] = out["pages_skipped"].get(k, 0) + v
+    out.update(splits=reports, outputs={s: r["output"] for s, r in reports.items()})
+    return out
+
+
 def write_report(report: dict, lmdb: str) -> str:
     path = report_path(lmdb)
     tmp = path + ".tmp"
@@ -49,11 +79,16 @@ def write_report(report: dict, lmdb: str) -> str:
     return path
 
 
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.1f}%" if total else "-"
+
+
 def print_report(report: dict) -> None:
+    processed = report["pages_processed"]
     lines = [
-        f"layout run -> {report['output']}",
+        f"layout run [{report.get('split', '')}] -> {report['output']}",
         f"  pages in {report['pages_in']}  already done {report['pages_already_done']}  "
-        f"processed {report['pages_processed']}  ok {report['pages_ok']}  "
+        f"processed {processed}  ok {report['pages_ok']} ({_pct(report['pages_ok'], processed)})  "
         f"({report['pages_per_s']} pages/s, {report['elapsed_s']} s)",
         f"  samples written {report['samples_written']}  (LMDB now holds {report['num_samples']})",
     ]
@@ -61,15 +96,21 @@ def print_report(report: dict) -> None:
         lines.append("  by kind:  " + ", ".join(f"{k} {v}" for k, v in report["samples_by_kind"].items()))
     if report["samples_by_label"]:
         lines.append("  by label: " + ", ".join(f"{k} {v}" for k, v in report["samples_by_label"].items()))
-    if report["pages_skipped"]:
-        lines.append("  pages skipped:")
-        for reason, n in report["pages_skipped"].items():
+    skipped = report["pages_skipped"]
+    if skipped:
+        lines.append(f"  pages skipped: {sum(skipped.values())} of {processed} ({_pct(sum(skipped.values()), processed)})")
+        for reason, n in skipped.items():
             ex = report["page_skip_examples"].get(reason, [])
-            lines.append(f"    {reason:<20} {n:>8}" + (f"   e.g. {', '.join(ex[:3])}" if ex else ""))
+            lines.append(f"    {reason:<20} {n:>8} {_pct(n, processed):>7}" + (f"   e.g. {', '.join(ex[:2])}" if ex else ""))
     items = SkipCounter.from_dict(report["item_skips"])
     if items.total:
-        lines.append("  words/regions skipped inside pages:")
+        lines.append(f"  words/regions skipped inside pages: {items.total} in all")
         lines += ["  " + line for line in items.lines()]
+    reasons = {**skipped, **items.counts}
+    if reasons:
+        top = max(reasons, key=reasons.get)
+        if top in HINTS:
+            lines.append(f"  note: most skips are {top}: {HINTS[top]}")
     guards = SkipCounter.from_dict(report.get("guards", {}))
     if guards.total:
         lines.append("  guards (departures from the original, docs/compose.md):")

@@ -28,15 +28,19 @@ class LmdbSink(Datasink):
 
     def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = 64):
+                 min_pages_per_write: int | None = 64, identity: bytes | None = None,
+                 detections: str | None = None):
         check_options(index_base, label_format)
         self.path, self.index_base, self.label_format = str(path), index_base, label_format
+        self.identity = identity       # outputs.identity_record: the LMDB refuses pages of another config
+        self.detections = detections   # folder of Parquet parts (detections.py), written before pages commit
         self.map_size, self.max_txn_bytes = map_size, max_txn_bytes
         self._min_rows = min_pages_per_write
         self.summary: dict = {}
 
     def _writer(self) -> LmdbWriter:
-        return LmdbWriter(self.path, self.index_base, self.label_format, self.map_size, self.max_txn_bytes)
+        return LmdbWriter(self.path, self.index_base, self.label_format, self.map_size, self.max_txn_bytes,
+                          identity=self.identity)
 
     def prepare(self) -> None:
         """Creates the LMDB or checks its options (``OcrvlError`` on mismatch). Call before a long pipeline."""
@@ -55,8 +59,13 @@ class LmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
+        pages = list(iter_pages(blocks))
+        if self.detections:
+            from ocrvl_ray.layout.detections import write_part
+
+            write_part(self.detections, [p.detections for p in pages if p.detections])
         with self._writer() as w:
-            return w.write_pages(iter_pages(blocks)).to_dict()
+            return w.write_pages(pages).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()

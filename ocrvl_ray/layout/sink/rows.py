@@ -16,7 +16,8 @@ import pyarrow as pa
 SAMPLE_TYPE = pa.struct([("image", pa.binary()), ("label", pa.string()), ("filename", pa.string()),
                          ("width", pa.int32()), ("height", pa.int32()), ("meta", pa.string())])
 SINK_ROW_SCHEMA = pa.schema([("page_id", pa.string()), ("status", pa.string()), ("detail", pa.string()),
-                             ("samples", pa.list_(SAMPLE_TYPE)), ("skips", pa.string())])
+                             ("samples", pa.list_(SAMPLE_TYPE)), ("skips", pa.string()),
+                             ("detections", pa.string())])
 
 
 @dataclass
@@ -47,16 +48,18 @@ class SinkPage:
     detail: str = ""
     samples: list[SinkSample] = field(default_factory=list)
     skips: str = ""       # JSON of SkipCounter.to_dict() (word/region skips inside this page)
+    detections: str = ""  # JSON of the page's detections (``detections.page_record``), "" if none ran
 
     def to_row(self) -> dict:
         return {"page_id": self.page_id, "status": self.status, "detail": self.detail,
-                "samples": [s.to_row() for s in self.samples], "skips": self.skips}
+                "samples": [s.to_row() for s in self.samples], "skips": self.skips, "detections": self.detections}
 
     @classmethod
     def from_row(cls, row: dict) -> "SinkPage":
         samples = row.get("samples")
         return cls(page_id=_text(row.get("page_id")), status=_text(row.get("status")),
                    detail=_text(row.get("detail")), skips=_text(row.get("skips")),
+                   detections=_text(row.get("detections")),
                    samples=[_sample(s) for s in ([] if samples is None else list(samples)) if s is not None])
 
 

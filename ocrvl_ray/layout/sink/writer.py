@@ -91,8 +91,10 @@ class LmdbWriter:
     """
 
     def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
-                 map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES):
+                 map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
+                 identity: bytes | None = None):
         check_options(index_base, label_format)
+        self.identity = identity  # ``outputs.identity_record``: recorded once, then required to match
         self.path, self.index_base, self.label_format = os.fspath(path), index_base, label_format
         self.map_size, self.max_txn_bytes = int(map_size), int(max_txn_bytes)
         self.env: lmdb.Environment | None = None
@@ -120,6 +122,8 @@ class LmdbWriter:
             self._commit(self._init_schema)
         else:
             self._check_schema(json.loads(raw))
+        if self.identity is not None:
+            self._commit(self._check_identity)
         return self
 
     def close(self) -> None:
@@ -182,6 +186,18 @@ class LmdbWriter:
                              f"label_format={self.label_format}; use the same options or a new output directory")
         if have.get("version", 0) > S.SCHEMA_VERSION:
             raise OcrvlError(f"{self.path}: written by a newer ocrvl-ray (schema {have.get('version')}); upgrade ocrvl-ray")
+
+    def _check_identity(self, txn) -> None:
+        have = txn.get(S.IDENTITY_KEY)
+        if have is None:
+            with txn.cursor() as cur:
+                if cur.set_range(S.PAGE_PREFIX) and cur.key().startswith(S.PAGE_PREFIX):
+                    raise OcrvlError(f"{self.path}: holds pages but no record of the config that made them; "
+                                     f"pass overwrite=true to rebuild it or choose a new output")
+            txn.put(S.IDENTITY_KEY, self.identity)
+        elif json.loads(have).get("hash") != json.loads(self.identity).get("hash"):
+            raise OcrvlError(f"{self.path}: was made with another config; pass overwrite=true to rebuild it "
+                             f"or choose a new output")
 
     def _put_pages(self, txn, pages: list[SinkPage]) -> WriteStats:
         st = WriteStats(txns=1)

@@ -66,6 +66,9 @@ def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
     if not (d / "inference.yml").is_file():
         raise OcrvlError(f"{key}={model_dir}: no {what} model there (inference.yml missing); "
                          f"point it at an exported model directory or set demo_models=true")
+    if not (d / "inference.pdiparams").is_file():
+        raise OcrvlError(f"{key}={model_dir}: inference.pdiparams missing (an incomplete export); export the "
+                         f"model again or point {key} at a complete one")
     return str(d)
 
 

@@ -21,11 +21,14 @@ def resources(cfg) -> StageResources:
     return StageResources("compose task", num_cpus=1.0)
 
 
-def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str):
-    """Pages with regions and cells -> one sink row per page (samples + status), never an exception."""
+def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str, models: str = ""):
+    """Pages with regions and cells -> one sink row per page (samples + status), never an exception.
+
+    ``models`` (JSON of the detector identities) goes with each page's detections record."""
     import pyarrow as pa
 
     from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
+    from ocrvl_ray.layout.detections import page_record
     from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
     from ocrvl_ray.layout.stages.decode import page_image
 
@@ -35,9 +38,13 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
         row = SinkPage(page_id=str(pid), status=str(batch["status"][i]), detail=str(batch["detail"][i]))
         if row.status == "ok":
             try:
+                region_rows = _items(batch["regions"][i])
+                cell_rows = _items(batch["cells"][i]) if "cells" in batch else []
+                row.detections = page_record(row.page_id, batch["width"][i], batch["height"][i], region_rows,
+                                             cell_rows, models)
                 page = Page.from_row({k: batch[k][i] for k in PAGE_FIELDS})
-                regions = [Region.from_row(r) for r in _items(batch["regions"][i])]
-                cells = [Region.from_row(r) for r in _items(batch["cells"][i])] if "cells" in batch else []
+                regions = [Region.from_row(r) for r in region_rows]
+                cells = [Region.from_row(r) for r in cell_rows]
                 recipe = get_recipe(page.dataset, recipes.get(page.dataset))
                 result = compose_page(page, page_image(batch, i), regions, cells, recipe, opts)
                 row.status = result.status.value if isinstance(result.status, Skip) else str(result.status)

@@ -1,0 +1,150 @@
+"""What a layout output is and what made it: per-split output paths, paths under ``ray job submit``, and the
+output identity (everything that shapes an LMDB's content) kept inside the LMDB so a rerun resumes only
+under the same hash.
+
+    outputs = split_outputs("out/finance_layout.lmdb", ["train", "valid"])
+    # {"train": "out/finance_train_layout.lmdb", "valid": "out/finance_valid_layout.lmdb"}
+    ident = layout_identity(cfg, manifest, "train")       # plain JSON-able dict
+    state = identity_state(outputs["train"], ident)       # "new" | "same" | (differing keys)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ocrvl_ray.core.config import config_hash
+from ocrvl_ray.core.errors import OcrvlError
+
+_LAYOUT_SUFFIX = "_layout.lmdb"
+#: Ray extracts a job's ``--working-dir`` package below this folder of its session directory.
+_RAY_WORKING_DIR = os.sep + os.path.join("runtime_resources", "working_dir_files") + os.sep
+
+
+# --------------------------------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------------------------------
+def split_outputs(output: str, splits: list[str]) -> dict[str, str]:
+    """One output per split: ``{split}`` in ``output`` is replaced; else a single split keeps ``output`` as is and
+    several get the split inserted before ``_layout.lmdb`` (``x_layout.lmdb`` -> ``x_train_layout.lmdb``) or
+    before the extension (``x.lmdb`` -> ``x_train.lmdb``)."""
+    if "{split}" in output:
+        return {s: output.replace("{split}", s) for s in splits}
+    if len(splits) == 1:
+        return {splits[0]: output}
+    head, name = os.path.split(output.rstrip("/\\"))
+    if name.endswith(_LAYOUT_SUFFIX):
+        stem, tail = name[:-len(_LAYOUT_SUFFIX)], _LAYOUT_SUFFIX
+    else:
+        stem, tail = os.path.splitext(name)
+    return {s: os.path.join(head, f"{stem}_{s}{tail}") for s in splits}
+
+
+def in_ray_job_copy(cwd: str | None = None) -> bool:
+    """True when this process runs inside the temporary copy Ray made of a job's ``--working-dir``."""
+    return _RAY_WORKING_DIR in os.path.join(cwd or os.getcwd(), "")
+
+
+def resolve_path(path: str | None, key: str, data_root: str | None, *, output: bool) -> str | None:
+    """``path`` made absolute on the machine running the driver: against ``data_root`` when given, else the
+    working directory. Relative outputs are refused inside a Ray job's working-dir copy (they would vanish)."""
+    if path is None or os.path.isabs(path):
+        return path
+    if data_root:
+        return os.path.join(os.path.abspath(data_root), path)
+    if output and in_ray_job_copy():
+        raise OcrvlError(f"{key}={path} is relative, and this job runs in Ray's temporary copy of --working-dir "
+                         f"where it would vanish; pass an absolute path on storage the cluster can reach "
+                         f"(or data_root=/abs/path to resolve relative paths against)")
+    return os.path.abspath(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# identity
+# --------------------------------------------------------------------------------------------------
+def file_identity(path: str) -> dict:
+    """A file or a folder of files by path, total size and newest mtime (cheap; content changes move mtime)."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    stats = [f.stat() for f in files if f.exists()]
+    return {"path": str(p.resolve()), "size": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+
+
+def model_identity(name: str, model_dir: str | None) -> dict:
+    """A detector by name plus a hash of its exported files (official weights: by name only)."""
+    if model_dir is None:
+        return {"name": name, "weights": "official"}
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).iterdir()):
+        if f.is_file() and f.name.startswith("inference"):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return {"name": name, "weights_sha256": h.hexdigest()[:16]}
+
+
+def layout_identity(cfg, manifest: str, split: str) -> dict:
+    """Everything that shapes the content of the split's LMDB (not batch sizes, actors or hand-off)."""
+    from ocrvl_ray.core.lmdb_schema import SCHEMA_VERSION
+
+    if cfg.detections:
+        detect: dict[str, Any] = {"detections": file_identity(cfg.detections.replace("{split}", split))}
+    else:
+        lay, cel = cfg.layout, cfg.cells
+        detect = {"layout": {**model_identity(lay.model_name, lay.model_dir), "threshold": lay.threshold,
+                             "table_threshold": lay.table_threshold, "layout_nms": lay.layout_nms},
+                  "cells": {**model_identity(cel.model_name, cel.model_dir), "threshold": cel.threshold,
+                            "max_side": cel.max_side} if cel.enabled else None}
+    return {"schema_version": SCHEMA_VERSION, "manifest": file_identity(manifest), "split": split, **detect,
+            "recipes": cfg.recipes, "mask": cfg.mask, "jpeg_quality": cfg.jpeg_quality,
+            "index_base": cfg.index_base, "label_format": cfg.label_format, "max_pixels": cfg.max_pixels}
+
+
+def identity_record(identity: dict) -> bytes:
+    return json.dumps({"hash": config_hash(identity), "identity": identity}, sort_keys=True).encode()
+
+
+def stored_identity(path: str) -> dict | None:
+    """The identity record an LMDB holds; ``{}`` for an LMDB with pages but no record; None if none exists."""
+    from ocrvl_ray.core.lmdb_schema import IDENTITY_KEY, PAGE_PREFIX, open_readonly
+
+    if not os.path.isfile(os.path.join(path, "data.mdb")):
+        return None
+    env = open_readonly(path)
+    try:
+        with env.begin() as txn:
+            raw = txn.get(IDENTITY_KEY)
+            if raw is not None:
+                return json.loads(raw)
+            with txn.cursor() as cur:
+                has_pages = cur.set_range(PAGE_PREFIX) and cur.key().startswith(PAGE_PREFIX)
+    finally:
+        env.close()
+    return {} if has_pages else None
+
+
+def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, in order (``recipes.ocr_public.cells_replace``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in list(old) + [k for k in new if k not in old]:
+            out += differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def identity_state(path: str, identity: dict) -> str | list[str]:
+    """"new" (nothing there yet), "same" (resume), or the differing keys (``["(no record)"]`` for an LMDB
+    written before identities were recorded)."""
+    rec = stored_identity(path)
+    if rec is None:
+        return "new"
+    if not rec:
+        return ["(no identity record: written by an older ocrvl-ray)"]
+    if rec.get("hash") == config_hash(identity):
+        return "same"
+    return differing_keys(rec.get("identity", {}), identity) or ["(hash)"]

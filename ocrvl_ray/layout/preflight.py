@@ -1,0 +1,60 @@
+"""Everything the layout job can check before Ray starts: the manifest, the models, the output paths.
+
+Each failure is one ``OcrvlError`` line naming the file or key and the fix.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ocrvl_ray.core.errors import OcrvlError, check_output_path
+from ocrvl_ray.core.records import PAGE_FIELDS
+
+
+def manifest_splits(manifest: str) -> list[str]:
+    """The manifest's splits (sorted); refuses files that are not a manifest from ``ocrvl prepare``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    fix = f"build one with `ocrvl prepare ... --out {manifest}`"
+    if not Path(manifest).exists():
+        raise OcrvlError(f"manifest={manifest} does not exist; {fix}")
+    try:
+        ds = pads.dataset(manifest, format="parquet")
+        schema = ds.schema
+    except (pa.ArrowInvalid, OSError) as e:
+        raise OcrvlError(f"manifest={manifest} is not a Parquet file ({str(e).splitlines()[0][:120]}); {fix}") from None
+    kind = (schema.metadata or {}).get(b"ocrvl.schema")
+    if kind == b"lookup":
+        raise OcrvlError(f"manifest={manifest} is a lookup index, not a manifest; {fix.replace('build one', 'build the manifest')} "
+                         f"(pass the index as --lookup)")
+    missing = [f for f in PAGE_FIELDS if f not in schema.names]
+    if missing:
+        raise OcrvlError(f"manifest={manifest} lacks the columns {', '.join(missing)}: it is not a manifest; {fix}")
+    splits = pc.unique(ds.to_table(columns=["split"]).column("split")).to_pylist()
+    return sorted(str(s) for s in splits if s is not None)
+
+
+def check_models(cfg) -> None:
+    """Given model folders must hold an exported model (the detector actors check the same when they load)."""
+    from ocrvl_ray.layout.stages.actors import check_model_dir
+
+    if cfg.detections:
+        return
+    check_model_dir(cfg.layout.model_dir, "layout", "layout.model_dir")
+    if cfg.cells.enabled:
+        check_model_dir(cfg.cells.model_dir, "table-cell", "cells.model_dir")
+
+
+def check_detections(path: str, split: str) -> str:
+    p = path.replace("{split}", split)
+    if not os.path.exists(p):
+        raise OcrvlError(f"detections={p} does not exist; give the <output>.detections.parquet a layout run wrote "
+                         f"(or a Parquet file with its columns, docs/detections.md)")
+    return p
+
+
+def check_output(output: str) -> str:
+    """The LMDB folder: writable, no spaces (the erniekit reader strips them), not a file."""
+    return check_output_path(output, "output", folder=True, no_spaces=True)
