@@ -1,9 +1,11 @@
-"""layout -> train -> merge in one Ray job, with a run manifest that makes reruns resume.
+"""layout -> train -> merge -> eval in one Ray job, with a run manifest that makes reruns resume.
 
 ``run_dir/run_manifest.json`` records per stage its status, config hash, inputs, outputs and times.
 A rerun skips stages that finished with the same config hash and resumes the unfinished one: the layout
 stage through its LMDB page markers, training through Ray Train's run snapshot (same run name), the
-merge by starting over (it is atomic). A changed config reruns that stage and every stage after it.
+merge by starting over (it is atomic). A changed config (or changed input, e.g. a rewritten manifest) reruns
+that stage and every stage after it; the layout stage then rebuilds its LMDBs (``overwrite``). A stage is
+recorded done only when its outputs exist under the hash it ran with.
 
     run_dir: runs/finance-v1
     layout: {manifest: /data/finance_train.parquet, output: /data/out/finance_train_layout.lmdb}
@@ -11,6 +13,7 @@ merge by starting over (it is atomic). A changed config reruns that stage and ev
       config: run_ocr_vl_sft_16k.yaml          # erniekit YAML; train_lmdb_paths defaults to layout.output
       overrides: {num_workers: 4, ernie_root: /opt/ERNIE, output_dir: runs/finance-v1/sft}
     merge: {base: /models/PaddleOCR-VL, out: runs/finance-v1/export}
+    eval: {options: {limit: 500}}                # base vs export on the layout's validation LMDB
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ocrvl_ray.core.config import JobConfig, config_hash, parse_size
 from ocrvl_ray.core.errors import OcrvlError
 
-STAGES = ("layout", "train", "merge")
+STAGES = ("layout", "train", "merge", "eval")
 
 
 class TrainStage(BaseModel):
@@ -42,12 +45,21 @@ class MergeStage(BaseModel):
     verify: bool = True
 
 
+class EvalStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: Optional[str] = None                   # default: the layout stage's validation LMDB
+    export: Optional[str] = None                 # default: the merge stage's export
+    out: Optional[str] = None                    # default: <run_dir>/eval
+    options: dict[str, Any] = Field(default_factory=dict)   # EvalConfig keys (limit, engine, device, ...)
+
+
 class PipelineConfig(JobConfig):
     run_dir: str
     stages: list[str] = Field(default_factory=lambda: list(STAGES))
     layout: dict[str, Any] = Field(default_factory=dict)   # LayoutConfig keys
     train: TrainStage = Field(default_factory=TrainStage)
     merge: Optional[MergeStage] = None
+    eval: EvalStage = Field(default_factory=EvalStage)
 
 
 class RunManifest:
@@ -86,38 +98,67 @@ def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
     return load_train_config(cfg.train.config, items)
 
 
-def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict:
-    """Runs (or resumes) the configured stages; returns the run manifest's data."""
+def check_pipeline(cfg: PipelineConfig) -> None:
+    """What can be checked before Ray starts (stages, required sections)."""
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise OcrvlError(f"unknown stage {unknown[0]!r} in stages; valid: {', '.join(STAGES)}")
-    if "merge" in cfg.stages and cfg.merge is None:
-        raise OcrvlError("stages include merge but the config has no merge: section (merge.base is required)")
+    for stage in ("merge", "eval"):
+        if stage in cfg.stages and cfg.merge is None:
+            raise OcrvlError(f"stages include {stage} but the config has no merge: section (merge.base is required)")
+
+
+def _pick(lmdbs: dict[str, str] | str | None, prefer: tuple[str, ...]) -> str | None:
+    """The LMDB of the first preferred split (train / valid), or the only one."""
+    if not isinstance(lmdbs, dict):
+        return lmdbs
+    for name in prefer:
+        if name in lmdbs:
+            return lmdbs[name]
+    return next(iter(lmdbs.values())) if len(lmdbs) == 1 else None
+
+
+def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict:
+    """Runs (or resumes) the configured stages; returns the run manifest's data."""
+    check_pipeline(cfg)
     man = RunManifest(cfg.run_dir)
     invalidated = False
-    lmdb = None
-    lora = None
+    lmdbs = lora = export = None
     for name in STAGES:
         if name not in cfg.stages:
             continue
+        rec = man.stage(name)
         if name == "layout":
+            from ocrvl_ray.layout.job import layout_identities
+
             lcfg = _layout_cfg(cfg)
-            lmdb = lcfg.output
-            key = config_hash(lcfg.model_dump(mode="json"))
-            inputs, run = {"manifest": lcfg.manifest}, (lambda: _run_layout(lcfg))
+            key = config_hash(layout_identities(lcfg))
+            if rec.get("config_hash") not in (None, key):
+                lcfg.overwrite = True          # this run's own output, made under an older config: rebuild it
+            inputs, run = {"manifest": lcfg.manifest}, (lambda: _run_layout(lcfg, key))
         elif name == "train":
-            lmdb = lmdb or man.stage("layout").get("outputs", {}).get("lmdb")
-            ours, args = _train_cfg(cfg, lmdb)
+            lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
+            ours, args = _train_cfg(cfg, _pick(lmdbs, ("train",)))
             key = config_hash([ours.model_dump(mode="json"), args])
             inputs, run = {"train_lmdb_paths": args.get("train_lmdb_paths")}, (lambda: _run_train(ours, args))
-        else:
+        elif name == "merge":
             lora = lora or man.stage("train").get("outputs", {}).get("checkpoint")
             if not lora:
                 raise OcrvlError("merge needs the train stage's checkpoint; run the train stage first")
             out = cfg.merge.out or str(Path(cfg.run_dir) / "export")
             key = config_hash([cfg.merge.model_dump(mode="json"), lora, out])
             inputs, run = {"base": cfg.merge.base, "lora": lora}, (lambda: _run_merge(cfg.merge, lora, out))
-        rec = man.stage(name)
+        else:
+            export = cfg.eval.export or export or man.stage("merge").get("outputs", {}).get("export")
+            lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
+            data = cfg.eval.data or _pick(lmdbs, ("valid", "validation", "val"))
+            if not export or not data:
+                raise OcrvlError("eval needs the merge stage's export and a validation LMDB (a 'valid' split in "
+                                 "the layout manifest, or eval.data=PATH); run those stages first")
+            out = cfg.eval.out or str(Path(cfg.run_dir) / "eval")
+            key = config_hash([cfg.eval.model_dump(mode="json"), cfg.merge.base, export, data, out])
+            inputs = {"base": cfg.merge.base, "export": export, "data": data}
+            run = (lambda: _run_eval(cfg.merge.base, export, data, out, cfg.eval.options))
         if not invalidated and rec.get("status") == "done" and rec.get("config_hash") == key:
             log(f"[{name}] done before with the same config ({key}); skipping")
             outputs = rec.get("outputs", {})
@@ -131,18 +172,28 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
                 man.update(name, status="failed", error=f"{type(e).__name__}: {e}"[:500])
                 raise
             man.update(name, status="done", outputs=outputs, finished=time.time(), error=None)
-        if name == "train":
+        if name == "layout":
+            lmdbs = outputs.get("lmdb")
+        elif name == "train":
             lora = outputs.get("checkpoint")
+        elif name == "merge":
+            export = outputs.get("export")
     return man.data
 
 
-def _run_layout(lcfg) -> dict:
-    from ocrvl_ray.layout.job import run_layout
+def _run_layout(lcfg, key: str) -> dict:
+    from ocrvl_ray.layout.job import layout_identities, run_layout
+    from ocrvl_ray.layout.outputs import stored_identity
 
     report = run_layout(lcfg)
     if report["num_samples"] == 0:
         raise OcrvlError(f"layout wrote no samples to {lcfg.output}; see {report.get('report_json')}")
-    return {"lmdb": lcfg.output, "num_samples": report["num_samples"], "report": report.get("report_json")}
+    made = {s: (stored_identity(p) or {}).get("identity") for s, p in report["outputs"].items()}
+    if config_hash(made) != key or config_hash(layout_identities(lcfg)) != key:
+        raise OcrvlError(f"the layout outputs {', '.join(report['outputs'].values())} do not carry this run's config "
+                         f"(inputs changed during the run?); rerun the pipeline")
+    return {"lmdb": report["outputs"], "num_samples": report["num_samples"],
+            "reports": {s: r.get("report_json") for s, r in report["splits"].items()}}
 
 
 def _run_train(ours, args) -> dict:
@@ -153,6 +204,15 @@ def _run_train(ours, args) -> dict:
     if result.checkpoint is None:
         raise OcrvlError("training finished without reporting a checkpoint (check save_steps / max_steps)")
     return {"checkpoint": result.checkpoint.path, "metrics": result.metrics}
+
+
+def _run_eval(base: str, export: str, data: str, out: str, options: dict) -> dict:
+    from ocrvl_ray.eval.run import run_eval
+
+    metrics = run_eval([f"base={base}", f"ft={export}"], data, out, options)
+    comp = (metrics.get("comparisons") or [{}])[0].get("overall", {})
+    return {"metrics": str(Path(out) / "metrics.json"), "report": str(Path(out) / "report.html"),
+            "base_vs_ft": comp}
 
 
 def _run_merge(m: MergeStage, lora: str, out: str) -> dict:

@@ -21,7 +21,7 @@ def tiny_base(tmp_path_factory):
 
 def _config(tmp: Path, base: Path, **merge) -> PipelineConfig:
     return load_config(PipelineConfig, overrides={
-        "run_dir": str(tmp / "run"),
+        "run_dir": str(tmp / "run"), "stages": ["layout", "train", "merge"],
         "layout": {"demo_models": True, "output": str(tmp / "sample_layout.lmdb"), "limit": 2, "progress": False},
         "train": {"overrides": {"entry": "ocrvl_ray.testing.train:tiny_lora_sft", "model_name_or_path": str(base),
                                 "max_steps": 4, "save_steps": 2, "num_workers": 1, "use_gpu": False,
@@ -35,7 +35,7 @@ def test_three_stages_then_rerun_skips_and_a_changed_stage_reruns(ray_local, tmp
     data = run_pipeline(_config(tmp_path, tiny_base), log=lines.append)
     stages = data["stages"]
     assert [stages[s]["status"] for s in ("layout", "train", "merge")] == ["done"] * 3
-    lmdb = stages["layout"]["outputs"]["lmdb"]
+    lmdb = stages["layout"]["outputs"]["lmdb"]["train"]   # the bundled sample has one split
     assert verify_lmdb(lmdb)["ok"] and stages["layout"]["outputs"]["num_samples"] > 0
     assert stages["train"]["inputs"]["train_lmdb_paths"] == lmdb          # layout output feeds training
     ckpt = Path(stages["train"]["outputs"]["checkpoint"])

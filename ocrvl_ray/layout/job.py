@@ -131,13 +131,13 @@ def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
     splits = preflight.manifest_splits(manifest)
     if not splits:
         raise OcrvlError(f"manifest={manifest} holds no pages; check the `ocrvl prepare` report beside it")
-    if cfg.split is not None:
-        if cfg.split not in splits:
-            raise OcrvlError(f"split={cfg.split} is not in manifest={manifest}; it holds {', '.join(splits)}")
-        splits = [cfg.split]
+    if cfg.split is not None and cfg.split not in splits:
+        raise OcrvlError(f"split={cfg.split} is not in manifest={manifest}; it holds {', '.join(splits)}")
     preflight.check_models(cfg)
     plans = []
-    for split, out in split_outputs(cfg.output, splits).items():
+    for split, out in split_outputs(cfg.output, splits).items():   # names from all splits, so split= agrees
+        if cfg.split is not None and split != cfg.split:
+            continue
         out = preflight.check_output(out)
         det_in = preflight.check_detections(cfg.detections, split) if cfg.detections else None
         identity = layout_identity(cfg, manifest, split)
@@ -152,6 +152,16 @@ def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
             work = os.path.join(head, f".{name}.rebuild-{config_hash(identity)[:12]}")
         plans.append(SplitPlan(split, out, work, identity, det_in))
     return plans
+
+
+def layout_identities(cfg: LayoutConfig) -> dict[str, dict]:
+    """split -> identity of its output, as a run of ``cfg`` would record it (for ``ocrvl pipeline``)."""
+    from ocrvl_ray.layout import preflight
+    from ocrvl_ray.layout.outputs import layout_identity
+
+    cfg, manifest = resolve_inputs(cfg)
+    splits = [cfg.split] if cfg.split else preflight.manifest_splits(manifest)
+    return {s: layout_identity(cfg, manifest, s) for s in splits}
 
 
 def sample_manifest() -> Path:

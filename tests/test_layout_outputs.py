@@ -1,0 +1,228 @@
+"""Issue 10: the layout job's outputs tell the truth — one LMDB per split, a recorded config identity that
+guards reruns, ``overwrite=true`` rebuilds, a reusable detections file, and user errors as one line before Ray.
+
+Real Ray Data, real paddleocr predictors (tiny offline demo models), real LMDB. Expectations come from the
+inputs (which pages are in which split, the JPEG quality asked for), never from the code under test.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ocrvl_ray.core.config import load_config
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.demo.sample import make_sample_dataset
+from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.layout.outputs import differing_keys, resolve_path, split_outputs
+from ocrvl_ray.layout.sink import LmdbReader
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = (620, 877)
+
+
+# -- pure ------------------------------------------------------------------------------------------
+def test_split_output_names():
+    assert split_outputs("/d/finance_layout.lmdb", ["train", "valid"]) == {
+        "train": "/d/finance_train_layout.lmdb", "valid": "/d/finance_valid_layout.lmdb"}
+    assert split_outputs("/d/x.lmdb", ["train", "valid"]) == {"train": "/d/x_train.lmdb", "valid": "/d/x_valid.lmdb"}
+    assert split_outputs("/d/{split}/x.lmdb", ["valid"]) == {"valid": "/d/valid/x.lmdb"}
+    assert split_outputs("/d/sample_layout.lmdb", ["train"]) == {"train": "/d/sample_layout.lmdb"}
+
+
+def test_relative_outputs_inside_a_ray_job_copy_are_refused(tmp_path, monkeypatch):
+    copy = tmp_path / "session" / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    with pytest.raises(OcrvlError, match="output=out/x.lmdb is relative.*absolute path"):
+        resolve_path("out/x.lmdb", "output", None, output=True)
+    assert resolve_path("m.parquet", "manifest", None, output=False) == str(copy / "m.parquet")
+    assert resolve_path("out/x.lmdb", "output", "/data", output=True) == "/data/out/x.lmdb"
+    assert resolve_path("/abs/x.lmdb", "output", None, output=True) == "/abs/x.lmdb"
+
+
+def test_differing_keys_are_dotted_and_ordered():
+    old = {"jpeg_quality": 80, "recipes": {"ocr_public": {"cells_replace": "table"}}, "mask": "all"}
+    new = {"jpeg_quality": 30, "recipes": {"ocr_public": {"cells_replace": "page"}}, "mask": "all"}
+    assert differing_keys(old, new) == ["jpeg_quality", "recipes.ocr_public.cells_replace"]
+
+
+# -- the job -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, ray_local, demo_model_dirs):
+    """Two Training pages and one Validation page (AI-Hub folders) in one manifest."""
+    from ocrvl_ray.ingest.prepare import prepare
+
+    root = tmp_path_factory.mktemp("mixed")
+    tr = make_sample_dataset(root / "ds", n_pages=2, seed=5, size=SMALL, split="Training")
+    va = make_sample_dataset(root / "ds", n_pages=1, seed=6, size=SMALL, split="Validation")
+    manifest = root / "manifest.parquet"
+    prepare("ocr_public", [str(root / "ds")], images=[str(root / "ds")], out=str(manifest), progress=False,
+            use_ray=False)
+    layout_dir, cell_dir = demo_model_dirs
+    return {"root": root, "manifest": str(manifest), "layout": str(layout_dir), "cells": str(cell_dir),
+            "train_ids": {p["id"] for p in tr["pages"]}, "valid_ids": {p["id"] for p in va["pages"]}}
+
+
+def _cfg(data, out, **over) -> LayoutConfig:
+    base = {"manifest": data["manifest"], "output": str(out), "progress": False, "report_html": False,
+            "layout.model_dir": data["layout"], "cells.model_dir": data["cells"]}
+    base.update(over)
+    return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in base.items()], env={})
+
+
+def _contents(path) -> Counter:
+    out = Counter()
+    with LmdbReader(str(path)) as r:
+        for i in range(len(r)):
+            m = r.meta(i)
+            out[(m["page_id"], r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), m["sample_kind"])] += 1
+    return out
+
+
+def _sources(path) -> set[str]:
+    with LmdbReader(str(path)) as r:
+        return {Path(r.meta(i)["source_image"]).stem for i in range(len(r))}
+
+
+def _mean_jpeg_quality_proxy(path) -> float:
+    """Mean bytes per pixel of the crops: lower JPEG quality, fewer bytes for the same pixels."""
+    with LmdbReader(str(path)) as r:
+        sizes = []
+        for i in range(len(r)):
+            data = r.image_bytes(i)
+            w, h = Image.open(io.BytesIO(data)).size
+            sizes.append(len(data) / (w * h))
+    return sum(sizes) / len(sizes)
+
+
+def test_splits_identity_overwrite_and_detections(mixed, tmp_path):
+    from ocrvl_ray.layout.detections import detections_path
+    from ocrvl_ray.layout.job import run_layout
+
+    out = tmp_path / "mixed_layout.lmdb"
+    report = run_layout(_cfg(mixed, out))
+    train, valid = tmp_path / "mixed_train_layout.lmdb", tmp_path / "mixed_valid_layout.lmdb"
+    assert report["outputs"] == {"train": str(train), "valid": str(valid)}
+    assert not out.exists()
+    assert _sources(train) == mixed["train_ids"] and _sources(valid) == mixed["valid_ids"]   # never mixed
+    assert set(report["splits"]) == {"train", "valid"}
+    assert report["num_samples"] == sum(r["num_samples"] for r in report["splits"].values())
+
+    # 1. a changed config is refused before any work; the LMDB keeps its crops
+    before = _contents(train)
+    with pytest.raises(OcrvlError, match=r"made with another config \(differs in jpeg_quality\).*overwrite=true"):
+        run_layout(_cfg(mixed, out, jpeg_quality=30, split="train"))
+    assert _contents(train) == before
+
+    # overwrite=true rebuilds with the new crops and swaps them in
+    q80 = _mean_jpeg_quality_proxy(train)
+    rebuilt = run_layout(_cfg(mixed, out, jpeg_quality=30, split="train", overwrite="true"))
+    assert rebuilt["pages_processed"] == 2 and rebuilt["output"] == str(train)
+    assert _mean_jpeg_quality_proxy(train) < 0.8 * q80
+    assert sorted(p.name for p in tmp_path.iterdir() if ".rebuild-" in p.name or ".old-" in p.name) == []
+    assert _contents(valid) != {} and _sources(valid) == mixed["valid_ids"]    # the other split untouched
+
+    # detections= recomposes a changed recipe without the detectors: the same samples as a full run
+    det = detections_path(str(train))
+    assert Path(det).is_dir()
+    recipe = {"recipes.ocr_public.cells_replace": "page", "jpeg_quality": 30, "split": "train"}
+    from_file = run_layout(_cfg(mixed, tmp_path / "recomposed_layout.lmdb", detections=det,
+                                **{"layout.model_dir": "/nonexistent", **recipe}))
+    full = run_layout(_cfg(mixed, tmp_path / "full_layout.lmdb", **recipe))
+    assert from_file["output"] == str(tmp_path / "recomposed_train_layout.lmdb")   # named from the manifest's splits
+    assert from_file["num_samples"] == full["num_samples"] > 0
+    assert _contents(from_file["output"]) == _contents(full["output"])
+    # a page missing from the detections file is counted, not dropped silently
+    missing = run_layout(_cfg(mixed, tmp_path / "nodet_layout.lmdb", split="valid", detections=det))
+    assert missing["pages_skipped"] == {"no_detections": 1}
+
+
+def _ocrvl(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    e = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ocrvl_ray.cli", *args], capture_output=True, text=True,
+                          env=e, cwd=cwd, timeout=300)
+
+
+def _one_line(proc) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and " INFO " not in ln]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_user_errors_are_one_line_before_ray(mixed, tmp_path):
+    from ocrvl_ray.ingest.lookup import build_lookup, write_lookup
+
+    lookup = tmp_path / "lookup.parquet"
+    write_lookup(build_lookup([str(mixed["root"])], use_ray=False)[0], str(lookup))
+    good = [f"layout.model_dir={mixed['layout']}", f"cells.model_dir={mixed['cells']}", "progress=false"]
+    cases = [
+        ([f"manifest={REPO / 'README.md'}", f"output={tmp_path / 'a.lmdb'}"], "is not a Parquet file"),
+        ([f"manifest={lookup}", f"output={tmp_path / 'a.lmdb'}"], "is a lookup index, not a manifest"),
+        ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a b.lmdb'}"], "contains a space"),
+        ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a.lmdb'}", "layout.model_dir=/x"],
+         "layout.model_dir=/x: no layout model there"),
+        ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a.lmdb'}", "split=test"],
+         "split=test is not in manifest"),
+    ]
+    for args, needle in cases:
+        line = _one_line(_ocrvl("layout", *good, *args))
+        assert needle in line, line
+        assert "Started a local Ray" not in line
+    assert not (tmp_path / "a.lmdb").exists()
+
+
+def test_a_stage_failure_is_short_with_the_log_named(mixed, tmp_path, ray_address):
+    """A model folder that passes the pre-flight but cannot load: a few lines, exit 2, the full trace in the log."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for f in Path(mixed["layout"]).iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "inference.pdiparams").write_bytes(b"not weights")
+    out = tmp_path / "fail_layout.lmdb"
+    proc = _ocrvl("layout", f"manifest={mixed['manifest']}", f"output={out}", "split=valid", "progress=false",
+                  f"layout.model_dir={broken}", f"cells.model_dir={mixed['cells']}",
+                  env={"RAY_ADDRESS": ray_address})
+    assert proc.returncode == 2, proc.stderr
+    console = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert len(console) <= 10, console
+    assert "Traceback" not in proc.stdout + proc.stderr
+    err = [ln for ln in console if ln.startswith("ocrvl layout: error:")]
+    assert len(err) == 1 and "cannot load" in err[0] and f"full log: {out}.log" in err[0]
+    assert "Traceback" in Path(f"{out}.log").read_text()
+
+
+def test_pipeline_reruns_layout_when_its_config_changes(mixed, tmp_path):
+    from ocrvl_ray.end_to_end import PipelineConfig, run_pipeline
+
+    def cfg(q):
+        return load_config(PipelineConfig, overrides={
+            "run_dir": str(tmp_path / "run"), "stages": ["layout"],
+            "layout": {"manifest": mixed["manifest"], "output": str(tmp_path / "p_layout.lmdb"), "split": "valid",
+                       "layout.model_dir": mixed["layout"], "cells.model_dir": mixed["cells"], "progress": False,
+                       "report_html": False, "jpeg_quality": q}}, env={})
+
+    lines: list[str] = []
+    first = run_pipeline(cfg(80), log=lines.append)["stages"]["layout"]
+    lmdb = first["outputs"]["lmdb"]["valid"]
+    q80 = _mean_jpeg_quality_proxy(lmdb)
+    lines.clear()
+    run_pipeline(cfg(80), log=lines.append)
+    assert any("skipping" in ln for ln in lines)
+    lines.clear()
+    second = run_pipeline(cfg(30), log=lines.append)["stages"]["layout"]
+    assert any("[layout] starting" in ln for ln in lines), lines
+    assert second["config_hash"] != first["config_hash"] and second["status"] == "done"
+    assert _mean_jpeg_quality_proxy(lmdb) < 0.8 * q80          # the LMDB really holds the new crops
+    manifest = json.loads((tmp_path / "run" / "run_manifest.json").read_text())
+    assert manifest["stages"]["layout"]["config_hash"] == second["config_hash"]
