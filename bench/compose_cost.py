@@ -15,9 +15,9 @@ import time
 import cv2
 import numpy as np
 
-from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
 from ocrvl_ray.core.records import Page, Region, Word
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, render_page
+from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
 
 
 def synthetic(seed: int):

@@ -12,9 +12,6 @@ returns the run report (also printed and written next to the LMDB).
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -86,25 +83,15 @@ def resolve_inputs(cfg: LayoutConfig) -> tuple[LayoutConfig, str]:
         cfg = cfg.model_copy(deep=True)
         cfg.layout.model_dir = cfg.layout.model_dir or str(layout_dir)
         cfg.cells.model_dir = cfg.cells.model_dir or str(cell_dir)
-    manifest = cfg.manifest or str(sample_manifest())
+    if cfg.manifest:
+        manifest = cfg.manifest
+    else:
+        from ocrvl_ray.demo.sample import sample_manifest
+
+        manifest = str(sample_manifest())
     if not Path(manifest).exists():
         raise OcrvlError(f"manifest={manifest} does not exist; build one with `ocrvl prepare ... --out {manifest}`")
     return cfg, manifest
-
-
-def sample_manifest() -> Path:
-    """The bundled sample's manifest, prepared once next to the generated sample pages."""
-    from ocrvl_ray.ingest.prepare import prepare
-    from ocrvl_ray.demo.sample import sample_dataset_dir
-
-    root = sample_dataset_dir()
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    cache = Path(os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
-    out = cache / f"sample-manifest-{key}.parquet"   # the package folder may be read-only
-    if not out.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
-    return out
 
 
 def count_rows(manifest: str) -> int:
@@ -117,8 +104,8 @@ def run_layout(cfg: LayoutConfig) -> dict:
     """Runs the layout job; returns (and prints and writes) the run report."""
     import ray.data
 
-    from ocrvl_ray.report.run import build_report, print_report, write_report
     from ocrvl_ray.layout.sink import LmdbSink, completed_pages, write_lmdb
+    from ocrvl_ray.report.run import build_report, print_report, write_report
 
     t0 = time.time()
     cfg, manifest = resolve_inputs(cfg)
