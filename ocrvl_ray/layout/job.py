@@ -19,6 +19,7 @@ from ocrvl_ray.core.errors import OcrvlError, user_error
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.layout.config import LayoutConfig
 
+
 # ---------------------------------------------------------------------------------------------
 # graph
 # ---------------------------------------------------------------------------------------------
