@@ -32,8 +32,6 @@ from ocrvl_ray.layout.compose.mask import keep_mask, keep_only
 
 SIZE = (2480, 3508)
 
-SIZE = (2480, 3508)
-
 
 def synthetic(seed: int):
     img, words = render_page(seed, SIZE)

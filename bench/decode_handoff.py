@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocrvl_ray.layout.stages.decode import decode_batch, page_image
 from ocrvl_ray.core.records import Page, pages_to_table
 from ocrvl_ray.demo.sample import render_page
+from ocrvl_ray.layout.stages.decode import decode_batch, page_image
 
 W, H = 2480, 3508
 

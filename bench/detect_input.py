@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocrvl_ray.layout.stages.decode import decode_batch
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 from ocrvl_ray.core.records import Page, Region, pages_to_table
 from ocrvl_ray.demo.models import build_tiny_layout_model
 from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, render_page
+from ocrvl_ray.layout.stages.decode import decode_batch
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 from ocrvl_ray.testing.models import build_tiny_real_layout_model
 
 W, H = 2480, 3508

@@ -37,11 +37,11 @@ def main() -> None:
     size = tuple(int(v) for v in args.size.split("x"))
 
     from ocrvl_ray.core.config import load_config
-    from ocrvl_ray.layout.config import LayoutConfig
-    from ocrvl_ray.ingest.prepare import prepare
     from ocrvl_ray.demo.models import demo_models
-    from ocrvl_ray.testing.models import build_tiny_real_layout_model
     from ocrvl_ray.demo.sample import make_sample_dataset
+    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.testing.models import build_tiny_real_layout_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-layout-"))
     try:
@@ -114,11 +114,11 @@ def bare_detector(cfg, manifest: Path) -> float:
 
 def sequential(cfg, manifest: Path) -> tuple[float, float]:
     """All steps in one process, page batch after page batch; returns (wall s, CPU ms/page outside detectors)."""
-    from ocrvl_ray.layout.stages.detect_cells import CellDetector
-    from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+    from ocrvl_ray.layout.sink import LmdbWriter, SinkPage
     from ocrvl_ray.layout.stages.compose import compose_stage
     from ocrvl_ray.layout.stages.decode import decode_stage
-    from ocrvl_ray.layout.sink import LmdbWriter, SinkPage
+    from ocrvl_ray.layout.stages.detect_cells import CellDetector
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 
     lay, cel = cfg.layout, cfg.cells
     layout = LayoutDetector(lay.model_dir, threshold=lay.threshold, table_threshold=lay.table_threshold)

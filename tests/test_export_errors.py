@@ -11,9 +11,9 @@ import pytest
 
 from ocrvl_ray.cli import main as ocrvl
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, read_tensor, save_file
+from ocrvl_ray.testing import export as sy
 
 SPEC = sy.model_spec(sy.TINY_DIMS, max_layers=1)
 

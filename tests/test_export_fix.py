@@ -8,11 +8,11 @@ from safetensors import safe_open
 
 from ocrvl_ray.cli import main as ocrvl
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.fix import fix_file
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, read_tensor, save_file
 from ocrvl_ray.export.verify import verify_export
+from ocrvl_ray.testing import export as sy
 
 SPEC = sy.model_spec(sy.TINY_DIMS, max_layers=2)
 SQUARES = [n for n, s in SPEC if sy.is_linear(n, s) and s[0] == s[1]]

@@ -20,10 +20,10 @@ except ImportError as e:  # the dev environment pins transformers 4.x for paddle
 
 from safetensors.numpy import save_file as reference_save_file
 
-from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, read_tensor
 from ocrvl_ray.export.verify import verify_export
+from ocrvl_ray.testing import export as sy
 
 SPEC = sy.model_spec(sy.TINY_DIMS, max_layers=2)
 IMAGE, VSTART = 250, 252

@@ -10,10 +10,10 @@ import pytest
 from safetensors import safe_open
 
 from ocrvl_ray.cli import main as ocrvl
-from ocrvl_ray.testing import export as sy
 from ocrvl_ray.export.merge import merge_lora
 from ocrvl_ray.export.st import TensorSet, file_sha256, read_tensor, save_file
 from ocrvl_ray.export.verify import verify_export
+from ocrvl_ray.testing import export as sy
 
 SPEC = sy.model_spec(sy.TINY_DIMS, max_layers=2)
 

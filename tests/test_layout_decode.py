@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from ocrvl_ray.ingest.geometry import clockwise_from_top_left
-from ocrvl_ray.layout.stages.decode import OK, decode_batch, exif_transform_points, page_image
 from ocrvl_ray.core.records import Page, Word, pages_to_table
 from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.ingest.geometry import clockwise_from_top_left
+from ocrvl_ray.layout.stages.decode import OK, decode_batch, exif_transform_points, page_image
 from ocrvl_ray.testing.images import BAD_KINDS, GOOD_KINDS, pattern_image, write_image
 
 W, H = 64, 48

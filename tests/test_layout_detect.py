@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocrvl_ray.layout.stages.detect_cells import CellDetector
-from ocrvl_ray.layout.stages.decode import OK, decode_batch
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.records import Page, Region, pages_to_table
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.demo.models import build_tiny_cell_model, build_tiny_layout_model
+from ocrvl_ray.layout.stages.decode import OK, decode_batch
+from ocrvl_ray.layout.stages.detect_cells import CellDetector
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 
 SCRIPT = [
     ("doc_title", 0.92, 0.20, 0.05, 0.80, 0.10),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from ocrvl_ray.core.config import load_config
+from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.layout.sink import LmdbReader, completed_pages, verify_lmdb
-from ocrvl_ray.demo.sample import PAGE_SIZE, TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.testing.images import write_image
 
 REPO = Path(__file__).resolve().parents[1]

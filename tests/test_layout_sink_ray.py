@@ -141,9 +141,8 @@ def test_worker_dies_after_commit_task_retried(ray_local, tmp_path):
 
 KILL_SCRIPT = """
 import os, sys, time
-os.environ["RAY_AUTH_MODE"] = "disabled"
 import ray
-ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)   # a second driver on the session's Ray
 import ray.data
 ray.data.DataContext.get_current().enable_progress_bars = False
 from ocrvl_ray.layout.sink import LmdbSink, write_lmdb
@@ -172,7 +171,7 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def test_kill_minus_9_of_driver_then_rerun(ray_local, tmp_path):
+def test_kill_minus_9_of_driver_then_rerun(ray_local, ray_address, tmp_path):
     n_pages = 80
     pages = synthetic_pages(n_pages, seed=15, skip_every=6)
     path = str(tmp_path / "k.lmdb")
@@ -180,7 +179,8 @@ def test_kill_minus_9_of_driver_then_rerun(ray_local, tmp_path):
     script.write_text(KILL_SCRIPT)
     log = open(tmp_path / "writer.log", "w")
     proc = subprocess.Popen([sys.executable, str(script), path, str(n_pages)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+                            env=dict(os.environ, RAY_ADDRESS=ray_address))
     try:
         deadline = time.time() + 120
         while len(completed_pages(path)) < 8:
@@ -190,7 +190,7 @@ def test_kill_minus_9_of_driver_then_rerun(ray_local, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)      # the driver dies mid-run
         proc.wait()
     finally:
-        try:                                   # then its Ray processes (same session), wherever they were
+        try:                                   # and anything it started in its session
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ocrvl_ray.layout.config import LayoutConfig
-from ocrvl_ray.layout.stages import detect_cells, detect_layout
-from ocrvl_ray.layout.stages.detect_cells import CellDetector
-from ocrvl_ray.layout.stages.decode import OK, decode_batch
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 from ocrvl_ray.core.records import Page, Region, Word, make_page_id, pages_to_table
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
+from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.layout.stages import detect_cells, detect_layout
+from ocrvl_ray.layout.stages.decode import OK, decode_batch
+from ocrvl_ray.layout.stages.detect_cells import CellDetector
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
 
 
 def sample_pages(root: Path, n: int) -> list[Page]:

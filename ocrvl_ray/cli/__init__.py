@@ -56,7 +56,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ocrvl {args.command}: error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -101,7 +101,8 @@ def _export(out_dir: Path, rows: list[tuple], ncols: int) -> None:
     paddle.jit.save(static, str(out_dir / "inference"))
 
 
-def _write_yml(out_dir: Path, model_name: str, label_list: list[str]) -> None:
+def write_inference_yml(out_dir: Path, model_name: str, label_list: list[str]) -> None:
+    """The real PP-DocLayoutV2 ``inference.yml`` with this model name and label list."""
     cfg = layout_inference_yml()
     cfg["Global"]["model_name"] = model_name
     cfg["label_list"] = list(label_list)
@@ -121,7 +122,7 @@ def build_tiny_layout_model(out_dir: str | os.PathLike, boxes: Sequence[Scripted
     out.mkdir(parents=True, exist_ok=True)
     labels = layout_labels()
     _export(out, _normalise(boxes, labels), ncols=8)
-    _write_yml(out, model_name, labels)
+    write_inference_yml(out, model_name, labels)
     return out
 
 
@@ -138,7 +139,7 @@ def build_tiny_cell_model(out_dir: str | os.PathLike, cells: Sequence[Sequence[f
     out.mkdir(parents=True, exist_ok=True)
     rows = [("cell", *(c if len(c) == 5 else (score, *c))) for c in cells]
     _export(out, _normalise(rows, ["cell"]), ncols=6)
-    _write_yml(out, model_name, ["cell"])
+    write_inference_yml(out, model_name, ["cell"])
     return out
 
 

@@ -15,6 +15,7 @@ with split ``Training`` or ``Validation``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -233,6 +234,22 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def sample_manifest() -> Path:
+    """The bundled sample's manifest (what ``ocrvl layout`` reads without ``manifest=``), prepared once into
+    the cache (the package folder may be read-only)."""
+    from ocrvl_ray.ingest.prepare import prepare
+
+    root = sample_dataset_dir()
+    files = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*.json"))
+    key = hashlib.sha1(repr((str(root), files)).encode()).hexdigest()[:10]   # a changed sample is prepared anew
+    cache = Path(os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
+    out = cache / f"sample-manifest-{key}.parquet"
+    if not out.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
+    return out
 
 
 if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.demo.sample ocrvl_ray/assets/sample

@@ -12,10 +12,8 @@ returns the run report (also printed and written next to the LMDB).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 from ocrvl_ray.core.errors import OcrvlError, unwrap_ray, user_error
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.layout.config import LayoutConfig
+
 
 # ---------------------------------------------------------------------------------------------
 # graph
@@ -118,8 +117,11 @@ def resolve_inputs(cfg: LayoutConfig) -> tuple[LayoutConfig, str]:
         layout_dir, cell_dir = demo_models()
         cfg.layout.model_dir = cfg.layout.model_dir or str(layout_dir)
         cfg.cells.model_dir = cfg.cells.model_dir or str(cell_dir)
-    manifest = cfg.manifest or str(sample_manifest())
-    return cfg, manifest
+    if cfg.manifest:
+        return cfg, cfg.manifest
+    from ocrvl_ray.demo.sample import sample_manifest
+
+    return cfg, str(sample_manifest())
 
 
 def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
@@ -162,21 +164,6 @@ def layout_identities(cfg: LayoutConfig) -> dict[str, dict]:
     cfg, manifest = resolve_inputs(cfg)
     splits = [cfg.split] if cfg.split else preflight.manifest_splits(manifest)
     return {s: layout_identity(cfg, manifest, s) for s in splits}
-
-
-def sample_manifest() -> Path:
-    """The bundled sample's manifest, prepared once next to the generated sample pages."""
-    from ocrvl_ray.demo.sample import sample_dataset_dir
-    from ocrvl_ray.ingest.prepare import prepare
-
-    root = sample_dataset_dir()
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    cache = Path(os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
-    out = cache / f"sample-manifest-v2-{key}.parquet"   # the package folder may be read-only
-    if not out.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
-    return out
 
 
 def count_rows(manifest: str, split: str) -> int:

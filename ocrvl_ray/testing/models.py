@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from ocrvl_ray.demo.models import LAYOUT_MODEL_NAME, _write_yml, layout_labels
+from ocrvl_ray.demo.models import LAYOUT_MODEL_NAME, layout_labels, write_inference_yml
 
 
 def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
@@ -35,7 +35,7 @@ def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0) -> P
 
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pd"})
     (out / "config.json").write_text(json.dumps(raw, indent=1), "utf-8")  # raw dict: to_dict() loses keys
-    _write_yml(out, LAYOUT_MODEL_NAME, labels)
+    write_inference_yml(out, LAYOUT_MODEL_NAME, labels)
     return out
 
 

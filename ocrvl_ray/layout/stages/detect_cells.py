@@ -13,11 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
 from ocrvl_ray.layout.stages.decode import OK, page_image
-from ocrvl_ray.core.records import Region
-from ocrvl_ray.core.skips import Skip
 
 
 def crop_table(page: np.ndarray, box, max_side: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:

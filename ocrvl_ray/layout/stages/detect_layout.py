@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.runtime import StageResources
+from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
 from ocrvl_ray.layout.stages.decode import OK
-from ocrvl_ray.core.records import Region
-from ocrvl_ray.core.skips import Skip
 
 
 def resources(cfg) -> StageResources:
