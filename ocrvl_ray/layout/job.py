@@ -16,7 +16,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from ocrvl_ray.core.errors import OcrvlError, unwrap_ray, user_error
 from ocrvl_ray.core.runtime import StageResources
