@@ -46,6 +46,13 @@ def test_invalid_yaml_names_line_and_column(text, tmp_path, capsys):
                                        f"at line {line} column {col}: {problem}\n")
 
 
+def test_cluster_yaml_error_names_line_and_column(tmp_path, capsys):
+    (tmp_path / "cluster.yaml").write_text("cluster_name: x\nprovider: {type: aws\nmax_workers: 2\n")
+    assert main(["cluster-check", str(tmp_path / "cluster.yaml")]) == 2
+    assert capsys.readouterr().err == (f"ocrvl cluster-check: error: {tmp_path / 'cluster.yaml'}: not valid YAML at "
+                                       "line 3 column 12: expected ',' or '}', but got ':'\n")
+
+
 def test_yaml_errors_before_work_in_a_real_process(tmp_path):
     (tmp_path / "job.yaml").write_text("output: out/x.lmdb\nlayout: {device: cpu\nlimit: 3\n")
     (tmp_path / "latin1.yaml").write_bytes("output: out/caf\xe9.lmdb\n".encode("latin-1"))
