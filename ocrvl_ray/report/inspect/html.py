@@ -9,8 +9,8 @@ from ocrvl_ray.report.font import font_face_css, missing_glyphs
 from ocrvl_ray.report.inspect.collect import FLAGS, data_uri, unusual_char
 
 _CSS = """
-body{font-family:"OcrvlReport","Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",NanumGothic,
- system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+body{font-family:"OcrvlReport","Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",
+ NanumGothic,system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .path{color:#666;font-family:monospace}
 .health{padding:8px 12px;border-radius:4px;margin:12px 0;font-weight:600}
