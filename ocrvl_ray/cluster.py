@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from ocrvl_ray.core.config import yaml_error_where
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.runtime import StageResources
 
@@ -53,7 +54,7 @@ def load_cluster(path: str | Path) -> dict:
     try:
         cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise OcrvlError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise OcrvlError(f"{p}: not valid YAML{yaml_error_where(e)}") from None
     if not isinstance(cfg, dict):
         raise OcrvlError(f"{p}: must be a mapping (a Ray cluster config)")
     return cfg

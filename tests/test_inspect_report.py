@@ -5,6 +5,7 @@ import io
 import json
 import pickle
 import re
+import shutil
 
 import lmdb
 import numpy as np
@@ -134,6 +135,7 @@ def test_cli_html_is_self_contained(good_lmdb, tmp_path, capsys):
     # 6 contact crops + flagged examples, every one embedded
     assert html.count('src="data:image/jpeg;base64,') >= 6
     text = re.sub(r"data:image/jpeg;base64,[A-Za-z0-9+/=]+", "", html)
+    text = re.sub(r'src:url\(data:font/ttf;base64,[A-Za-z0-9+/=]+\) format\("truetype"\)', "", text)  # Hangul
     assert not re.search(r"https?:|//[a-z]|<script|<link|@import|url\(", text, re.I)
     assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["counts"]["dataset"]["finance"] == 4
 
@@ -189,3 +191,18 @@ def test_agrees_with_the_sink_writer_and_verifier(tmp_path, base, fmt):
     # the synthetic crops are single-colour JPEGs: every one is near-blank
     assert r["suspicious"]["near_blank"]["count"] == v["num_samples"]
     assert bool(r["health"]["notes"]) == (base == 0)
+
+
+def test_html_flag_before_the_lmdb_keeps_the_path(good_lmdb, tmp_path, capsys):
+    """``ocrvl inspect --html X.lmdb``: the path is the LMDB (default report beside it), not the report file."""
+    lmdb_copy = tmp_path / "copy_layout.lmdb"
+    shutil.copytree(good_lmdb, lmdb_copy)
+    assert main(["inspect", "--html", str(lmdb_copy)]) == 0
+    assert "health: OK" in capsys.readouterr().out
+    assert (tmp_path / "copy_layout.lmdb.report.html").is_file()
+    assert main(["inspect", "--html", str(tmp_path / "named.html"), str(lmdb_copy)]) == 0   # --html FILE LMDB
+    assert (tmp_path / "named.html").is_file()
+    capsys.readouterr()
+    assert main(["inspect", "--html", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == ("ocrvl inspect: error: give the LMDB folder to inspect, e.g. "
+                                       "ocrvl inspect out/sample_layout.lmdb --html\n")

@@ -15,7 +15,13 @@ from ocrvl_ray.core.errors import OcrvlError
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ocrvl eval", description="run models on an LMDB and score them per slice")
+    from ocrvl_ray.core.config import describe_keys
+    from ocrvl_ray.eval.config import EvalConfig
+
+    p = argparse.ArgumentParser(prog="ocrvl eval", description="run models on an LMDB and score them per slice",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="config keys (key=value or a YAML with the same keys; defaults shown):\n  "
+                                       + "\n  ".join(describe_keys(EvalConfig)))
     p.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH[+LORA]",
                    help="a base folder, a merged export, or BASE+LORA_CHECKPOINT (merged in memory); repeat for "
                         "more models; the first is the baseline of the comparisons")

@@ -5,6 +5,12 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ocrvl_ray.core.config import describe_keys
+    from ocrvl_ray.layout.config import LayoutConfig
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("config keys (key=value on the command line or key: value in the YAML; defaults shown):\n  "
+                + "\n  ".join(describe_keys(LayoutConfig)))
     p.add_argument("args", nargs="*", metavar="[config.yaml] [key=value ...]",
                    help="a LayoutConfig YAML and/or overrides, e.g. demo_models=true output=out/x_layout.lmdb "
                         "layout.device=gpu:0 (FAST_* environment variables also apply)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ocrvl_ray.core.config import split_cli_args
+from ocrvl_ray.core.config import ConfigError, split_cli_args
 from ocrvl_ray.core.errors import unwrap_ray
 
 
@@ -19,11 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.train.config import load_train_config, run_name_for
+    from ocrvl_ray.train.config import DEFAULT_ENTRY, load_train_config, run_name_for
     from ocrvl_ray.train.run import check
 
     yaml_path, overrides = split_cli_args(([args.config] if args.config else []) + list(args.overrides))
     ours, train_args = load_train_config(yaml_path, overrides)
+    if yaml_path is None and ours.entry == DEFAULT_ENTRY:   # erniekit's model, data and LoRA keys live there
+        raise ConfigError("pass the erniekit YAML (e.g. ocrvl train run_ocr_vl_sft_16k.yaml output_dir=/data/run1 "
+                          "max_steps=100); only a custom entry=module:function runs without one")
     if args.dry_run:
         import yaml
         print(yaml.safe_dump({"ocrvl": ours.model_dump(), "run_name": run_name_for(ours, train_args),

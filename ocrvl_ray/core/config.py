@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
@@ -78,11 +79,21 @@ def load_yaml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"config file {p} does not exist (pass a YAML file or only key=value overrides)")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML{yaml_error_where(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value, got {type(data).__name__}")
     return data
+
+
+def yaml_error_where(e: Exception) -> str:
+    """``" at line L column C: problem"`` (1-based, as editors count) of a PyYAML error."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {problem}"
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
@@ -101,6 +112,50 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         if sub is not None:
             keys += _valid_keys(sub, prefix + name + ".")
     return keys
+
+
+def _cli_value(v: Any) -> str:
+    """A value as one types it after ``key=`` (``null``, ``true``, ``[a,b]``)."""
+    if isinstance(v, BaseModel):
+        v = v.model_dump(mode="json")
+    if v is None or isinstance(v, (bool, int, float, list, dict)):
+        return json.dumps(v, ensure_ascii=False).replace(", ", ",").replace('"', "")
+    return str(v) if str(v) else "''"
+
+
+def describe_keys(model: type[BaseModel]) -> list[str]:
+    """One aligned line per config key of ``model`` (nested sections as dotted keys): ``key=default``, the
+    field's description, its allowed values and the environment variable that sets it."""
+    env = {dotted: var for var, (dotted, _) in getattr(model, "ENV_OVERRIDES", {}).items()}
+    rows: list[tuple[str, str]] = []
+
+    def walk(cls: type[BaseModel], defaults: BaseModel | None, prefix: str) -> None:
+        for name, f in cls.model_fields.items():
+            key = prefix + name
+            if defaults is not None:
+                default = getattr(defaults, name)
+            elif f.is_required():
+                default = "(required)"
+            else:
+                default = f.get_default(call_default_factory=True)
+            sub = _submodel(f.annotation)
+            if sub is not None and (isinstance(default, BaseModel) or default is None):
+                walk(sub, default if isinstance(default, BaseModel) else None, key + ".")
+                continue
+            choices = [a for ann in (f.annotation, *typing.get_args(f.annotation))
+                       if typing.get_origin(ann) is typing.Literal for a in typing.get_args(ann)]
+            notes = ["one of " + "|".join(_cli_value(c) for c in choices) if choices else "",
+                     f.description or "", f"env {env[key]}" if key in env else ""]
+            rows.append((f"{key}={_cli_value(default)}", "; ".join(n for n in notes if n)))
+
+    walk(model, None, "")
+    width = min(max(len(k) for k, _ in rows), 34)
+    out = []
+    for k, d in rows:
+        lines = textwrap.wrap(d, width=max(40, 110 - width)) or [""]
+        first = [f"{k:<{width}}  {lines[0]}"] if len(k) <= width else [k, f"{'':<{width}}  {lines[0]}"]
+        out += [ln.rstrip() for ln in first + [f"{'':<{width}}  {ln}" for ln in lines[1:]]]
+    return out
 
 
 def _check_unknown(model: type[BaseModel], data: Mapping, prefix: str = "") -> None:

@@ -1,10 +1,11 @@
 """Self-contained ``report.html`` for an evaluation: headline table, per-slice bars with bootstrap intervals,
-worst regressions and best gains side by side with their crops. Inline CSS, images as data URIs, no scripts."""
+worst regressions and best gains side by side with their crops. Inline CSS, images as data URIs, the Korean
+glyphs it uses as an embedded font subset, no scripts."""
 from __future__ import annotations
 
 from html import escape
 
-from ocrvl_ray.report.inspect.html import _CSS as _BASE_CSS
+from ocrvl_ray.report.inspect.html import _CSS as _BASE_CSS, html_page
 from ocrvl_ray.report.inspect.collect import data_uri, thumbnail_jpeg
 
 _CSS = _BASE_CSS + """
@@ -157,10 +158,7 @@ def render_report(doc: dict, cols: dict[str, list], examples: int = EXAMPLES) ->
     inputs = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
                      for k, v in doc.get("run", {}).items())
     defs = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in doc["definitions"].items())
-    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>ocrvl eval</title><style>{_CSS}</style></head><body>",
-             f"<h1>Evaluation report</h1><div class=\"path\">{doc['n_samples']} samples · "
+    parts = [f"<h1>Evaluation report</h1><div class=\"path\">{doc['n_samples']} samples · "
              f"{len(doc['models'])} model(s)</div>"]
     if inputs:
         parts.append(f"<h2>Run</h2><table>{inputs}</table>")
@@ -172,5 +170,5 @@ def render_report(doc: dict, cols: dict[str, list], examples: int = EXAMPLES) ->
         parts += [_comparison_table(c) for c in doc["comparisons"]]
     parts.append(_slices(doc))
     parts.append(_examples(doc, cols, examples))
-    parts.append(f"<h2>Definitions</h2><table>{defs}</table></body></html>")
-    return "\n".join(parts)
+    parts.append(f"<h2>Definitions</h2><table>{defs}</table>")
+    return html_page("ocrvl eval", "\n".join(parts), _CSS)

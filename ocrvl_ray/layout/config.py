@@ -18,67 +18,73 @@ def _debug_limit(raw: str) -> int:
 
 class ActorPool(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_actors: int = Field(1, ge=1)
-    max_actors: int = Field(1, ge=1)
-    batch_size: int = Field(8, ge=1)
-    num_gpus: Optional[float] = Field(None, ge=0, description="per actor; None = 1 on a GPU device, else 0")
+    min_actors: int = Field(1, ge=1, description="actors kept running (autoscaling lower bound)")
+    max_actors: int = Field(1, ge=1, description="actors at most (one model copy each)")
+    batch_size: int = Field(8, ge=1, description="images per predict call")
+    num_gpus: Optional[float] = Field(None, ge=0, description="per actor; null = 1 on a GPU device, else 0")
     num_cpus: float = Field(0.25, ge=0, description="per actor, for scheduling; small so decode/compose tasks keep CPUs")
 
 
 class LayoutModelConfig(ActorPool):
-    model_name: str = "PP-DocLayoutV2"
-    model_dir: Optional[str] = None          # None: paddleocr downloads the official weights (needs internet)
-    device: str = "cpu"                       # "cpu", "gpu" or "gpu:N"
-    threshold: float = Field(0.5, ge=0, le=1)
-    table_threshold: float = Field(0.3, ge=0, le=1)  # per-class threshold for `table`, same single pass
-    layout_nms: bool = True
+    model_name: str = Field("PP-DocLayoutV2", description="paddlex layout model name")
+    model_dir: Optional[str] = Field(None, description="exported model folder; null = paddleocr downloads the "
+                                                       "official weights (needs internet)")
+    device: str = Field("cpu", description="cpu, gpu or gpu:N")
+    threshold: float = Field(0.5, ge=0, le=1, description="score threshold for layout regions")
+    table_threshold: float = Field(0.3, ge=0, le=1, description="threshold for `table`, same single pass")
+    layout_nms: bool = Field(True, description="paddlex's overlap suppression of layout boxes")
 
 
 class CellModelConfig(ActorPool):
-    enabled: bool = True
+    enabled: bool = Field(True, description="detect table cells (false: tables stay whole regions)")
     model_name: Literal["RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_cell_det"] = \
         "RT-DETR-L_wired_table_cell_det"
-    model_dir: Optional[str] = None
-    device: str = "cpu"
-    threshold: float = Field(0.3, ge=0, le=1)
-    max_side: int = Field(1280, ge=32)        # table crops are downscaled to this before detection
+    model_dir: Optional[str] = Field(None, description="exported model folder; null = the official weights")
+    device: str = Field("cpu", description="cpu, gpu or gpu:N")
+    threshold: float = Field(0.3, ge=0, le=1, description="score threshold for cells")
+    max_side: int = Field(1280, ge=32, description="table crops are downscaled to this before detection")
 
 
 class LayoutConfig(JobConfig):
-    manifest: Optional[str] = None            # None: the bundled sample dataset
-    # LMDB folder; one per split of the manifest: "{split}" is replaced, else the split is inserted before
-    # "_layout.lmdb" when the manifest holds several (docs/lmdb.md)
-    output: str = "./out/sample_layout.lmdb"
-    split: Optional[str] = None               # process only this split of the manifest
-    data_root: Optional[str] = None           # relative manifest/output/detections paths resolve against it
-    overwrite: bool = False                   # rebuild an output made with another config (swapped in at the end)
-    detections: Optional[str] = None          # compose from <output>.detections.parquet instead of the detectors
-    demo_models: bool = False                 # build tiny offline models instead of the official ones
-    limit: int = Field(0, ge=0)               # pages to process (0 = all); FAST_DEBUG
-    gpu_id: Optional[int] = Field(None, ge=0)  # FAST_GPU_ID: turns device "gpu" into "gpu:N"
+    manifest: Optional[str] = Field(None, description="Parquet manifest from `ocrvl prepare`; null = the bundled "
+                                                      "sample dataset")
+    output: str = Field("./out/sample_layout.lmdb", description="the LMDB folder to write (no spaces); one per "
+                        "split of the manifest: {split} is replaced, else the split is inserted before _layout.lmdb "
+                        "when the manifest holds several (docs/lmdb.md)")
+    split: Optional[str] = Field(None, description="process only this split of the manifest")
+    data_root: Optional[str] = Field(None, description="relative manifest/output/detections paths resolve "
+                                                       "against it (needed for relative paths under ray job submit)")
+    overwrite: bool = Field(False, description="rebuild an output made with another config (built aside, swapped "
+                                               "in when complete)")
+    detections: Optional[str] = Field(None, description="compose from a <output>.detections.parquet instead of "
+                                                        "running the detectors (docs/detections.md)")
+    demo_models: bool = Field(False, description="build tiny offline models instead of the official ones")
+    limit: int = Field(0, ge=0, description="pages to process (0 = all)")
+    gpu_id: Optional[int] = Field(None, ge=0, description='turns device "gpu" into "gpu:N"')
     layout: LayoutModelConfig = Field(default_factory=LayoutModelConfig)
     cells: CellModelConfig = Field(default_factory=CellModelConfig)
-    jpeg_quality: int = Field(80, ge=1, le=100)
-    # crop masking (docs/compose.md): "all" keeps only the label's words (the original), "words" hides only
-    # annotated words the label lacks, "none" leaves crops as they are
-    mask: Literal["all", "words", "none"] = "all"
-    inpaint: Optional[bool] = None            # old key (FAST_INPAINT): false = mask "none", true = mask "all"
-    recipes: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-dataset recipe overrides
-    index_base: Literal[0, 1] = 1             # 1: erniekit reader; 0: the original FAST tools
-    label_format: Literal["pickle", "text"] = "pickle"
-    max_pixels: int = Field(120_000_000, ge=1)  # decompression-bomb guard
-    decode_batch_size: int = Field(8, ge=1)
-    compose_batch_size: int = Field(8, ge=1)
-    # what decode passes downstream: "array" (decoded page; fastest on one node, bench/layout.py) or
-    # "bytes" (the encoded file, ~10x fewer bytes; use it when stages run on different nodes)
-    handoff: Literal["bytes", "array"] = "array"
-    write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
-    num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
-    num_gpus: Optional[int] = None
-    progress: bool = True                     # a progress line every progress_every_s seconds
-    progress_every_s: float = Field(15.0, gt=0)
-    quiet: bool = True                        # Ray's own output (tracebacks, logs) goes to <output>.log
-    report_html: bool = True                  # write <output>.report.html (ocrvl inspect) after the run
+    jpeg_quality: int = Field(80, ge=1, le=100, description="JPEG quality of the crops")
+    mask: Literal["all", "words", "none"] = Field(
+        "all", description="crop masking (docs/compose.md): all = keep only the label's words (the original), "
+                           "words = hide only annotated words the label lacks, none = crops as they are")
+    inpaint: Optional[bool] = Field(None, description="old key: false = mask none, true = mask all")
+    recipes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-dataset recipe overrides, e.g. recipes.ocr_public.cells_replace=table")
+    index_base: Literal[0, 1] = Field(1, description="1: the erniekit reader; 0: the original FAST tools")
+    label_format: Literal["pickle", "text"] = Field("pickle", description="how gt-%09d values are stored")
+    max_pixels: int = Field(120_000_000, ge=1, description="larger pages are skipped (decompression-bomb guard)")
+    decode_batch_size: int = Field(8, ge=1, description="pages per decode task")
+    compose_batch_size: int = Field(8, ge=1, description="pages per compose task")
+    handoff: Literal["bytes", "array"] = Field(
+        "array", description="what decode passes on: array = the decoded page (fastest on one node), bytes = "
+                             "the encoded file (~10x fewer bytes; for stages on different nodes)")
+    write_batch_pages: int = Field(64, ge=1, description="pages per LMDB write task (commit granularity)")
+    num_cpus: Optional[int] = Field(None, description="local runs only: logical CPUs for the local Ray")
+    num_gpus: Optional[int] = Field(None, description="local runs only: GPUs for the local Ray")
+    progress: bool = Field(True, description="print a progress line every progress_every_s seconds")
+    progress_every_s: float = Field(15.0, gt=0, description="seconds between progress lines")
+    quiet: bool = Field(True, description="Ray's own output (tracebacks, logs) goes to <output>.log, not the console")
+    report_html: bool = Field(True, description="write <output>.report.html (ocrvl inspect) after the run")
 
     ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {
         "FAST_LAYOUT_DEVICE": ("layout.device", str),

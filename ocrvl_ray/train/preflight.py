@@ -74,7 +74,7 @@ def check_output_dir(args: Mapping[str, Any]) -> list[Finding]:
     """``output_dir`` is set and writable (probing the nearest existing folder; nothing is created)."""
     out = args.get("output_dir")
     if not out:
-        return [Finding("error", "output_dir is not set; add output_dir: /path/to/run to the YAML")]
+        return [Finding("error", "output_dir is not set; add output_dir: /path/to/run to the YAML (or pass output_dir=...)")]
     probe = Path(out)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -1,14 +1,16 @@
 """Self-contained HTML for an ``inspect_lmdb`` report: UTF-8, inline CSS, CSS bar charts, crops as
-base64 data URIs. No scripts and no external resources, so it opens offline and can be mailed around."""
+base64 data URIs, the Korean glyphs it uses as an embedded font subset (``report/font.py``). No scripts and
+no external resources, so it opens offline, renders Hangul without Korean fonts and can be mailed around."""
 from __future__ import annotations
 
 from html import escape
 
+from ocrvl_ray.report.font import font_face_css, missing_glyphs
 from ocrvl_ray.report.inspect.collect import FLAGS, data_uri, unusual_char
 
 _CSS = """
-body{font-family:"Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",NanumGothic,
- system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+body{font-family:"OcrvlReport","Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",
+ NanumGothic,system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .path{color:#666;font-family:monospace}
 .health{padding:8px 12px;border-radius:4px;margin:12px 0;font-weight:600}
@@ -25,6 +27,19 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .uc{background:#ffd54f;color:#000;font-family:monospace;font-size:11px;padding:0 2px;border-radius:2px}
 .detail{color:#8b1a1a;font-size:12px}
 """
+
+
+def html_page(title: str, body: str, css: str = _CSS) -> str:
+    """A complete page: ``css`` plus an ``@font-face`` holding the glyphs ``body`` uses, and a note naming
+    characters the embedded font lacks (they render with the viewer's fonts)."""
+    missing = missing_glyphs(body)
+    note = (f'<p class="meta">font: {len(missing)} character(s) are not in the embedded font and use the '
+            f"viewer's fonts ({escape(missing[:40])}{'…' if len(missing) > 40 else ''}); set OCRVL_REPORT_FONT to "
+            "a complete Korean .ttf to embed them</p>") if missing else ""
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{escape(title)}</title><style>{font_face_css(body)}{css}</style></head><body>\n"
+            f"{body}{note}\n</body></html>")
 
 
 def _label_html(text: str) -> str:
@@ -63,9 +78,6 @@ def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
     h = r["health"]
     s = r["schema"]
     parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>ocrvl inspect — {escape(r['path'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>LMDB data report</h1><div class=\"path\">{escape(r['path'])} · index_base {s['index_base']}"
         f" · label_format {escape(str(s['label_format']))}</div>",
         f'<div class="health {"ok" if h["ok"] else "bad"}">{escape(h["line"])}</div>',
@@ -107,5 +119,5 @@ def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
     parts.append(f"<h2>Contact sheet ({len(r['contact'])} of {r['samples_read']} samples, evenly spaced)</h2>"
                  '<div class="cards">')
     parts += [_card(item, thumbs) for item in r["contact"]]
-    parts.append("</div></body></html>")
-    return "\n".join(parts)
+    parts.append("</div>")
+    return html_page(f"ocrvl inspect — {r['path']}", "\n".join(parts))

@@ -1,0 +1,124 @@
+"""CLI user errors are one line with the fix, exit 2, no traceback; ``--help`` lists config keys (issue 10)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+from pydantic import BaseModel, Field
+
+from ocrvl_ray.cli import main
+from ocrvl_ray.core.config import JobConfig, describe_keys
+from ocrvl_ray.layout.config import LayoutConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ocrvl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The ``ocrvl`` console script's code path in a fresh interpreter (real exit code and stderr)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", "import sys; from ocrvl_ray.cli import main; sys.exit(main())",
+                           *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ocrvl ")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+BAD_YAML = {  # text -> (line, column, problem) as an editor shows them
+    "output: out/x.lmdb\nlayout: {device: cpu\nlimit: 3\n": (3, 6, "expected ',' or '}', but got ':'"),
+    "output: out/x.lmdb\n\tlimit: 3\n": (2, 1, "found character '\\t' that cannot start any token"),
+    "layout:\n  device: cpu\n threshold: 0.4\n": (3, 2, "expected <block end>, but found '<block mapping start>'"),
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_YAML))
+def test_invalid_yaml_names_line_and_column(text, tmp_path, capsys):
+    (tmp_path / "job.yaml").write_text(text)
+    assert main(["layout", str(tmp_path / "job.yaml")]) == 2
+    line, col, problem = BAD_YAML[text]
+    assert capsys.readouterr().err == (f"ocrvl layout: error: config file {tmp_path / 'job.yaml'} is not valid YAML "
+                                       f"at line {line} column {col}: {problem}\n")
+
+
+def test_cluster_yaml_error_names_line_and_column(tmp_path, capsys):
+    (tmp_path / "cluster.yaml").write_text("cluster_name: x\nprovider: {type: aws\nmax_workers: 2\n")
+    assert main(["cluster-check", str(tmp_path / "cluster.yaml")]) == 2
+    assert capsys.readouterr().err == (f"ocrvl cluster-check: error: {tmp_path / 'cluster.yaml'}: not valid YAML at "
+                                       "line 3 column 12: expected ',' or '}', but got ':'\n")
+
+
+def test_yaml_errors_before_work_in_a_real_process(tmp_path):
+    (tmp_path / "job.yaml").write_text("output: out/x.lmdb\nlayout: {device: cpu\nlimit: 3\n")
+    (tmp_path / "latin1.yaml").write_bytes("output: out/caf\xe9.lmdb\n".encode("latin-1"))
+    assert _one_line(_ocrvl("layout", "job.yaml", cwd=tmp_path)) == (
+        "ocrvl layout: error: config file job.yaml is not valid YAML at line 3 column 6: expected ',' or '}', "
+        "but got ':'")
+    assert _one_line(_ocrvl("layout", "latin1.yaml", cwd=tmp_path)) == (
+        "ocrvl layout: error: config file latin1.yaml is not UTF-8 text (byte 15); save it as UTF-8")
+    # ocrvl train reads erniekit's YAML with the same loader
+    assert "at line 3 column 6" in _one_line(_ocrvl("train", "job.yaml", cwd=tmp_path))
+
+
+def test_train_without_yaml_asks_for_the_erniekit_yaml(tmp_path):
+    want = ("ocrvl train: error: pass the erniekit YAML (e.g. ocrvl train run_ocr_vl_sft_16k.yaml "
+            "output_dir=/data/run1 max_steps=100); only a custom entry=module:function runs without one")
+    assert _one_line(_ocrvl("train", cwd=tmp_path)) == want
+    assert _one_line(_ocrvl("train", "max_steps=3", "output_dir=run", cwd=tmp_path)) == want
+
+
+def test_train_custom_entry_needs_no_yaml(tmp_path, capsys):
+    rc = main(["train", "entry=ocrvl_ray.testing.train:allreduce_check", f"output_dir={tmp_path / 'run'}",
+               "use_gpu=false", "--dry-run"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "allreduce_check" in out.out and "pass the erniekit YAML" not in out.err
+
+
+class _Sub(BaseModel):
+    x: int = Field(2, description="an x")
+    mode: Literal["a", "b"] = "a"
+
+
+class _Top(JobConfig):
+    name: str = Field("n", description="the name")
+    sub: _Sub = Field(default_factory=lambda: _Sub(x=5))
+    opt: Optional[int] = None
+    tags: list[str] = Field(default_factory=lambda: ["p", "q"])
+
+    ENV_OVERRIDES = {"FAST_X": ("sub.x", int)}
+
+
+def test_describe_keys_lists_dotted_keys_with_defaults():
+    assert describe_keys(_Top) == [
+        "name=n      the name",          # keys padded to the longest (10) plus two spaces
+        "sub.x=5     an x; env FAST_X",
+        "sub.mode=a  one of a|b",
+        "opt=null",
+        "tags=[p,q]",
+    ]
+
+
+def test_layout_help_lists_every_key_with_its_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["layout", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    keys = {ln.split()[0] for ln in text.split("config keys", 1)[1].splitlines()[1:] if ln.startswith("  ") and
+            "=" in ln.split()[0]}
+    for want in ("manifest=null", "output=./out/sample_layout.lmdb", "demo_models=false", "limit=0",
+                 "layout.model_name=PP-DocLayoutV2", "layout.threshold=0.5", "layout.table_threshold=0.3",
+                 "layout.max_actors=1", "cells.enabled=true", "cells.max_side=1280", "cells.threshold=0.3",
+                 "jpeg_quality=80", "mask=all", "recipes={}", "index_base=1", "label_format=pickle",
+                 "handoff=array", "report_html=true"):
+        assert want in keys, want
+    # every leaf key of the model is there (sections appear only as dotted keys)
+    leaves = {k for k, f in LayoutConfig.model_fields.items() if k not in ("layout", "cells")}
+    leaves |= {f"{s}.{k}" for s in ("layout", "cells") for k in LayoutConfig.model_fields[s].annotation.model_fields}
+    assert {k.split("=", 1)[0] for k in keys} == leaves
+    assert "pages to process (0 = all); env FAST_DEBUG" in text
