@@ -28,7 +28,12 @@ from ocrvl_ray.train.engines.lmdb_plugin import augment_params, image_ref
 log = logging.getLogger("ocrvl.train")
 ENGINE_KEYS = ("train_lmdb_paths", "train_lmdb_prob", "eval_lmdb_paths", "model_version", "augment", "prompt")
 #: What our engine fills in when the config leaves it out (upstream's PaddleOCR-VL LoRA recipe keys).
-DEFAULTS = {"stage": "VL-SFT", "template_backend": "custom", "lora": True, "do_train": True}
+#: Unified checkpoints put the adapter (``peft_model-*.safetensors`` + ``lora_config.json``) in every
+#: ``checkpoint-N``, so each checkpoint reported to Ray storage merges with ``ocrvl merge``; PaddleFormers'
+#: default flex_checkpoint folders hold distcp shards only.
+DEFAULTS = {"stage": "VL-SFT", "template_backend": "custom", "lora": True, "do_train": True,
+            "unified_checkpoint": True, "save_checkpoint_format": "unified_checkpoint",
+            "load_checkpoint_format": "unified_checkpoint"}
 
 
 def split_paths(value: Any) -> list[str]:
@@ -96,21 +101,42 @@ def register_template(gen: generations.Generation, augment: Any) -> str:
     return name
 
 
-def tuner_args(config: dict[str, Any], rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(PaddleFormers' dict, what we did) from the entry's config. Pure except for writing the JSONL rows."""
-    cfg = dict(config)
-    ours = {k: cfg.pop(k) for k in ENGINE_KEYS if k in cfg}
+def check_installed() -> None:
+    """PaddleFormers 1.x must be importable here (it cannot share the default venv's 0.3.1)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        have = version("paddleformers")
+    except PackageNotFoundError:
+        have = None
+    if have is None or int(have.split(".")[0]) < 1:
+        raise OcrvlError(f"engine=paddleformers needs PaddleFormers 1.x (found {have or 'none'}); run it from the "
+                         "paddleformers venv: .venv-paddleformers/bin/ocrvl train ... (see docs/train_paddleformers.md)")
+
+
+def check_config(config: dict[str, Any]) -> tuple[generations.Generation, str, dict[str, Any]]:
+    """Validate the engine keys (driver pre-flight and every rank): (generation, evidence, engine keys)."""
+    ours = {k: config[k] for k in ENGINE_KEYS if k in config}
     train = split_paths(ours.get("train_lmdb_paths"))
     if not train:
         raise OcrvlError("engine=paddleformers needs train_lmdb_paths=/path/a_layout.lmdb[,...] (our LMDBs)")
-    if cfg.get("train_dataset_path"):
+    if config.get("train_dataset_path"):
         raise OcrvlError("engine=paddleformers reads our LMDBs: give train_lmdb_paths, not train_dataset_path")
-    probs = split_paths(ours.get("train_lmdb_prob")) or ["1.0"] * len(train)
-    if len(probs) != len(train):
+    probs = split_paths(ours.get("train_lmdb_prob"))
+    if probs and len(probs) != len(train):
         raise OcrvlError(f"train_lmdb_prob has {len(probs)} value(s) for {len(train)} LMDB(s); give one per LMDB")
-    gen, evidence = generations.resolve(ours.get("model_version"), cfg.get("model_name_or_path"))
-    generations.check_template(gen, cfg.get("template"))
-    augment_params(ours.get("augment"))                     # validate early, on every rank
+    gen, evidence = generations.resolve(ours.get("model_version"), config.get("model_name_or_path"))
+    generations.check_template(gen, config.get("template"))
+    augment_params(ours.get("augment"))
+    return gen, evidence, ours
+
+
+def tuner_args(config: dict[str, Any], rank: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(PaddleFormers' dict, what we did) from the entry's config; writes this rank's JSONL rows."""
+    gen, evidence, ours = check_config(config)
+    cfg = {k: v for k, v in config.items() if k not in ENGINE_KEYS}
+    train = split_paths(ours["train_lmdb_paths"])
+    probs = split_paths(ours.get("train_lmdb_prob")) or ["1.0"] * len(train)
     prompt = ours.get("prompt") or gen.prompts["ocr"]
     data = side_dir(cfg["output_dir"], "data")
     files, stats = write_rows(train, data, prompt, clean=False, tag=f"train.rank{rank}")
