@@ -26,7 +26,7 @@ from ocrvl_ray.sink.rows import SinkPage, SinkSample  # noqa: E402
 from ocrvl_ray.sink.synthetic import tiny_jpeg  # noqa: E402
 from ocrvl_ray.sink.writer import LmdbWriter  # noqa: E402
 from ocrvl_ray.train.config import load_train_config  # noqa: E402
-from ocrvl_ray.train.engines.lmdb_plugin import UPSTREAM_AUGMENT, image_ref, plugin_class  # noqa: E402
+from ocrvl_ray.train.engines.lmdb_plugin import UPSTREAM_AUGMENT, close_envs, image_ref, plugin_class  # noqa: E402
 from ocrvl_ray.train.engines.paddleformers import register_template, write_rows  # noqa: E402
 from ocrvl_ray.train.generations import get  # noqa: E402
 from ocrvl_ray.train.run import fit  # noqa: E402
@@ -93,7 +93,9 @@ def _inputs(base, lmdb):
 
     from ocrvl_ray.sink.reader import LmdbReader
 
-    image: Image.Image = LmdbReader(str(lmdb)).image(0)
+    reader = LmdbReader(str(lmdb))
+    image: Image.Image = reader.image(0)
+    reader.env.close()
     processor = AutoProcessor.from_pretrained(str(base))
     text = "<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>OCR:\nAssistant:\n번호"
     return dict(processor(text=[text], images=[image], return_tensors="pd"))
@@ -104,7 +106,8 @@ def _logits(model, inputs) -> np.ndarray:
 
     model.eval()
     with paddle.no_grad():
-        return model(**inputs).logits.astype("float32").numpy()
+        out = model(**inputs, return_dict=True)
+        return (out.logits if hasattr(out, "logits") else out[0]).astype("float32").numpy()
 
 
 def test_merged_export_equals_base_plus_lora(pf_run):
@@ -161,7 +164,10 @@ def test_eval_rows_are_never_augmented(pf_run):
     proc = AutoProcessor.from_pretrained(str(pf_run["pristine"])).image_processor
     kw = dict(image_processor=proc, image_min_pixels=proc.min_pixels, image_max_pixels=proc.max_pixels)
     lmdb = str(pf_run["lmdb"])
-    src = LmdbReader(lmdb).image(0)
+    close_envs()                       # the plugin's handle from earlier tests (one open per path and process)
+    reader = LmdbReader(lmdb)
+    src = reader.image(0)
+    reader.env.close()
     h, w = proc.get_smarted_resize(src.height, src.width, min_pixels=proc.min_pixels,
                                    max_pixels=proc.max_pixels)[0]
     plain = np.asarray(src.resize((w, h)))

@@ -56,6 +56,12 @@ def augment_params(augment: Any) -> Optional[dict]:
 _ENVS: dict[tuple[int, str], Any] = {}
 
 
+def close_envs() -> None:
+    """Close this process's cached envs (py-lmdb >= 2 refuses a second open of one path in a process)."""
+    for key in [k for k in _ENVS if k[0] == os.getpid()]:
+        _ENVS.pop(key).close()
+
+
 def read_image_bytes(lmdb_dir: str, key: str) -> bytes:
     """The bytes under ``key`` (``img-`` as fallback for ``image-``), one read-only env per process."""
     import lmdb

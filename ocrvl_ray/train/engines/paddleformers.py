@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from ocrvl_ray.errors import OcrvlError
 from ocrvl_ray.train import generations
 from ocrvl_ray.train.checkpoints import side_dir
-from ocrvl_ray.train.engines.lmdb_plugin import augment_params, image_ref
+from ocrvl_ray.train.engines.lmdb_plugin import augment_params, close_envs, image_ref
 
 log = logging.getLogger("ocrvl.train")
 ENGINE_KEYS = ("train_lmdb_paths", "train_lmdb_prob", "eval_lmdb_paths", "model_version", "augment", "prompt")
@@ -65,6 +65,7 @@ def rows(lmdb_dir: str, prompt: str, clean: bool) -> Iterable[dict]:
 def write_rows(lmdb_dirs: list[str], out_dir: Path, prompt: str, clean: bool, tag: str) -> tuple[list[str], dict]:
     """One JSONL per LMDB under ``out_dir``; returns (files, {"rows": n, "skipped": {"empty_text": n}})."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    close_envs()
     files, written, empty = [], 0, 0
     for k, d in enumerate(lmdb_dirs):
         path = out_dir / f"{tag}.{k}.{Path(d).name}.jsonl"
