@@ -18,8 +18,8 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
     if ours.engine == "paddleformers":
         from ocrvl_ray.train.engines.paddleformers import check_config, check_installed
 
-        check_installed()
         check_config(args)
+        check_installed()
     findings = audit(args) if ours.preflight else []
     for f in findings:
         print(f"ocrvl train: {f}", file=sys.stderr)
