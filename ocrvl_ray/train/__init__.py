@@ -10,4 +10,6 @@
   child.py        launcher mode: runs a custom entry in each launched process
   callbacks.py    metrics_log: JSONL of reports and failures (controller side)
   examples.py     tiny LoRA fine-tune and all-reduce entries (tests, demos)
+  generations.py  PaddleOCR-VL v1 / v1.5 / v1.6: chat template, prompts, detection from a base's files
+  engines/        paddleformers.py (engine=paddleformers, PaddleFormers 1.x) + lmdb_plugin.py (its data hook)
 """
