@@ -45,7 +45,7 @@ def split_paths(value: Any) -> list[str]:
 
 
 def rows(lmdb_dir: str, prompt: str, clean: bool) -> Iterable[dict]:
-    """PaddleFormers ``messages`` rows of one LMDB; samples with an empty label are skipped (counted)."""
+    """PaddleFormers ``messages`` rows of one LMDB in key order; None for a sample with an empty label."""
     from ocrvl_ray.sink.reader import LmdbReader
 
     reader = LmdbReader(lmdb_dir)
