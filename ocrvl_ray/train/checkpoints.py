@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+STAGED_RE = re.compile(r"^checkpoint-(\d+)-[0-9a-f]{8}$")     # a staging copy made by stage()
 STATE_FILE = "trainer_state.json"
+STATE_FILE_PF1 = "trainer_state.bin"     # PaddleFormers 1.x writes the trainer state pickled under this name
 LAST_FILE = "scheduler.pdparams"
 #: Numeric fields of paddleformers' log entries that we stream as metrics.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "epoch", "progress_or_epoch", "train_loss")
@@ -37,22 +39,28 @@ def list_checkpoints(output_dir: str | os.PathLike) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def state_file(path: Path) -> Path:
+    """The checkpoint's trainer state file (``trainer_state.json``, or PaddleFormers 1.x's ``.bin``)."""
+    pf1 = path / STATE_FILE_PF1
+    return pf1 if pf1.is_file() and not (path / STATE_FILE).is_file() else path / STATE_FILE
+
+
 def signature(path: Path) -> tuple[int, int] | None:
     """Identity of one write of a checkpoint: (mtime_ns, size) of its trainer state, or None."""
     try:
-        st = (path / STATE_FILE).stat()
+        st = state_file(path).stat()
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
 
 
 def is_finished(path: Path, *, settled_before: float, newer_exists: bool, trainer_exited: bool) -> bool:
-    if not (path / STATE_FILE).is_file():
+    if not state_file(path).is_file():
         return False
     if newer_exists or trainer_exited:
         return True
     try:
-        if (path / LAST_FILE).stat().st_mtime_ns < (path / STATE_FILE).stat().st_mtime_ns:
+        if (path / LAST_FILE).stat().st_mtime_ns < state_file(path).stat().st_mtime_ns:
             return False                      # missing, or left from an older write of this folder
         newest = max(f.stat().st_mtime for f in path.rglob("*") if f.is_file())
     except (OSError, ValueError):
@@ -129,7 +137,7 @@ def restore(src: str | os.PathLike, output_dir: str | os.PathLike, step: int) ->
 def checkpoint_step(path: str | os.PathLike) -> int:
     """Global step of a checkpoint: from its folder name ``checkpoint-N``, else its trainer state."""
     p = Path(path)
-    m = CKPT_RE.match(p.name)
+    m = CKPT_RE.match(p.name) or STAGED_RE.match(p.name)
     if m:
         return int(m.group(1))
     try:

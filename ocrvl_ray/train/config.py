@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ocrvl_ray.core.config import (ConfigError, JobConfig, deep_merge, env_overrides, load_yaml, parse_overrides,
                                    validation_message)
 
 DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
+PADDLEFORMERS_ENTRY = "ocrvl_ray.train.engines.paddleformers:paddleformers_sft"
 
 
 class TrainConfig(JobConfig):
@@ -36,8 +37,15 @@ class TrainConfig(JobConfig):
     watch_interval_s: float = Field(2.0, gt=0)  # how often output_dir is scanned for checkpoint-N
     preflight: bool = True                      # audit the config before starting Ray Train
     metrics_log: Optional[str] = None           # JSONL of every report (step, loss, lr, checkpoint, errors)
+    engine: Literal["erniekit", "paddleformers"] = "erniekit"   # paddleformers: PaddleFormers 1.x (own venv)
 
     ENV_OVERRIDES = {"ERNIE_ROOT": ("ernie_root", str)}
+
+    @model_validator(mode="after")
+    def _engine_entry(self):
+        if self.engine == "paddleformers" and self.entry == DEFAULT_ENTRY:
+            self.entry = PADDLEFORMERS_ENTRY
+        return self
 
 
 OUR_KEYS = frozenset(TrainConfig.model_fields)

@@ -15,6 +15,11 @@ log = logging.getLogger("ocrvl.train")
 
 def check(ours: TrainConfig, args: dict[str, Any]) -> None:
     """Pre-flight: print every finding on its own line (stderr); raise when any is an error."""
+    if ours.engine == "paddleformers":
+        from ocrvl_ray.train.engines.paddleformers import check_config, check_installed
+
+        check_config(args)
+        check_installed()
     findings = audit(args) if ours.preflight else []
     for f in findings:
         print(f"ocrvl train: {f}", file=sys.stderr)

@@ -1,0 +1,96 @@
+"""A tiny random PaddleOCR-VL base folder that PaddleFormers 1.x loads like the real one (tests, demos).
+
+``build_tiny_paddleocr_vl(out, generation)`` writes, fully offline:
+  tokenizer.json / tokenizer_config.json   a byte-level BPE with the real special tokens, whose
+                                           ``chat_template`` is the generation's (v1 or 1.5+)
+  config.json                              the real PaddleOCR-VL config scaled down (hidden 64, 2 LLM
+                                           layers, 1 vision layer of width 32), ``fuse_rms_norm: false``
+  model.safetensors                        random fp32 weights in Hugging Face layout
+  preprocessor_config.json                 the real one with small min/max pixels (short sequences)
+
+Needs the ``paddleformers`` extra (PaddleFormers 1.x); imports are inside the function.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ocrvl_ray.testing.export import DATA
+
+SPECIAL_TOKENS = ["<unk>", "<pad>", "<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>",
+                  "<|IMAGE_END|>", "<|IMAGE_PLACEHOLDER|>", "<|VIDEO_PLACEHOLDER|>"]
+VOCAB = 320
+#: Small enough for fast steps, large enough for the 28x28 minimum of patch 14 x merge 2.
+MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 16
+
+
+def chat_template(assistant: str) -> str:
+    """A Jinja chat template of the PaddleOCR-VL shape whose assistant turn opens with ``assistant``."""
+    a = json.dumps(assistant)
+    return ("{{- '<|begin_of_sentence|>' -}}{%- for m in messages -%}{%- if m['role'] == 'user' -%}"
+            "{{- 'User: ' -}}{%- for c in m['content'] -%}{%- if c['type'] == 'image' -%}"
+            "{{- '<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>' -}}{%- else -%}{{- c['text'] -}}{%- endif -%}"
+            "{%- endfor -%}{{- '\\n' -}}{%- else -%}{{- " + a + " + m['content'][0]['text'] + "
+            "'<|end_of_sentence|>' -}}{%- endif -%}{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{- " + a + " -}}{%- endif -%}")
+
+
+def _tokenizer(out: Path, template: str, corpus: list[str]) -> dict[str, int]:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+        vocab_size=VOCAB, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
+                                   bos_token="<|begin_of_sentence|>", eos_token="<|end_of_sentence|>",
+                                   cls_token="<|begin_of_sentence|>")
+    fast.chat_template = template
+    fast.save_pretrained(str(out))
+    return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
+
+
+def tiny_config(ids: dict[str, int]) -> dict:
+    cfg = json.loads((DATA / "paddleocr-vl.config.json").read_text())
+    for c in (cfg, cfg["vision_config"]):
+        c.pop("auto_map", None)
+        c["torch_dtype"] = "float32"
+    cfg.update(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+               num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=4096, fuse_rms_norm=False,
+               pad_token_id=ids["<pad>"], bos_token_id=ids["<|begin_of_sentence|>"],
+               eos_token_id=ids["<|end_of_sentence|>"], image_token_id=ids["<|IMAGE_PLACEHOLDER|>"],
+               video_token_id=ids["<|VIDEO_PLACEHOLDER|>"], vision_start_token_id=ids["<|IMAGE_START|>"],
+               dtype="float32")
+    cfg["rope_scaling"]["mrope_section"] = [2, 3, 3]
+    cfg["vision_config"].update(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=1)
+    return cfg
+
+
+def build_tiny_paddleocr_vl(out_dir: str | os.PathLike, generation: str = "v1", seed: int = 0,
+                            corpus: tuple[str, ...] = ()) -> Path:
+    """Write the tiny base; ``generation`` v1 or v1.5/v1.6 picks the chat template."""
+    import paddle
+    from paddleformers.transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
+
+    from ocrvl_ray.train.generations import GENERATIONS
+
+    gen = GENERATIONS[generation]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = ["User: OCR:\nAssistant: ", "번호 금액 합계 2024 text Table Recognition:", *corpus]
+    ids = _tokenizer(out, chat_template(gen.assistant), text)
+    cfg = tiny_config(ids)
+    paddle.seed(seed)
+    model = PaddleOCRVLForConditionalGeneration(PaddleOCRVLConfig(**cfg))
+    model.save_pretrained(str(out), save_to_hf=True)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))   # the raw dict (to_dict drops keys)
+    pre = json.loads((DATA / "paddleocr-vl.preprocessor_config.json").read_text())
+    pre.pop("auto_map", None)
+    pre.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, size={"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS},
+               image_processor_type="PaddleOCRVLImageProcessor")
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+    return out

@@ -1,0 +1,1 @@
+"""Training engines called in each Ray Train worker (``engine=``): paddleformers (PaddleFormers 1.x)."""
