@@ -86,6 +86,12 @@ def test_submit_layout_job_with_demo_models(head, tmp_path):
     with LmdbReader(str(out)) as r:
         assert len(r) > 0
         assert r.meta(0)["dataset"] == "ocr_public"
+    # a relative output would land in Ray's temporary copy of the working dir: refused, naming the fix
+    rel = subprocess.run(cmd[:-3] + ["output=out/x_layout.lmdb", "progress=false"], env=head["env"],
+                         capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert rel.returncode != 0
+    assert "output=out/x_layout.lmdb is relative" in rel.stdout + rel.stderr and "absolute path" in rel.stdout
+    assert not (REPO / "out" / "x_layout.lmdb").exists()
     # without the token the same cluster refuses the client
     no_token = dict(head["env"], RAY_AUTH_MODE="disabled")
     no_token.pop("RAY_AUTH_TOKEN_PATH")

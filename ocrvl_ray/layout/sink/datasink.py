@@ -59,13 +59,14 @@ class LmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
-        pages = list(iter_pages(blocks))
+        before = None
         if self.detections:
             from ocrvl_ray.layout.detections import write_part
 
-            write_part(self.detections, [p.detections for p in pages if p.detections])
+            def before(pages: list[SinkPage]) -> None:
+                write_part(self.detections, [p.detections for p in pages if p.detections])
         with self._writer() as w:
-            return w.write_pages(pages).to_dict()
+            return w.write_pages(iter_pages(blocks), before_commit=before).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()

@@ -136,16 +136,22 @@ class LmdbWriter:
         with self.env.begin() as txn:
             return int(txn.get(S.NUM_SAMPLES))
 
-    def write_pages(self, pages: Iterable[SinkPage]) -> WriteStats:
-        """Writes pages in transactions of about ``max_txn_bytes``, always ending at a page boundary."""
+    def write_pages(self, pages: Iterable[SinkPage], before_commit=None) -> WriteStats:
+        """Writes pages in transactions of about ``max_txn_bytes``, always ending at a page boundary.
+
+        ``before_commit(pages)`` runs before each transaction (e.g. to write the pages' detections first)."""
         stats, batch, size = WriteStats(), [], 0
         for page in pages:
             batch.append(page)
             size += 256 + sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)  # 256: marker
             if size >= self.max_txn_bytes:
+                if before_commit:
+                    before_commit(batch)
                 stats.merge(self._commit(lambda txn, b=batch: self._put_pages(txn, b)))
                 batch, size = [], 0
         if batch:
+            if before_commit:
+                before_commit(batch)
             stats.merge(self._commit(lambda txn: self._put_pages(txn, batch)))
         stats.map_growths, self.map_growths = self.map_growths, 0
         return stats
