@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
+from ocrvl_ray.core.generations import LAYOUT, VERSIONS
 
 
 def _debug_limit(raw: str) -> int:
@@ -32,6 +33,9 @@ class LayoutModelConfig(ActorPool):
     threshold: float = Field(0.5, ge=0, le=1)
     table_threshold: float = Field(0.3, ge=0, le=1)  # per-class threshold for `table`, same single pass
     layout_nms: bool = True
+    # paddlex layout_shape_mode: polygons of a mask model are kept as rect | quad | poly | auto (upstream's
+    # default: rect when the mask is box-like, else quad or polygon); crops blank what lies outside them
+    shape_mode: Literal["auto", "rect", "quad", "poly"] = "auto"
 
 
 class CellModelConfig(ActorPool):
@@ -45,6 +49,9 @@ class CellModelConfig(ActorPool):
 
 
 class LayoutConfig(JobConfig):
+    # PaddleOCR-VL generation the data is for: presets layout.model_name and layout.shape_mode
+    # (core/generations.py LAYOUT); keys set explicitly win over the preset
+    model_version: Literal["v1", "v1.5", "v1.6"] = "v1"
     manifest: Optional[str] = None            # None: the bundled sample dataset
     output: str = "./out/sample_layout.lmdb"
     demo_models: bool = False                 # build tiny offline models instead of the official ones
@@ -82,6 +89,18 @@ class LayoutConfig(JobConfig):
         "FAST_INPAINT": ("inpaint", truthy),
         "FAST_GPU_ID": ("gpu_id", int),
     }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_model_version(cls, data: Any) -> Any:
+        """Fill layout.model_name / layout.shape_mode from the generation's preset where not set explicitly."""
+        if not isinstance(data, dict):
+            return data
+        preset = LAYOUT.get(data.get("model_version", VERSIONS[0]))
+        layout = data.get("layout")
+        if preset is None or not (layout is None or isinstance(layout, dict)):
+            return data  # unknown version: the field's validation reports it; a built section stays as is
+        return {**data, "layout": {**preset, **(layout or {})}}
 
     @model_validator(mode="before")
     @classmethod
