@@ -79,9 +79,8 @@ class LayoutDetector:
             score = float(b["score"])
             kind = "table_only" if b["label"] == "table" and score < threshold else "layout"
             poly = b.get("polygon_points")
-            if poly is not None:  # detector pixels -> page pixels, clipped to the page
-                pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) * (sx, sy)
-                poly = np.clip(pts, 0, (w, h)).tolist()
+            if poly is not None:  # detector pixels -> page pixels; not clamped (that would bend its edges)
+                poly = (np.asarray(poly, dtype=np.float64).reshape(-1, 2) * (sx, sy)).tolist()
             out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind,
                               polygon=poly).to_row())
         return out
