@@ -217,8 +217,8 @@ def _lmdb(path) -> list[tuple]:
     return sorted(rows, key=lambda t: (t[2]["page_id"], t[2]["region_box"], t[2]["sample_kind"], t[0]))
 
 
-def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path, demo_model_dirs):
-    """Sample pages; the model returns the first paragraph as a band turned 8 degrees inside its box."""
+def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path):
+    """A sample page; the model returns the first paragraph as a band turned 8 degrees inside its box."""
     import json
     from pathlib import Path
 
@@ -229,7 +229,7 @@ def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path, demo_model_dirs):
     from ocrvl_ray.layout.job import run_layout
 
     w, h = 620, 877
-    data = make_sample_dataset(tmp_path / "ds", n_pages=2, seed=11, size=(w, h))
+    data = make_sample_dataset(tmp_path / "ds", n_pages=1, seed=11, size=(w, h))
     manifest = tmp_path / "m.parquet"
     prepare("ocr_public", [data["labels_dir"]], images=[data["images_dir"]], out=str(manifest), progress=False)
     x1, y1, x2, y2 = (v * s for v, s in zip(TEMPLATE_REGIONS[2][2:6], (w, h, w, h)))  # the first "text"
@@ -240,15 +240,13 @@ def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path, demo_model_dirs):
     out = tmp_path / "v3_layout.lmdb"
     cfg = load_config(LayoutConfig, overrides=[
         f"manifest={manifest}", f"output={out}", "model_version=v1.5", f"layout.model_dir={model}",
-        f"cells.model_dir={demo_model_dirs[1]}", "progress=false", "report_html=false", "mask=none"], env={})
-    assert run_layout(cfg)["pages_ok"] == 2
-    rows = _lmdb(out)
-    layout = [(label, meta) for label, _, meta in rows if meta["sample_kind"] == "layout"]
-    assert layout and all("region_polygon" in m for _, m in layout)
-    assert all("region_polygon" not in m for _, _, m in rows if m["sample_kind"] != "layout")
+        "cells.enabled=false", "progress=false", "report_html=false", "mask=none"], env={})
+    assert run_layout(cfg)["pages_ok"] == 1
+    layout = [(label, meta) for label, _, meta in _lmdb(out)]
+    assert len(layout) == 5 and all("region_polygon" in m for _, m in layout)  # title, heading, 2 texts, table
     turned = [(label, m) for label, m in layout if m["layout_label"] == "text"
               and Polygon(m["region_polygon"]).symmetric_difference(Polygon(band)).area < 0.15 * Polygon(band).area]
-    assert len(turned) == 2, [m["region_polygon"] for _, m in layout]
+    assert len(turned) == 1, [m["region_polygon"] for _, m in layout]
     for label, meta in turned:
         doc = json.loads(Path(data["labels_dir"], Path(meta["source_image"]).stem + ".json").read_text("utf-8"))
         boxes = [(b["data"], sbox(min(b["x"]), min(b["y"]), max(b["x"]), max(b["y"]))) for b in doc["bbox"]]
@@ -263,13 +261,13 @@ def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path, demo_model_dirs):
 
 
 def test_v1_equals_default_and_v15_demo_runs_v3_end_to_end(ray_local, tmp_path):
-    """Bundled sample (2 pages): model_version=v1 writes exactly the default's samples; v1.5 with demo models
-    runs the tiny V3 (box-shaped masks on the template) and yields the same crops and labels plus polygons."""
+    """Bundled sample (1 page, no cells: fast): model_version=v1 writes exactly the default's samples; v1.5 with
+    demo models runs the tiny V3 (box-shaped masks on the template): the same crops and labels plus polygons."""
     from ocrvl_ray.layout.job import run_layout
 
     def run(name, *over):
         out = tmp_path / f"{name}_layout.lmdb"
-        cfg = load_config(LayoutConfig, overrides=[f"output={out}", "demo_models=true", "limit=2",
+        cfg = load_config(LayoutConfig, overrides=[f"output={out}", "demo_models=true", "limit=1", "cells.enabled=false",
                                                    "progress=false", "report_html=false", *over], env={})
         report = run_layout(cfg)
         return report, _lmdb(out)
@@ -278,7 +276,7 @@ def test_v1_equals_default_and_v15_demo_runs_v3_end_to_end(ray_local, tmp_path):
     _, v1 = run("v1", "model_version=v1")
     assert default and v1 == default
     report, v15 = run("v15", "model_version=v1.5")
-    assert report["pages_ok"] == 2
+    assert report["pages_ok"] == 1
     assert [(label, sha) for label, sha, _ in v15] == [(label, sha) for label, sha, _ in default]
     for (_, _, m15), (_, _, m1) in zip(v15, default):
         assert "region_polygon" not in m1
