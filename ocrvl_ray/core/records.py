@@ -75,25 +75,31 @@ class Page:
 @dataclass
 class Region:
     """A detected box. ``kind`` is "layout", "table_only" (a table under the layout threshold: for the cell
-    detector, not a layout sample) or "cell"; cells carry the index of their table region."""
+    detector, not a layout sample) or "cell"; cells carry the index of their table region. ``polygon``: the
+    region's outline when the model returns one (PP-DocLayoutV3 masks), ``[[x, y], ...]`` in page pixels."""
     label: str
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in page pixels
-    order: int | None = None                # PP-DocLayoutV2 reading-order rank (1-based), None if unranked
+    order: int | None = None                # PP-DocLayoutV2/V3 reading-order rank (1-based), None if unranked
     kind: str = "layout"
     table: int | None = None
+    polygon: list[list[float]] | None = None
 
     def to_row(self) -> dict:
+        """Row form; ``polygon`` is ``[]`` when there is none (a column that is never null)."""
         return {"label": self.label, "score": float(self.score), "box": [float(v) for v in self.box],
                 "order": -1 if self.order is None else int(self.order), "kind": self.kind,
-                "table": -1 if self.table is None else int(self.table)}
+                "table": -1 if self.table is None else int(self.table),
+                "polygon": [[float(x), float(y)] for x, y in self.polygon or ()]}
 
     @classmethod
     def from_row(cls, row: dict) -> "Region":
         order, table = int(row.get("order", -1)), int(row.get("table", -1))
+        poly = row.get("polygon")
+        poly = [[float(p[0]), float(p[1])] for p in poly] if poly is not None and len(poly) else None
         return cls(label=row["label"], score=float(row["score"]), box=tuple(float(v) for v in row["box"]),
                    order=None if order < 0 else order, kind=row.get("kind", "layout"),
-                   table=None if table < 0 else table)
+                   table=None if table < 0 else table, polygon=poly)
 
 
 WORD_TYPE = pa.struct([("id", pa.string()), ("points", pa.list_(pa.float64())),

@@ -3,7 +3,9 @@ what ``demo_models=true`` runs.
 
 * ``build_tiny_layout_model``: a static Paddle graph with the PP-DocLayoutV2 I/O contract
   (inputs im_shape/image/scale_factor, 8-column boxes with reading-order columns) whose output is a
-  scripted list of normalised boxes scaled to each input image's original size.
+  scripted list of normalised boxes scaled to each input image's original size. With
+  ``model_name="PP-DocLayoutV3"`` it also has V3's third output, one instance mask per box (at a quarter
+  of the 800x800 input, rasterised from a scripted polygon), which paddlex turns into ``polygon_points``.
 * ``build_tiny_cell_model``: the same idea with the 6-column RT-DETR table-cell contract.
 * ``demo_models``: scripted models whose boxes match the bundled sample pages' template.
 
@@ -25,6 +27,8 @@ import yaml
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
 
 LAYOUT_MODEL_NAME = "PP-DocLayoutV2"
+LAYOUT_V3_MODEL_NAME = "PP-DocLayoutV3"
+MASK_SIDE = 200  # PP-DocLayoutV3 masks: a quarter of its 800x800 input (what paddlex's mask-to-polygon assumes)
 CELL_MODEL_NAME = "RT-DETR-L_wired_table_cell_det"
 CELL_MODEL_NAMES = ("RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_cell_det")
 
@@ -57,8 +61,30 @@ def _normalise(boxes: Sequence[ScriptedBox], labels: list[str]) -> list[tuple]:
     return out
 
 
-def _export(out_dir: Path, rows: list[tuple], ncols: int) -> None:
-    """Export a static graph that returns ``rows`` scaled to each image: (boxes[B*Q, ncols], boxes_num[B])."""
+def _masks(rows: list[tuple], polygons: Sequence | None):
+    """``(Q, MASK_SIDE, MASK_SIDE)`` float32 0/1 masks: each box's polygon (normalised points), else its box."""
+    import cv2
+    import numpy as np
+
+    polygons = list(polygons or [])
+    if len(polygons) > len(rows):
+        raise ValueError(f"{len(polygons)} polygons for {len(rows)} scripted boxes")
+    out = np.zeros((max(1, len(rows)), MASK_SIDE, MASK_SIDE), np.float32)
+    for i, r in enumerate(rows):
+        poly = polygons[i] if i < len(polygons) and polygons[i] is not None else \
+            [(r[2], r[3]), (r[4], r[3]), (r[4], r[5]), (r[2], r[5])]
+        pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        if len(pts) < 3 or not ((0 <= pts) & (pts <= 1)).all():
+            raise ValueError(f"polygon #{i}: expected >= 3 points (x, y) normalised to [0, 1], got {poly!r}")
+        layer = np.zeros((MASK_SIDE, MASK_SIDE), np.uint8)
+        cv2.fillPoly(layer, [np.round(pts * MASK_SIDE).astype(np.int32)], 1)
+        out[i] = layer
+    return out
+
+
+def _export(out_dir: Path, rows: list[tuple], ncols: int, masks=None) -> None:
+    """Export a static graph that returns ``rows`` scaled to each image: (boxes[B*Q, ncols], boxes_num[B]),
+    plus ``masks`` (``(Q, S, S)``) as a third output masks[B*Q, S, S] int32 when given."""
     import numpy as np
     import paddle
 
@@ -77,6 +103,9 @@ def _export(out_dir: Path, rows: list[tuple], ncols: int) -> None:
             self.head = self.create_parameter([q, 2], default_initializer=paddle.nn.initializer.Assign(arr[:, :2]))
             self.tail = self.create_parameter([q, 2], default_initializer=paddle.nn.initializer.Assign(extra))
             self.touch = paddle.nn.Conv2D(3, 1, 1)  # keeps `image` in the graph
+            if masks is not None:
+                self.masks = self.create_parameter(list(masks.shape),
+                                                   default_initializer=paddle.nn.initializer.Assign(masks))
 
         def forward(self, im_shape, image, scale_factor):
             orig = paddle.floor(im_shape / scale_factor + 0.5)                    # [B, 2] = (h, w)
@@ -89,7 +118,10 @@ def _export(out_dir: Path, rows: list[tuple], ncols: int) -> None:
                 parts.append(self.tail.unsqueeze(0) * ones)
             out = paddle.concat(parts, axis=2).reshape([-1, ncols])
             num = (paddle.ones_like(orig[:, 0]) * q).astype("int32")
-            return out, num
+            if masks is None:
+                return out, num
+            per_image = self.masks.unsqueeze(0) * ones.unsqueeze(3)               # [B, Q, S, S]
+            return out, num, per_image.reshape([-1, *masks.shape[1:]]).astype("int32")
 
     paddle.seed(0)
     layer = Scripted()
@@ -110,18 +142,26 @@ def write_inference_yml(out_dir: Path, model_name: str, label_list: list[str]) -
 
 
 def build_tiny_layout_model(out_dir: str | os.PathLike, boxes: Sequence[ScriptedBox],
-                            model_name: str = LAYOUT_MODEL_NAME) -> Path:
-    """Export a scripted PP-DocLayoutV2-compatible model to ``out_dir`` and return it.
+                            model_name: str = LAYOUT_MODEL_NAME, polygons: Sequence | None = None) -> Path:
+    """Export a scripted PP-DocLayoutV2- or V3-compatible model to ``out_dir`` and return it.
 
     ``boxes``: ``(label, score, x1, y1, x2, y2[, order])`` with coordinates normalised to the image;
     the model returns them scaled to each input image's size. ``order`` (default: list position) fills
     the reading-order column paddlex sorts by; paddlex then numbers the ranked labels 1, 2, ... .
+    ``model_name="PP-DocLayoutV3"`` adds the instance-mask output: box *i*'s mask is ``polygons[i]``
+    (normalised ``(x, y)`` points; None or absent: the box itself); V3 and V2 share the 25 labels.
     Load with ``paddleocr.LayoutDetection(model_name=model_name, model_dir=out_dir, device="cpu")``.
     """
+    if model_name not in (LAYOUT_MODEL_NAME, LAYOUT_V3_MODEL_NAME):
+        raise ValueError(f"model_name must be {LAYOUT_MODEL_NAME} or {LAYOUT_V3_MODEL_NAME}, got {model_name!r}")
+    if polygons and model_name != LAYOUT_V3_MODEL_NAME:
+        raise ValueError(f"polygons need model_name={LAYOUT_V3_MODEL_NAME} ({model_name} has no masks)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = layout_labels()
-    _export(out, _normalise(boxes, labels), ncols=8)
+    rows = _normalise(boxes, labels)
+    masks = _masks(rows, polygons) if model_name == LAYOUT_V3_MODEL_NAME else None
+    _export(out, rows, ncols=8, masks=masks)
     write_inference_yml(out, model_name, labels)
     return out
 
@@ -143,13 +183,18 @@ def build_tiny_cell_model(out_dir: str | os.PathLike, cells: Sequence[Sequence[f
     return out
 
 
-def demo_models(cache_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """(layout_dir, cell_dir): scripted models matching the sample pages' template, built once and cached."""
+def demo_models(cache_dir: str | os.PathLike | None = None,
+                layout_model_name: str = LAYOUT_MODEL_NAME) -> tuple[Path, Path]:
+    """(layout_dir, cell_dir): scripted models matching the sample pages' template, built once and cached.
+
+    ``layout_model_name``: PP-DocLayoutV2 or PP-DocLayoutV3 (the template's boxes, each with a box-shaped mask).
+    """
     base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "ocrvl-demo-models"
     base.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha1(json.dumps([TEMPLATE_REGIONS, TEMPLATE_CELLS, 1]).encode()).hexdigest()[:10]
-    layout_dir, cell_dir = base / f"layout-{key}", base / f"cells-{key}"
-    for target, build in ((layout_dir, lambda d: build_tiny_layout_model(d, TEMPLATE_REGIONS)),
+    v3 = "-v3" if layout_model_name == LAYOUT_V3_MODEL_NAME else ""
+    layout_dir, cell_dir = base / f"layout{v3}-{key}", base / f"cells-{key}"
+    for target, build in ((layout_dir, lambda d: build_tiny_layout_model(d, TEMPLATE_REGIONS, layout_model_name)),
                           (cell_dir, lambda d: build_tiny_cell_model(d, TEMPLATE_CELLS))):
         if (target / "inference.yml").is_file():
             continue

@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
+from ocrvl_ray.core.generations import LAYOUT, VERSIONS
 
 
 def _debug_limit(raw: str) -> int:
@@ -33,6 +34,9 @@ class LayoutModelConfig(ActorPool):
     threshold: float = Field(0.5, ge=0, le=1, description="score threshold for layout regions")
     table_threshold: float = Field(0.3, ge=0, le=1, description="threshold for `table`, same single pass")
     layout_nms: bool = Field(True, description="paddlex's overlap suppression of layout boxes")
+    shape_mode: Literal["auto", "rect", "quad", "poly"] = Field(
+        "auto", description="paddlex layout_shape_mode for mask models (PP-DocLayoutV3): rect | quad | poly | auto "
+                            "(upstream's default); crops blank what lies outside the polygon")
 
 
 class CellModelConfig(ActorPool):
@@ -46,6 +50,9 @@ class CellModelConfig(ActorPool):
 
 
 class LayoutConfig(JobConfig):
+    model_version: Literal["v1", "v1.5", "v1.6"] = Field(
+        "v1", description="PaddleOCR-VL generation the data is for: presets layout.model_name and "
+                          "layout.shape_mode (core/generations.py); keys set explicitly win")
     manifest: Optional[str] = Field(None, description="Parquet manifest from `ocrvl prepare`; null = the bundled "
                                                       "sample dataset")
     output: str = Field("./out/sample_layout.lmdb", description="the LMDB folder to write (no spaces); one per "
@@ -96,6 +103,18 @@ class LayoutConfig(JobConfig):
         "FAST_INPAINT": ("inpaint", truthy),
         "FAST_GPU_ID": ("gpu_id", int),
     }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_model_version(cls, data: Any) -> Any:
+        """Fill layout.model_name / layout.shape_mode from the generation's preset where not set explicitly."""
+        if not isinstance(data, dict):
+            return data
+        preset = LAYOUT.get(data.get("model_version", VERSIONS[0]))
+        layout = data.get("layout")
+        if preset is None or not (layout is None or isinstance(layout, dict)):
+            return data  # unknown version: the field's validation reports it; a built section stays as is
+        return {**data, "layout": {**preset, **(layout or {})}}
 
     @model_validator(mode="before")
     @classmethod

@@ -3,7 +3,8 @@ recomposed without a GPU (``detections=PATH``) and detections made elsewhere can
 
 Schema (docs/detections.md): ``page_id``, ``width``, ``height``, ``regions``, ``cells``, ``models`` (JSON of the
 detector identities); regions and cells are ``list<struct<label, score, box: list<float>[4] (x1, y1, x2, y2 in
-page pixels), order: int32 (null = unranked), kind, table: int32 (cells: index of their table region)>>``.
+page pixels), order: int32 (null = unranked), kind, table: int32 (cells: index of their table region),
+polygon: list<list<float>[2]> (PP-DocLayoutV3 regions, page pixels; empty otherwise)>>``.
 
 The layout job writes it as a folder of Parquet parts (one per sink write, written before the pages commit);
 readers take the last row per ``page_id`` (a resumed run may repeat a page). A single Parquet file with the same
@@ -23,7 +24,8 @@ from ocrvl_ray.core.skips import Skip
 
 REGION_TYPE = pa.struct([("label", pa.string()), ("score", pa.float32()),
                          ("box", pa.list_(pa.float32(), 4)), ("order", pa.int32()),
-                         ("kind", pa.string()), ("table", pa.int32())])
+                         ("kind", pa.string()), ("table", pa.int32()),
+                         ("polygon", pa.list_(pa.list_(pa.float64(), 2)))])
 DETECTIONS_SCHEMA = pa.schema([("page_id", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                                ("regions", pa.list_(REGION_TYPE)), ("cells", pa.list_(REGION_TYPE)),
                                ("models", pa.string())],
@@ -40,13 +42,14 @@ def _to_struct(r: dict) -> dict:
     order, table = int(r.get("order", -1)), int(r.get("table", -1))
     return {"label": r["label"], "score": float(r["score"]), "box": [float(v) for v in r["box"]],
             "order": None if order < 0 else order, "kind": r.get("kind", "layout"),
-            "table": None if table < 0 else table}
+            "table": None if table < 0 else table, "polygon": [list(map(float, pt)) for pt in r.get("polygon") or []]}
 
 
 def _to_region_row(s: dict) -> dict:
     return {"label": s["label"], "score": float(s["score"]), "box": [float(v) for v in s["box"]],
             "order": -1 if s.get("order") is None else int(s["order"]), "kind": s.get("kind") or "layout",
-            "table": -1 if s.get("table") is None else int(s["table"])}
+            "table": -1 if s.get("table") is None else int(s["table"]),
+            "polygon": [list(map(float, pt)) for pt in s.get("polygon") or []]}
 
 
 def page_record(page_id: str, width: int, height: int, regions, cells, models: str) -> str:

@@ -66,7 +66,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
                             fn_constructor_kwargs={
                                 "model_dir": lay.model_dir, "model_name": lay.model_name, "device": lay.device,
                                 "threshold": lay.threshold, "table_threshold": lay.table_threshold,
-                                "layout_nms": lay.layout_nms},
+                                "layout_nms": lay.layout_nms, "shape_mode": lay.shape_mode},
                             **detect_layout.resources(cfg).map_batches_args())
         if cfg.cells.enabled:
             cel = cfg.cells
@@ -113,7 +113,7 @@ def resolve_inputs(cfg: LayoutConfig) -> tuple[LayoutConfig, str]:
     if cfg.demo_models and not cfg.detections:
         from ocrvl_ray.demo.models import demo_models
 
-        layout_dir, cell_dir = demo_models()
+        layout_dir, cell_dir = demo_models(layout_model_name=cfg.layout.model_name)
         cfg.layout.model_dir = cfg.layout.model_dir or str(layout_dir)
         cfg.cells.model_dir = cfg.cells.model_dir or str(cell_dir)
     if cfg.manifest:

@@ -96,7 +96,8 @@ def layout_identity(cfg, manifest: str, split: str) -> dict:
     else:
         lay, cel = cfg.layout, cfg.cells
         detect = {"layout": {**model_identity(lay.model_name, lay.model_dir), "threshold": lay.threshold,
-                             "table_threshold": lay.table_threshold, "layout_nms": lay.layout_nms},
+                             "table_threshold": lay.table_threshold, "layout_nms": lay.layout_nms,
+                             "shape_mode": lay.shape_mode},
                   "cells": {**model_identity(cel.model_name, cel.model_dir), "threshold": cel.threshold,
                             "max_side": cel.max_side} if cel.enabled else None}
     return {"schema_version": SCHEMA_VERSION, "manifest": file_identity(manifest), "split": split, **detect,

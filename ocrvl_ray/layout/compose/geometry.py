@@ -70,3 +70,62 @@ def centres_inside(words: np.ndarray, regions: np.ndarray) -> np.ndarray:
     cy = (words[:, 1] + words[:, 3]) / 2
     return ((regions[None, :, 0] <= cx[:, None]) & (cx[:, None] <= regions[None, :, 2]) &
             (regions[None, :, 1] <= cy[:, None]) & (cy[:, None] <= regions[None, :, 3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# polygon regions (PP-DocLayoutV3): a polygon is an ``(m, 2)`` array of ``x, y`` points in page pixels
+# ---------------------------------------------------------------------------------------------
+def polygon_area(poly: np.ndarray) -> float:
+    """Area of a simple polygon (shoelace); 0 for fewer than 3 points."""
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def clip_to_box(poly: np.ndarray, box) -> np.ndarray:
+    """The part of ``poly`` inside the axis-aligned ``box`` (Sutherland-Hodgman: exact area for any simple
+    polygon, convex or not, against a rectangle); an empty ``(0, 2)`` array when they do not meet."""
+    pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    for axis, bound, keep_low in ((0, x1, False), (0, x2, True), (1, y1, False), (1, y2, True)):
+        if not len(pts):
+            break
+        nxt = np.roll(pts, -1, axis=0)
+        a, b = pts[:, axis], nxt[:, axis]
+        inside_a = a <= bound if keep_low else a >= bound
+        inside_b = b <= bound if keep_low else b >= bound
+        out = []
+        for p, q, ia, ib, va, vb in zip(pts, nxt, inside_a, inside_b, a, b):
+            if ia:
+                out.append(p)
+            if ia != ib:  # the edge crosses the bound: add the crossing point
+                t = (bound - va) / (vb - va)
+                out.append(p + t * (q - p))
+        pts = np.asarray(out, dtype=np.float64).reshape(-1, 2)
+    return pts
+
+
+def polygon_coverage(words: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """``(n_words,)`` share of each word box's area inside the polygon (0 for zero-area words)."""
+    out = np.zeros(len(words))
+    if len(poly) < 3:
+        return out
+    px1, py1 = poly.min(axis=0)
+    px2, py2 = poly.max(axis=0)
+    a = areas(words)
+    near = np.flatnonzero((a > 0) & (words[:, 0] < px2) & (words[:, 2] > px1) & (words[:, 1] < py2) & (words[:, 3] > py1))
+    for i in near:
+        out[i] = polygon_area(clip_to_box(poly, words[i])) / a[i]
+    return out
+
+
+def points_in_polygon(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """``(n,)`` whether each ``(x, y)`` point lies inside the polygon (even-odd rule)."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    ax, ay = poly[None, :, 0], poly[None, :, 1]
+    bx, by = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
+    crosses = (ay > y) != (by > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_x = ax + (y - ay) * (bx - ax) / (by - ay)
+    return ((crosses & (x < at_x)).sum(axis=1) % 2) == 1

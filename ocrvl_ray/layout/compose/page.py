@@ -4,6 +4,8 @@ Steps: clean the words (count what cannot be used) -> assign words to layout reg
 to table cells (every cell a word covers enough) -> compose each region's label in reading order -> crop,
 mask (keep only the label's words), encode -> pick the samples the recipe keeps (cells replace layout,
 word fallback). Departures from the original are counted as guards (``report.skips.Guard``).
+A region with a polygon (PP-DocLayoutV3) takes words by their overlap with the polygon (inside its box), and
+its crop is blanked outside the polygon as PaddleOCR-VL's pipeline crops it (``render.blank_outside``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from ocrvl_ray.layout.compose.mask import keep_only
 from ocrvl_ray.layout.compose.orient import page_orientation, word_orientation
 from ocrvl_ray.layout.compose.reading import column_mode, compose_text, region_order
 from ocrvl_ray.layout.compose.recipes import Recipe
-from ocrvl_ray.layout.compose.render import encode_jpeg, hide_words
+from ocrvl_ray.layout.compose.render import blank_outside, encode_jpeg, hide_words
 
 
 #: Crop masking: "all" keeps only the label's words (the original), "words" hides the annotated words the
@@ -54,6 +56,7 @@ class Sample:
     layout_label: str              # region label; "table" (its table's label) for cells; "word" for words
     box: tuple[int, int, int, int]  # crop in page pixels
     recipe: str
+    polygon: list[list[float]] | None = None  # the region's polygon (page pixels), when it has one
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Candidate:
     table: int | None = None
     number: int = 0                # layout: position in reading order (file name)
     partial: int = 0               # owned words left out of the label (mostly outside the box)
+    polygon: list[list[float]] | None = None  # layout: the region's polygon; the crop is blanked outside it
 
 
 def _clean_words(page: Page, width: int, height: int, skips: SkipCounter) -> _Words:
@@ -136,17 +140,26 @@ def _add_stray_chars(words: _Words, chars: list, width: int, height: int) -> _Wo
 
 
 def _assign(words: _Words, boxes: np.ndarray, threshold: float, min_coverage: float,
-            center_inside: bool) -> tuple[list[list[int]], list[int]]:
-    """Layout regions: each word belongs to its best box by overlap (>= threshold) and enters that box's label
-    if covered >= min_coverage (and centred). Returns the label words per box and, per box, how many owned
+            center_inside: bool, shapes: list[np.ndarray | None]) -> tuple[list[list[int]], list[int]]:
+    """Layout regions: each word belongs to its best region by overlap (>= threshold) and enters that region's
+    label if covered >= min_coverage (and centred). A region's shape is its box, or ``shapes[k]`` (its polygon
+    clipped to the box) when not None. Returns the label words per region and, per region, how many owned
     words stayed out of the label."""
     ratios = geo.overlap_ratios(words.boxes, boxes)
+    for k, shape in enumerate(shapes):
+        if shape is not None:
+            ratios[:, k] = geo.polygon_coverage(words.boxes, shape)
     ratios[~words.labelable] = 0.0
     owner = geo.best_region(ratios, threshold)
     idx = np.flatnonzero(owner >= 0)
     ok_cov = ratios[idx, owner[idx]] >= min_coverage
     if center_inside:
-        ok_cov &= geo.centres_inside(words.boxes[idx], boxes)[np.arange(len(idx)), owner[idx]]
+        inside = geo.centres_inside(words.boxes[idx], boxes)
+        centres = (words.boxes[idx, :2] + words.boxes[idx, 2:]) / 2
+        for k, shape in enumerate(shapes):
+            if shape is not None:
+                inside[:, k] = geo.points_in_polygon(centres, shape) if len(shape) >= 3 else False
+        ok_cov &= inside[np.arange(len(idx)), owner[idx]]
     out: list[list[int]] = [[] for _ in range(len(boxes))]
     partial = [0] * len(boxes)
     for w, ok in zip(idx, ok_cov):
@@ -200,19 +213,22 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     layout_cands: list[_Candidate] = []
     usable = False
     if recipe.layout:
-        allowed = [i for i in region_order(regions)
+        allowed = [i for i in region_order(regions, recipe.region_order)
                    if regions[i].label in recipe.labels and regions[i].kind != "table_only"]
         keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, f"{stem} region")
         usable |= bool(keep)
+        polys = [regions[allowed[k]].polygon for k in keep]
+        shapes = [None if p is None else geo.clip_to_box(np.asarray(p, dtype=np.float64), b)
+                  for p, b in zip(polys, boxes)]
         members, partial = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage,
-                                   recipe.center_inside)
-        for k, ws, np_ in zip(keep, members, partial):
+                                   recipe.center_inside, shapes)
+        for k, ws, np_, poly in zip(keep, members, partial, polys):
             ri = allowed[k]
             crop = geo.region_box(regions[ri].box, width, height)
             if ws and recipe.crop == "words":
                 crop = geo.union_box(words.boxes[ws], width, height)
             layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws, number=len(layout_cands),
-                                           partial=0 if recipe.center_inside else np_))
+                                           partial=0 if recipe.center_inside else np_, polygon=poly))
     cell_cands: list[_Candidate] = []
     if recipe.cells and cells:
         order = sorted(range(len(cells)), key=lambda i: (
@@ -310,6 +326,8 @@ def _render_sample(c: _Candidate, text: str, image: np.ndarray, words: _Words, s
             crop = hide_words(crop, [np.reshape(words.polys[i], (-1, 2)) - origin for i in hidden],
                               [np.reshape(words.polys[c.words[k]], (-1, 2)) - origin for k in np.flatnonzero(near)],
                               dilate, opts.inpaint_radius)
+    if c.polygon is not None:
+        crop = blank_outside(crop, c.polygon, (x1, y1))
     data = encode_jpeg(crop, opts.jpeg_quality)
     if data is None:
         skips.add(Skip.ERROR, f"{stem} {c.kind} {c.index}: JPEG encoding failed")
@@ -319,4 +337,4 @@ def _render_sample(c: _Candidate, text: str, image: np.ndarray, words: _Words, s
     else:
         filename = f"{stem}_{c.kind}_{x1}_{y1}.jpg"
     return Sample(kind=c.kind, text=text, image=data, width=x2 - x1, height=y2 - y1, filename=filename,
-                  layout_label=c.label, box=(x1, y1, x2, y2), recipe=recipe.name)
+                  layout_label=c.label, box=(x1, y1, x2, y2), recipe=recipe.name, polygon=c.polygon)

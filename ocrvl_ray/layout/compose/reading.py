@@ -46,9 +46,14 @@ def id_key(word_id) -> tuple:
         return (1, 0, text)
 
 
-def region_order(regions: Sequence[Region]) -> list[int]:
-    """Indices of ``regions`` in reading order: ranked (``order`` set) by rank, then unranked top-to-bottom,
-    left-to-right (by y1, then x1); ties keep the detector's output order."""
+def region_order(regions: Sequence[Region], mode: str = "rank") -> list[int]:
+    """Indices of ``regions`` in reading order. ``rank``: ranked (``order`` set) by rank, then unranked
+    top-to-bottom, left-to-right (by y1, then x1); ties keep the detector's output order. ``detector``: the
+    detector's output order (PP-DocLayoutV2/V3 sort every region, unranked labels included, by the order
+    they predict)."""
+    if mode == "detector":
+        return list(range(len(regions)))
+
     def key(i: int):
         r = regions[i]
         if r.order is not None:

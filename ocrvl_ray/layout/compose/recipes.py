@@ -39,7 +39,10 @@ class Recipe(BaseModel):
     center_inside: bool = False
     cell_threshold: float = Field(0.2, ge=0, le=1)
     cell_min_coverage: float = Field(0.5, ge=0, le=1)
-    # reading order (see reading.py)
+    # reading order (see reading.py). Regions: "rank" = ranked labels by the detector's rank, then unranked
+    # ones (table, figure_title, ...) top-to-bottom; "detector" = the detector's own order for all of them
+    region_order: Literal["rank", "detector"] = "rank"
+    # words inside a region
     row_gap_min: float = Field(8.0, ge=0)
     row_gap_factor: float = Field(0.6, ge=0)
     row_smoothing: float = Field(0.7, ge=0, le=1)

@@ -1,4 +1,5 @@
-"""Crop pixels: hide words a label lacks (inpaint small windows around them only) and encode JPEG."""
+"""Crop pixels: hide words a label lacks (inpaint small windows around them only), blank what lies outside a
+region's polygon, encode JPEG."""
 from __future__ import annotations
 
 import cv2
@@ -64,6 +65,18 @@ def hide_words(crop: np.ndarray, hide: list[np.ndarray], keep: list[np.ndarray],
 def _touching(boxes: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> np.ndarray:
     """Indices of integer boxes (inclusive corners) that reach into the window [x1, x2) x [y1, y2)."""
     return np.flatnonzero((boxes[:, 0] < x2) & (boxes[:, 2] >= x1) & (boxes[:, 1] < y2) & (boxes[:, 3] >= y1))
+
+
+def blank_outside(crop: np.ndarray, polygon, origin: tuple[int, int]) -> np.ndarray:
+    """A copy of ``crop`` (taken at page pixel ``origin``) with every pixel outside ``polygon`` (page pixels)
+    set to 255: PaddleOCR-VL's crop of a polygon region (paddlex ``CropByBoxes``, ``layout_shape_mode`` not
+    ``rect``): points truncated to integers, shifted to the crop, rasterised by ``cv2.fillPoly`` (8-connected)."""
+    pts = np.asarray(polygon, dtype=np.float64).reshape(-1, 2).astype(np.int32) - np.asarray(origin, np.int32)
+    inside = np.zeros(crop.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [pts.reshape(-1, 1, 2)], 1)
+    out = crop.copy()
+    out[inside == 0] = 255
+    return out
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:

@@ -69,7 +69,10 @@ def page_label(batch, i) -> str:
 
 
 def _meta(page: Page, s) -> str:
-    return json.dumps({"page_id": page.page_id, "dataset": page.dataset, "split": page.split,
-                       "source_image": page.image_path or page.image_name, "region_box": list(s.box),
-                       "layout_label": s.layout_label, "sample_kind": s.kind, "recipe": s.recipe},
-                      ensure_ascii=False)
+    """The sample's ``meta-%09d`` JSON; ``region_polygon`` (page pixels, 0.01 px) only for polygon regions."""
+    meta = {"page_id": page.page_id, "dataset": page.dataset, "split": page.split,
+            "source_image": page.image_path or page.image_name, "region_box": list(s.box),
+            "layout_label": s.layout_label, "sample_kind": s.kind, "recipe": s.recipe}
+    if s.polygon is not None:
+        meta["region_polygon"] = [[round(x, 2), round(y, 2)] for x, y in s.polygon]
+    return json.dumps(meta, ensure_ascii=False)

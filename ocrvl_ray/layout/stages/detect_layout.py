@@ -1,11 +1,13 @@
-"""LayoutDetector: Ray Data actor UDF around ``paddleocr.LayoutDetection`` (PP-DocLayoutV2).
+"""LayoutDetector: Ray Data actor UDF around ``paddleocr.LayoutDetection`` (PP-DocLayoutV2 or V3).
 
 Loads the predictor once per actor; each call runs ONE pass over the batch's ``det_image`` column with
 a per-class threshold (``table`` at ``table_threshold``, every other class at ``threshold``), maps the
 boxes from detector pixels back to page pixels and adds a ``regions`` column (``Region.to_row()`` dicts
 with the model's reading ``order``). Tables scoring between ``table_threshold`` and ``threshold`` get
 ``kind="table_only"``: the cell detector uses them, compose does not make layout samples of them (as the
-original, which ran a second pass at 0.3 for tables only). Rows whose ``status`` is not "ok" pass through.
+original, which ran a second pass at 0.3 for tables only). A mask model (PP-DocLayoutV3) also returns each
+region's outline shaped by ``shape_mode`` (paddlex ``layout_shape_mode``); it is kept as ``Region.polygon``
+in page pixels. Rows whose ``status`` is not "ok" pass through.
 """
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ def resources(cfg) -> StageResources:
 
 class LayoutDetector:
     def __init__(self, model_dir: str | None, model_name: str = "PP-DocLayoutV2", device: str = "cpu",
-                 threshold: float = 0.5, table_threshold: float = 0.3, layout_nms: bool = True):
+                 threshold: float = 0.5, table_threshold: float = 0.3, layout_nms: bool = True,
+                 shape_mode: str = "auto"):
         model_dir = check_model_dir(model_dir, "layout", "layout.model_dir")
         self.model = load_predictor("LayoutDetection", model_name, model_dir, device, "layout")
         self.layout_nms = layout_nms
+        self.shape_mode = shape_mode
         self.threshold = float(threshold)
         labels = self._labels()
         self.thresholds = {i: float(table_threshold if lab == "table" else threshold) for i, lab in enumerate(labels)}
@@ -60,7 +64,7 @@ class LayoutDetector:
 
     def _run(self, images: list[np.ndarray]) -> list:
         return self.model.predict(images, batch_size=len(images), threshold=self.thresholds,
-                                  layout_nms=self.layout_nms)
+                                  layout_nms=self.layout_nms, layout_shape_mode=self.shape_mode)
 
     @staticmethod
     def _to_regions(boxes: list[dict], batch, i: int, threshold: float) -> list[dict]:
@@ -74,5 +78,9 @@ class LayoutDetector:
                 continue
             score = float(b["score"])
             kind = "table_only" if b["label"] == "table" and score < threshold else "layout"
-            out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind).to_row())
+            poly = b.get("polygon_points")
+            if poly is not None:  # detector pixels -> page pixels; not clamped (that would bend its edges)
+                poly = (np.asarray(poly, dtype=np.float64).reshape(-1, 2) * (sx, sy)).tolist()
+            out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind,
+                              polygon=poly).to_row())
         return out
