@@ -185,3 +185,6 @@ def train_loop_per_worker(payload: dict) -> None:
             break
     runner.join()
     runner.raise_if_failed()
+    if rank == 0:
+        for path in ck.unfinished(out):
+            print(f"ocrvl train: warning: {path} has no {ck.STATE_FILE}; not reported", flush=True)
