@@ -49,7 +49,8 @@ def fork_suite(tmp_path_factory):
         pytest.skip(f"the fork's environment {FORK_VENV_PYTHON.parent.parent} is absent; build it: {BUILD_VENV}")
     report = tmp_path_factory.mktemp("fork-suite") / "junit.xml"
     res = subprocess.run([str(FORK_VENV_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/erniekit_env/fork_checks.py", f"--junitxml={report}"],
+                          "tests/erniekit_env/fork_checks.py", f"--junitxml={report}",
+                          f"--basetemp={report.parent / 'tmp'}"],
                          cwd=REPO, capture_output=True, text=True, timeout=3000)
     if not report.is_file():
         pytest.fail(f"the fork suite did not run (exit {res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}")

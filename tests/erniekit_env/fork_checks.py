@@ -86,17 +86,19 @@ def test_trap4_the_fork_reader_opens_one_lmdb_for_train_and_eval(world, monkeypa
 def test_trap5_launcher_mode_imports_erniekit(world, ray_local, tmp_path):
     """mode=launcher with the default entry reaches erniekit's dispatch (an unknown stage fails there, after
     `import erniekit` and the fork's argument parsing) instead of `No module named 'erniekit'`."""
+    from ray.train import TrainingFailedError
+
     from ocrvl_ray.train.config import load_train_config
     from ocrvl_ray.train.run import fit
 
     out = tmp_path / "out"
     ours, args = load_train_config(None, ["num_workers=1", "use_gpu=false", "mode=launcher", f"ernie_root={world['ernie']}",
                                           f"storage_path={tmp_path / 'store'}", "max_failures=0",
-                                          *fork_args(world, out, stage="NOPE")], env={})
-    result = fit(ours, args)
-    assert result.error is not None
+                                          *fork_args(world, out, stage="NOPE-VL")], env={})
+    with pytest.raises(TrainingFailedError):
+        fit(ours, args)
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "out.launch").rglob("*") if p.is_file())
-    assert "Unknown task: NOPE" in logs, logs[-3000:]
+    assert "Unknown task: NOPE-VL" in logs, logs[-3000:]
     assert "No module named 'erniekit'" not in logs
 
 
