@@ -1,8 +1,8 @@
 """The function every Ray Train worker runs: restore, run the entry, report what it writes.
 
-0. Sharded ``train_lmdb_paths`` become this rank's shards (:mod:`ocrvl_ray.train.rank_data`).
 1. If Ray Train has a checkpoint (a restart after a failure, or a re-run with the same run name) it is
-   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it.
+   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it. Sharded
+   ``train_lmdb_paths`` become this rank's shards (:mod:`ocrvl_ray.train.rank_data`).
 2. The entry runs in a thread (in-process) or as ``paddle.distributed.launch`` (launcher mode).
 3. Meanwhile rank 0 scans ``output_dir`` every ``watch_interval_s``; each finished ``checkpoint-N`` is
    reported with ``ray.train.report(metrics, checkpoint=...)`` as ``checkpoint-N`` in storage. Log lines
