@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"ocrvl train: error: training failed after {ours.max_failures} restart(s): {_cause(e)} "
               "(the worker traceback is in the log above)", file=sys.stderr)
         return 1
-    ckpt = result.checkpoint
-    print(f"ocrvl train: done; latest checkpoint {ckpt.path if ckpt else '(none reported)'}", file=sys.stderr)
+    if result.checkpoint is None:
+        from ocrvl_ray.train.checkpoints import why_none
+
+        print(f"ocrvl train: done; no checkpoint reported: {why_none(train_args['output_dir'])}", file=sys.stderr)
+    else:
+        print(f"ocrvl train: done; latest checkpoint {result.checkpoint.path}", file=sys.stderr)
     return 0
 
 

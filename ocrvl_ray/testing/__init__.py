@@ -5,4 +5,5 @@ models.py   a random-weight PP-DocLayoutV2 with the real architecture (realistic
 sink.py     synthetic LMDB sink rows
 export.py   tiny PaddleOCR-VL-shaped base models and LoRA adapters (safetensors)
 train.py    tiny LoRA fine-tune and all-reduce entries for Ray Train tests
+shards.py   a sharded training LMDB of rendered text crops (train tests)
 """

@@ -45,6 +45,23 @@ def state_file(path: Path) -> Path:
     return pf1 if pf1.is_file() and not (path / STATE_FILE).is_file() else path / STATE_FILE
 
 
+def unfinished(output_dir: str | os.PathLike) -> list[Path]:
+    """``checkpoint-N`` folders without ``trainer_state.json``: never reported."""
+    return [p for p in list_checkpoints(output_dir).values() if not state_file(p).is_file()]
+
+
+def why_none(output_dir: str | os.PathLike) -> str:
+    """Why a run reported no checkpoint, as seen from this machine."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return f"output_dir {out} is not on this machine; look on the node of rank 0"
+    bad = unfinished(out)
+    if bad:
+        return (f"{', '.join(p.name for p in bad)} in {out} {'has' if len(bad) == 1 else 'have'} no {STATE_FILE}, "
+                "so the trainer never finished saving it (it stopped while saving, or saves no trainer state)")
+    return f"the trainer wrote no checkpoint-N under {out}; is save_steps larger than max_steps, or save_strategy no?"
+
+
 def signature(path: Path) -> tuple[int, int] | None:
     """Identity of one write of a checkpoint: (mtime_ns, size) of its trainer state, or None."""
     try:

@@ -3,7 +3,7 @@
 * :func:`erniekit` (the default) calls erniekit's tuner in-process from the user's ERNIE checkout —
   never the ``erniekit`` CLI, which strips the collective environment and re-launches.
 * :func:`launcher_command` builds the launcher-mode command: ``paddle.distributed.launch`` on this node
-  running erniekit's ``launcher.py train CONFIG`` (or :mod:`ocrvl_ray.train.child` for a custom entry).
+  running :mod:`ocrvl_ray.train.child` with the entry (erniekit's or a custom one) in every process.
 """
 from __future__ import annotations
 
@@ -75,14 +75,14 @@ def erniekit(config: dict[str, Any]) -> None:
     getattr(importlib.import_module(call.module), call.function)(call.args)
 
 
-def launcher_command(entry: str, config_file: str, env: Mapping[str, str], log_dir: str,
-                     ernie_root: str | None = None) -> list[str]:
-    """Launcher mode: this node's ``paddle.distributed.launch`` command (env from the backend)."""
+def launcher_command(entry: str, config_file: str, env: Mapping[str, str], log_dir: str) -> list[str]:
+    """Launcher mode: this node's ``paddle.distributed.launch`` command (env from the backend). Every
+    launched process runs :mod:`ocrvl_ray.train.child`, which picks that process's shards and calls the
+    entry: erniekit's own ``launcher.py`` would give all processes the same data, and cannot import
+    ``erniekit`` unless ``ernie_root`` is on PYTHONPATH (the entry puts it on ``sys.path``)."""
     cmd = [sys.executable, "-u", "-m", "paddle.distributed.launch",
            "--master", f"{env['MASTER_ADDR']}:{env['MASTER_PORT']}", "--nnodes", env["NNODES"],
            "--rank", env["PADDLE_RANK"], "--host", env["POD_IP"], "--log_dir", log_dir]
     if env.get("FLAGS_selected_gpus"):
         cmd += ["--devices", env["FLAGS_selected_gpus"]]
-    if entry == DEFAULT_ENTRY:
-        return cmd + [str(ernie_checkout(ernie_root) / "erniekit" / "launcher.py"), "train", config_file]
     return cmd + [str(Path(__file__).with_name("child.py")), entry, config_file]

@@ -1,8 +1,10 @@
 """Pre-flight audit of a training config: one clear line per problem, before any worker starts.
 
 Checks (on the driver's filesystem): every LMDB the erniekit reader will open exists, opens read-only,
-has ``num-samples`` > 0 and no spaces in its path; ``output_dir`` is set and writable; the LoRA target
-list is not silently reduced to ``o_proj``/``down_proj``.
+has ``num-samples`` > 0 and no spaces in its path; every training source has a shard per rank;
+``train_lmdb_prob`` gives one value per source; ``output_dir`` is set and writable; the LoRA target
+list is not silently reduced to ``o_proj``/``down_proj``. Checks that need the fork's own code are in
+:mod:`ocrvl_ray.train.engines.erniekit`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any, Mapping
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.lmdb_schema import NUM_SAMPLES, open_readonly
+from ocrvl_ray.layout.sink.shards import ShardError, assign, expand, is_sharded
+from ocrvl_ray.train.rank_data import items as _items
 
 
 @dataclass(frozen=True)
@@ -25,20 +29,36 @@ class Finding:
 
 
 def lmdb_paths(args: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(config key, path) of every LMDB the reader opens: ``train_lmdb_paths`` (comma-separated) and
-    ``train_dataset_path``/``eval_dataset_path`` when they end in ``.lmdb``."""
-    out = [("train_lmdb_paths", p) for p in _items(args.get("train_lmdb_paths"))]
+    """(config key, path) of every LMDB the reader opens: ``train_lmdb_paths`` (comma-separated; a sharded
+    output counts with all its shards) and ``train_dataset_path``/``eval_dataset_path`` when they end in
+    ``.lmdb``."""
+    out = [("train_lmdb_paths", s) for p in _items(args.get("train_lmdb_paths")) for s in _expand(p)]
     for key in ("train_dataset_path", "eval_dataset_path"):
-        out += [(key, p) for p in _items(args.get(key)) if p.rstrip("/").endswith(".lmdb")]
+        out += [(key, p) for p in _items(args.get(key)) if p.rstrip("/").endswith(".lmdb") and not is_sharded(p)]
     return out
 
 
-def _items(value: Any) -> list[str]:
-    """A comma-separated string (or a YAML list) as a list of non-empty, stripped items."""
-    if not value:
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return [str(v).strip() for v in items if str(v).strip()]
+def _expand(path: str) -> list[str]:
+    try:
+        return expand(path)
+    except ShardError:
+        return [path]                      # check_shards names the problem
+
+
+def check_shards(args: Mapping[str, Any], world: int) -> list[Finding]:
+    """Every ``train_lmdb_paths`` source has at least ``world`` shards (each rank reads its own), and
+    ``eval_dataset_path`` is one LMDB, not a sharded output."""
+    found = []
+    for source in _items(args.get("train_lmdb_paths")):
+        try:
+            assign(expand(source), 0, world)
+        except ShardError as e:
+            found.append(Finding("error", f"train_lmdb_paths: {source}: {e}"))
+    for source in _items(args.get("eval_dataset_path")):
+        if is_sharded(source):
+            found.append(Finding("error", f"eval_dataset_path: {source} is a sharded output; the reader takes one "
+                                          f"LMDB there: give one shard, e.g. {expand(source)[0]}"))
+    return found
 
 
 def check_lmdb(key: str, path: str) -> list[Finding]:
@@ -102,21 +122,27 @@ def check_lora_targets(args: Mapping[str, Any]) -> list[Finding]:
 
 
 def check_lmdb_probs(args: Mapping[str, Any]) -> list[Finding]:
+    """One probability per source. The reader pairs them by position and defaults to "1.0", so without
+    ``train_lmdb_prob`` every LMDB after the first is silently dropped."""
     paths, probs = args.get("train_lmdb_paths"), args.get("train_lmdb_prob")
-    if not paths or probs is None:
+    if not paths:
         return []
-    n_paths, n_probs = len(_items(paths)), len(_items(probs))
-    if n_paths != n_probs:
+    n_paths, n_probs = len(_items(paths)), len(_items(probs)) if probs is not None else 0
+    if probs is None and n_paths > 1:
+        return [Finding("error", f"train_lmdb_prob is not set: the reader would use only the first of the {n_paths} "
+                                 "LMDBs in train_lmdb_paths; give one probability per LMDB (e.g. 0.5,0.5)")]
+    if probs is not None and n_paths != n_probs:
         return [Finding("error", f"train_lmdb_prob has {n_probs} value(s) for {n_paths} path(s) in "
                                  "train_lmdb_paths; give one probability per LMDB")]
     return []
 
 
-def audit(args: Mapping[str, Any]) -> list[Finding]:
-    """All findings for erniekit's config dict, errors first."""
+def audit(args: Mapping[str, Any], world: int = 1) -> list[Finding]:
+    """All findings for erniekit's config dict and ``world`` training ranks, errors first."""
     found: list[Finding] = []
     for key, path in lmdb_paths(args):
         found += check_lmdb(key, path)
+    found += check_shards(args, world)
     found += check_lmdb_probs(args)
     found += check_output_dir(args)
     found += check_lora_targets(args)

@@ -20,7 +20,14 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
 
         check_config(args)
         check_installed()
-    findings = audit(args) if ours.preflight else []
+    findings = []
+    if ours.preflight:
+        findings = audit(args, world_size(ours))
+        if ours.entry == DEFAULT_ENTRY:
+            from ocrvl_ray.train.engines import erniekit
+
+            findings += erniekit.audit(args, ours.ernie_root or os.environ.get("ERNIE_ROOT"))
+        findings.sort(key=lambda f: f.level != "error")
     for f in findings:
         print(f"ocrvl train: {f}", file=sys.stderr)
     errors = [f for f in findings if f.level == "error"]
@@ -36,6 +43,13 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
             ernie_checkout(ours.ernie_root)
         except OcrvlError as e:                       # the workers may still have it
             print(f"ocrvl train: warning: on this machine {e}", file=sys.stderr)
+
+
+def world_size(ours: TrainConfig) -> int:
+    """Training processes: one per worker, or per GPU of each node in launcher mode."""
+    if ours.mode == "launcher" and ours.use_gpu is not False:
+        return ours.num_workers * ours.gpus_per_worker
+    return ours.num_workers
 
 
 def build_trainer(ours: TrainConfig, args: dict[str, Any]):

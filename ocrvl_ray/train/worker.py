@@ -1,7 +1,8 @@
 """The function every Ray Train worker runs: restore, run the entry, report what it writes.
 
 1. If Ray Train has a checkpoint (a restart after a failure, or a re-run with the same run name) it is
-   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it.
+   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it. Sharded
+   ``train_lmdb_paths`` become this rank's shards (:mod:`ocrvl_ray.train.rank_data`).
 2. The entry runs in a thread (in-process) or as ``paddle.distributed.launch`` (launcher mode).
 3. Meanwhile rank 0 scans ``output_dir`` every ``watch_interval_s``; each finished ``checkpoint-N`` is
    reported with ``ray.train.report(metrics, checkpoint=...)`` as ``checkpoint-N`` in storage. Log lines
@@ -57,11 +58,21 @@ def run_launcher(payload: dict, config: dict) -> None:
     cfg_file = meta / f"train_config.node{node}.yaml"
     cfg_file.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     logs = meta / f"launch_logs.node{node}"
-    cmd = launcher_command(payload["entry"], str(cfg_file), os.environ, str(logs), payload.get("ernie_root"))
+    cmd = launcher_command(payload["entry"], str(cfg_file), os.environ, str(logs))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_TRAINER", "PADDLE_CURRENT"))}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"paddle.distributed.launch exited with {proc.returncode} on node {node}; see {logs}")
+
+
+def rank_config(config: dict, rank: int, world: int) -> dict:
+    """This rank's ``train_lmdb_paths`` (its shards), logged; done before any entry sees the config."""
+    from ocrvl_ray.train.rank_data import for_rank
+
+    config, lines = for_rank(config, rank, world)
+    for line in lines:
+        print(f"ocrvl train: {line}", flush=True)
+    return config
 
 
 def _install_log_stream() -> None:
@@ -126,6 +137,8 @@ def train_loop_per_worker(payload: dict) -> None:
     if payload.get("ernie_root"):
         os.environ["ERNIE_ROOT"] = payload["ernie_root"]
     resumed = _restore(config, local_rank)
+    if payload.get("mode") != "launcher":     # launcher mode: per launched process, in child.py
+        config = rank_config(config, rank, ctx.get_world_size())
 
     if payload.get("mode") == "launcher":
         runner = EntryRunner(lambda cfg: run_launcher(payload, cfg), config)
@@ -172,3 +185,6 @@ def train_loop_per_worker(payload: dict) -> None:
             break
     runner.join()
     runner.raise_if_failed()
+    if rank == 0:
+        for path in ck.unfinished(out):
+            print(f"ocrvl train: warning: {path} has no {ck.STATE_FILE}; not reported", flush=True)

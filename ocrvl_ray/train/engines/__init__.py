@@ -1,1 +1,2 @@
-"""Training engines called in each Ray Train worker (``engine=``): paddleformers (PaddleFormers 1.x)."""
+"""Training engines (``engine=``) and what one trainer needs beyond the generic wrapper: erniekit.py (the
+user's erniekit fork: pre-flight against its own argument classes), paddleformers.py (PaddleFormers 1.x)."""

@@ -1,0 +1,104 @@
+"""Test-only: run the user's erniekit fork on CPU and watch what it reads.
+
+``entry=tests.erniekit_env.cpu_fork:run`` applies the four CPU-only workarounds (issue item 8; never in
+production code), records every sample the fork's own LMDB reader returns, optionally crashes once, and
+then calls the production entry ``ocrvl_ray.train.entries:erniekit`` with the rest of the config.
+
+Test keys (popped before erniekit sees the config):
+  test_record_dir      reads-rank<r>.jsonl: {"path", "index", "label"} per sample the reader returned
+  test_crash_at_step   with test_crash_rank, test_crash_marker, test_crash_when_exists: raise once
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def cpu_workarounds() -> None:
+    """The fork's GPU assumptions, patched for a CPU run (platform notes §A):
+    bf16 forced in FinetuningArguments; an S x (S+1) causal mask on the non-flash path; Paddle 3.3.1 CPU
+    nll_loss(reduction=mean) with ignored labels corrupting the heap; GPU-only memory logging."""
+    import paddle
+    import paddle.nn.functional as F
+    from paddleformers.trainer import Trainer, TrainingArguments
+
+    import ernie.modeling_paddleocr_vl as vl
+    from ernie.modeling_paddleocr_vl_ernie import Ernie4_5Model
+    from erniekit.train.ocr_vl_sft.pretraining_trainer import PretrainingTrainer
+
+    if getattr(TrainingArguments, "_ocrvl_cpu", False):
+        return
+    post_init = TrainingArguments.__post_init__
+
+    def no_bf16(self):
+        self.bf16 = False                                 # CPU has no bf16 conv2d
+        post_init(self)
+
+    TrainingArguments.__post_init__ = no_bf16
+    TrainingArguments._ocrvl_cpu = True
+
+    update_mask = Ernie4_5Model._update_causal_mask
+
+    def square_mask(self, attention_mask, input_tensor, *args, **kwargs):
+        mask = update_mask(self, attention_mask, input_tensor, *args, **kwargs)
+        if isinstance(mask, paddle.Tensor) and mask.shape[-1] == input_tensor.shape[1] + 1:
+            mask = mask[..., : input_tensor.shape[1]]
+        return mask
+
+    Ernie4_5Model._update_causal_mask = square_mask
+
+    def cross_entropy(shift_logits, shift_labels):       # same value as the fork's, reduction="none" + mean
+        # (F.log_softmax over a 103424-wide row takes minutes on Paddle 3.3.1 CPU; logsumexp does not)
+        log_softmax = shift_logits - paddle.logsumexp(shift_logits, axis=-1, keepdim=True)
+        losses = F.nll_loss(log_softmax, shift_labels, reduction="none")
+        keep = (shift_labels != -100).astype(losses.dtype)
+        return (losses * keep).sum() / keep.sum().clip(min=1.0)
+
+    vl.paddle_cross_entropy_by_hand = cross_entropy
+    PretrainingTrainer._maybe_log_save_evaluate = Trainer._maybe_log_save_evaluate
+
+
+def record_reads(record_dir: str, rank: int) -> None:
+    """Every sample ``SFTMultimodalDatasetLmdb._read_sample`` returns is appended to a JSONL file."""
+    from ernie.dataset.vl_sft_reader.vl_sft_dataset_json import SFTMultimodalDatasetLmdb
+
+    read = getattr(SFTMultimodalDatasetLmdb._read_sample, "_ocrvl_original", SFTMultimodalDatasetLmdb._read_sample)
+    path = Path(record_dir) / f"reads-rank{rank}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def recorded(self, src_id, index):
+        meta = read(self, src_id, index)
+        if meta is not None:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"path": self.lmdb_sources[src_id]["path"], "index": index,
+                                    "label": meta["text_info"][1]["text"]}, ensure_ascii=False) + "\n")
+        return meta
+
+    recorded._ocrvl_original = read
+    SFTMultimodalDatasetLmdb._read_sample = recorded
+
+
+def run(config: dict) -> None:
+    from paddleformers.trainer import trainer as pf_trainer
+    from paddleformers.trainer.trainer_callback import TrainerCallback
+
+    from ocrvl_ray.train import entries
+    from ocrvl_ray.testing.train import _CrashOnce
+
+    cfg = dict(config)
+    test = {k: cfg.pop(k) for k in list(cfg) if k.startswith("test_")}
+    root = str(entries.ernie_checkout())
+    import sys
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    rank = int(os.environ.get("PADDLE_TRAINER_ID", "0"))
+    cpu_workarounds()
+    if test.get("test_record_dir"):
+        record_reads(test["test_record_dir"], rank)
+    pf_trainer.DEFAULT_CALLBACKS[:] = [c for c in pf_trainer.DEFAULT_CALLBACKS if c.__class__.__name__ != "CrashOnce"]
+    if test.get("test_crash_at_step") is not None and rank == int(test.get("test_crash_rank", 0)):
+        pf_trainer.DEFAULT_CALLBACKS.append(_CrashOnce(TrainerCallback, int(test["test_crash_at_step"]),
+                                                       Path(test["test_crash_marker"]),
+                                                       test.get("test_crash_when_exists")))
+    entries.erniekit(cfg)
