@@ -258,6 +258,12 @@ def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path):
         assert sure and not (sure - got), sure - got           # wholly inside the polygon: in the label
         assert not (got - possible), got - possible             # every label word touches the polygon
         assert any(sbox(x1, y1, x2, y2).contains(b) and not outer.intersects(b) for _, b in boxes)
+    # the detections file carries the same polygons
+    from ocrvl_ray.layout.detections import detections_path, load
+
+    [(_, _, regions, _)] = load(detections_path(str(out))).values()
+    polys = [r["polygon"] for r in regions if r["polygon"]]
+    assert any(Polygon(pg).symmetric_difference(Polygon(band)).area < 0.15 * Polygon(band).area for pg in polys)
 
 
 def test_v1_equals_default_and_v15_demo_runs_v3_end_to_end(ray_local, tmp_path):

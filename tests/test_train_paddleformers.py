@@ -15,7 +15,7 @@ import pytest
 
 from ocrvl_ray import cli
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.train import generations as g
+from ocrvl_ray.core import generations as g
 from ocrvl_ray.train.config import PADDLEFORMERS_ENTRY, load_train_config
 from ocrvl_ray.train.engines.lmdb_plugin import augment_params, image_ref, parse_ref
 from ocrvl_ray.train.engines.paddleformers import check_config

@@ -42,14 +42,19 @@ def _to_struct(r: dict) -> dict:
     order, table = int(r.get("order", -1)), int(r.get("table", -1))
     return {"label": r["label"], "score": float(r["score"]), "box": [float(v) for v in r["box"]],
             "order": None if order < 0 else order, "kind": r.get("kind", "layout"),
-            "table": None if table < 0 else table, "polygon": [list(map(float, pt)) for pt in r.get("polygon") or []]}
+            "table": None if table < 0 else table, "polygon": _points(r.get("polygon"))}
 
 
 def _to_region_row(s: dict) -> dict:
     return {"label": s["label"], "score": float(s["score"]), "box": [float(v) for v in s["box"]],
             "order": -1 if s.get("order") is None else int(s["order"]), "kind": s.get("kind") or "layout",
             "table": -1 if s.get("table") is None else int(s["table"]),
-            "polygon": [list(map(float, pt)) for pt in s.get("polygon") or []]}
+            "polygon": _points(s.get("polygon"))}
+
+
+def _points(v) -> list[list[float]]:
+    """A polygon as plain float pairs (it may arrive as a numpy object array, never truth-tested)."""
+    return [] if v is None else [[float(pt[0]), float(pt[1])] for pt in v]
 
 
 def page_record(page_id: str, width: int, height: int, regions, cells, models: str) -> str:

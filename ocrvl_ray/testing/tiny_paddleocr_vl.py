@@ -76,7 +76,7 @@ def build_tiny_paddleocr_vl(out_dir: str | os.PathLike, generation: str = "v1", 
     import paddle
     from paddleformers.transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
 
-    from ocrvl_ray.train.generations import GENERATIONS
+    from ocrvl_ray.core.generations import GENERATIONS
 
     gen = GENERATIONS[generation]
     out = Path(out_dir)

@@ -13,6 +13,5 @@ Tiny example entries for tests live in ``ocrvl_ray.testing.train``.
   entries.py      the erniekit in-process entry, entry loading, the launcher command
   child.py        launcher mode: each launched process takes its shards and runs the entry
   callbacks.py    metrics_log: JSONL of reports and failures (controller side)
-  generations.py  PaddleOCR-VL v1 / v1.5 / v1.6: chat template, prompts, detection from a base's files
   engines/        paddleformers.py (engine=paddleformers, PaddleFormers 1.x) + lmdb_plugin.py (its data hook)
 """

@@ -28,7 +28,7 @@ from ocrvl_ray.layout.sink.writer import LmdbWriter  # noqa: E402
 from ocrvl_ray.train.config import load_train_config  # noqa: E402
 from ocrvl_ray.train.engines.lmdb_plugin import UPSTREAM_AUGMENT, close_envs, image_ref, plugin_class  # noqa: E402
 from ocrvl_ray.train.engines.paddleformers import register_template, write_rows  # noqa: E402
-from ocrvl_ray.train.generations import get  # noqa: E402
+from ocrvl_ray.core.generations import get  # noqa: E402
 from ocrvl_ray.train.run import fit  # noqa: E402
 
 # CPU only: no flash attention kernels, no bf16 conv2d on CPU.

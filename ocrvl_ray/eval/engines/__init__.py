@@ -1,24 +1,19 @@
 """Inference engines behind one contract: rows with ``image`` (JPEG bytes) in, ``hyp``/``loop``/``tokens`` out.
 
-Prompt text per model generation (v1 vs 1.5+) is defined here once and used by both engines.
+Prompt text per model generation comes from ``core.generations`` (the table training uses too).
 """
 from __future__ import annotations
 
-import re
-
+from ocrvl_ray.core import generations as gen
 from ocrvl_ray.eval.metrics import cut_loop
 
-IMAGE = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>"
+IMAGE = gen.IMAGE
 IMAGE_TOKEN = "<|IMAGE_PLACEHOLDER|>"
-#: generation -> prompt format; v1 = PaddleOCR-VL (2025-10), 1.5 = PaddleOCR-VL-1.5 and later
-TEMPLATES = {"v1": "<|begin_of_sentence|>User: {image}{prompt}\nAssistant: ",
-             "1.5": "<|begin_of_sentence|>User: {image}{prompt}\nAssistant:\n"}
-_V15 = re.compile(r"Assistant:(\\n|\n)")
 
 
 def detect_generation(chat_template: str) -> str:
-    """``1.5`` when the model's chat template ends the assistant tag with a newline, else ``v1``."""
-    return "1.5" if _V15.search(chat_template) else "v1"
+    """``1.5`` when the model's chat template opens the assistant turn with a newline, else ``v1``."""
+    return "1.5" if gen.template_family(chat_template) == "v1.5" else "v1"
 
 
 def resolve_template(setting: str, chat_template: str) -> str:
@@ -26,8 +21,9 @@ def resolve_template(setting: str, chat_template: str) -> str:
 
 
 def render_prompt(generation: str, prompt: str) -> str:
-    """The full prompt text with one image placeholder (engines expand it to the image's token count)."""
-    return TEMPLATES[generation].format(image=IMAGE, prompt=prompt)
+    """The full prompt text with one image placeholder (engines expand it to the image's token count);
+    the template of ``core.generations`` (``1.5`` covers 1.5 and 1.6, which share it)."""
+    return gen.get(generation).prompt(prompt)
 
 
 def finish(text: str, max_period: int, min_repeats: int) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.train import generations
+from ocrvl_ray.core import generations
 from ocrvl_ray.train.checkpoints import side_dir
 from ocrvl_ray.train.engines.lmdb_plugin import augment_params, close_envs, image_ref
 
