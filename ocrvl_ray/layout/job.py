@@ -134,7 +134,8 @@ def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
         raise OcrvlError(f"manifest={manifest} holds no pages; check the `ocrvl prepare` report beside it")
     if cfg.split is not None and cfg.split not in splits:
         raise OcrvlError(f"split={cfg.split} is not in manifest={manifest}; it holds {', '.join(splits)}")
-    preflight.check_models(cfg)
+    for note in preflight.check_models(cfg):
+        print(f"note: {note}", flush=True)
     plans = []
     for split, out in split_outputs(cfg.output, splits).items():   # names from all splits, so split= agrees
         if cfg.split is not None and split != cfg.split:

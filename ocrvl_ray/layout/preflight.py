@@ -36,15 +36,22 @@ def manifest_splits(manifest: str) -> list[str]:
     return sorted(str(s) for s in splits if s is not None)
 
 
-def check_models(cfg) -> None:
-    """Given model folders must hold an exported model (the detector actors check the same when they load)."""
-    from ocrvl_ray.layout.stages.actors import check_model_dir
+def check_models(cfg) -> list[str]:
+    """Given model folders must hold an exported model (the detector actors check the same when they load);
+    returns notes for official weights that are not in the paddlex cache yet (downloaded on first use)."""
+    from ocrvl_ray.layout.stages.actors import check_model_dir, official_model_cache
 
     if cfg.detections:
-        return
-    check_model_dir(cfg.layout.model_dir, "layout", "layout.model_dir")
-    if cfg.cells.enabled:
-        check_model_dir(cfg.cells.model_dir, "table-cell", "cells.model_dir")
+        return []
+    notes = []
+    pools = [("layout", "layout", cfg.layout)] + ([("cells", "table-cell", cfg.cells)] if cfg.cells.enabled else [])
+    for key, what, pool in pools:
+        check_model_dir(pool.model_dir, what, f"{key}.model_dir")
+        cached = official_model_cache(pool.model_name)
+        if pool.model_dir is None and not (cached / "inference.yml").is_file():
+            notes.append(f"{key}: {pool.model_name} is not in the paddlex cache ({cached}); paddleocr downloads it "
+                         f"on first use (needs internet; offline, set {key}.model_dir=DIR or demo_models=true)")
+    return notes
 
 
 def check_detections(path: str, split: str) -> str:

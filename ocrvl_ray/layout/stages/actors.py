@@ -58,6 +58,12 @@ def prepare_paddle_env() -> None:
         os.environ["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font_path()
 
 
+def official_model_cache(model_name: str) -> Path:
+    """Where paddlex keeps the official weights of ``model_name`` once downloaded (under this job's cache)."""
+    prepare_paddle_env()
+    return Path(os.environ["PADDLE_PDX_CACHE_HOME"]) / "official_models" / model_name
+
+
 def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
     """A given model_dir must hold an exported model; None means paddleocr downloads the official one."""
     if model_dir is None:
