@@ -115,3 +115,25 @@ def test_jobs_eval_script_on_its_own_local_ray(models, valid_lmdb, tmp_path):
     assert "ft vs base:" in p.stdout
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["models"]["ft"]["overall"]["n"] == 2
+
+
+def test_pipeline_eval_stage(models, valid_lmdb, tmp_path):
+    """`ocrvl pipeline`'s eval stage: base vs export on the validation LMDB, recorded in the run manifest."""
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.end_to_end import PipelineConfig, run_pipeline
+
+    base, _, export = models
+    cfg = load_config(PipelineConfig, overrides={
+        "run_dir": str(tmp_path / "run"), "stages": ["eval"], "merge": {"base": str(base)},
+        "eval": {"export": str(export), "data": str(valid_lmdb),
+                 "options": {"limit": 2, "max_new_tokens": 5, "bootstrap": 50}}}, env={})
+    lines: list[str] = []
+    stage = run_pipeline(cfg, log=lines.append)["stages"]["eval"]
+    assert stage["status"] == "done" and stage["inputs"] == {"base": str(base), "export": str(export),
+                                                             "data": str(valid_lmdb)}
+    metrics = json.loads(Path(stage["outputs"]["metrics"]).read_text())
+    assert set(metrics["models"]) == {"base", "ft"} and metrics["n_samples"] == 2
+    assert Path(stage["outputs"]["report"]).is_file() and "cer" in stage["outputs"]["base_vs_ft"]
+    lines.clear()
+    run_pipeline(cfg, log=lines.append)
+    assert any("[eval] done before" in ln for ln in lines)
