@@ -7,14 +7,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ocrvl_ray.core.config import truthy
 from ocrvl_ray.core.records import Page, Word
+from ocrvl_ray.ingest.geometry import clockwise_from_top_left
 
-_TRUE = {"1", "true", "t", "y", "yes", "on"}
-# flag -> (cv2 rotation, point map (x, y, W, H) -> (x', y'), shift of the clockwise point list)
+# flag -> (cv2 rotation, point map (x, y, W, H) -> (x', y'))
 _TURNS = {
-    "usd": (cv2.ROTATE_180, lambda x, y, w, h: (w - x, h - y), 2),
-    "ud": (cv2.ROTATE_90_COUNTERCLOCKWISE, lambda x, y, w, h: (y, w - x), 1),
-    "du": (cv2.ROTATE_90_CLOCKWISE, lambda x, y, w, h: (h - y, x), 3),
+    "usd": (cv2.ROTATE_180, lambda x, y, w, h: (w - x, h - y)),
+    "ud": (cv2.ROTATE_90_COUNTERCLOCKWISE, lambda x, y, w, h: (y, w - x)),
+    "du": (cv2.ROTATE_90_CLOCKWISE, lambda x, y, w, h: (h - y, x)),
 }
 
 
@@ -22,7 +23,7 @@ def _flags(value: Any) -> set[str]:
     if isinstance(value, str):
         return {t.lower() for t in value.replace(",", " ").split()}
     if isinstance(value, dict):
-        return {str(k).lower() for k, v in value.items() if v is True or str(v).strip().lower() in _TRUE}
+        return {str(k).lower() for k, v in value.items() if v is True or truthy(v)}
     if isinstance(value, (list, tuple, set)):
         return {str(t).strip().lower() for t in value}
     return set()
@@ -52,15 +53,13 @@ def orient_page(page: Page, image: np.ndarray) -> tuple[Page, np.ndarray]:
     flag = page_orientation(page)
     if flag is None or page.attrs.get("oriented"):
         return page, image
-    rotation, move, shift = _TURNS[flag]
+    rotation, move = _TURNS[flag]
     h, w = image.shape[:2]
     turned = cv2.rotate(image, rotation)
 
     def turn(points: list[float]) -> list[float]:
-        pts = [move(x, y, w, h) for x, y in zip(points[0::2], points[1::2])]
-        if len(pts) == 4:
-            pts = pts[shift:] + pts[:shift]
-        return [float(v) for p in pts for v in p]
+        flat = [float(v) for x, y in zip(points[0::2], points[1::2]) for v in move(x, y, w, h)]
+        return clockwise_from_top_left(flat) if len(flat) == 8 else flat
 
     words = [replace(word, points=turn(word.points)) for word in page.words]
     attrs = {**page.attrs, "oriented": True}
