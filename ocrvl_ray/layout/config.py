@@ -67,6 +67,9 @@ class LayoutConfig(JobConfig):
     # "bytes" (the encoded file, ~10x fewer bytes; use it when stages run on different nodes)
     handoff: Literal["bytes", "array"] = "array"
     write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
+    # 1: one LMDB at `output`; N > 1: `output` is a folder of N LMDB shards written in parallel
+    # (shard-0000i-of-0000N, page -> shard by a stable hash) plus `<output>.shards.json`; docs/performance.md
+    shards: int = Field(1, ge=1)
     num_cpus: Optional[int] = None            # local runs only: logical CPUs for the local Ray
     num_gpus: Optional[int] = None
     progress: bool = True

@@ -118,14 +118,14 @@ def run_layout(cfg: LayoutConfig) -> dict:
     import ray.data
 
     from ocrvl_ray.report.run import build_report, print_report, write_report
-    from ocrvl_ray.layout.sink import LmdbSink, completed_pages, write_lmdb
+    from ocrvl_ray.layout.sink import completed_pages, make_sink, write_lmdb
 
     t0 = time.time()
     cfg, manifest = resolve_inputs(cfg)
     total = count_rows(manifest)
     pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = LmdbSink(cfg.output, index_base=cfg.index_base, label_format=cfg.label_format,
-                    min_pages_per_write=cfg.write_batch_pages)
+    sink = make_sink(cfg.output, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
+                     min_pages_per_write=cfg.write_batch_pages)
     sink.prepare()
     done = frozenset(completed_pages(cfg.output))
     ctx = ray.data.DataContext.get_current()
@@ -141,10 +141,9 @@ def run_layout(cfg: LayoutConfig) -> dict:
     report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,
                           elapsed_s=elapsed)
     if cfg.report_html:
-        from ocrvl_ray.report.inspect import default_html_path, inspect_lmdb
+        from ocrvl_ray.report.inspect import inspect_lmdb
 
-        inspect_lmdb(cfg.output, html=True)
-        report["report_html"] = default_html_path(cfg.output)
+        report["report_html"] = inspect_lmdb(cfg.output, html=True)["html"]
     write_report(report, cfg.output)
     print_report(report)
     return report

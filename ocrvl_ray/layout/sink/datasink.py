@@ -48,6 +48,10 @@ class LmdbSink(Datasink):
         return False   # LMDB lives on one local disk: the driver's node
 
     @property
+    def write_concurrency(self) -> int:
+        return 1       # one writer (``sharded.ShardedLmdbSink`` runs one per shard)
+
+    @property
     def min_rows_per_write(self) -> int | None:
         return self._min_rows
 
@@ -131,7 +135,8 @@ def _binary_views(arr) -> list:
 
 
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
-    """Runs ``ds`` into ``sink`` with one write task at a time on the driver's node; returns ``sink.summary``.
+    """Runs ``ds`` into ``sink`` with ``sink.write_concurrency`` write tasks at a time (1, or one per shard) on
+    the driver's node; returns ``sink.summary``.
 
     ``writer.RESOURCES`` (no CPU) lets the writer run on a head node that advertises none; ``preserve_order`` makes the
     key numbering follow the dataset order (deterministic runs).
@@ -139,5 +144,5 @@ def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
     sink.prepare()
     if preserve_order:
         ds.context.execution_options.preserve_order = True
-    ds.write_datasink(sink, concurrency=1, ray_remote_args=RESOURCES.remote_args())
+    ds.write_datasink(sink, concurrency=sink.write_concurrency, ray_remote_args=RESOURCES.remote_args())
     return sink.summary
