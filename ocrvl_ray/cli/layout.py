@@ -19,6 +19,11 @@ def run(args: argparse.Namespace) -> int:
     yaml_path, overrides = split_cli_args(args.args)
     cfg = load_config(LayoutConfig, yaml_path, overrides)
 
+    from ocrvl_ray.layout.scale import gpu_plan
+
+    plan = gpu_plan(cfg.layout.device, cfg.layout.batch_size, max(1, cfg.layout.max_actors))
+    if plan:
+        print(plan)
     init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
     report = run_layout(cfg)
     return 0 if report["pages_processed"] + report["pages_already_done"] >= report["pages_in"] else 1
