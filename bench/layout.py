@@ -167,7 +167,7 @@ def _detector_objects(cfg):
 def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
     """All steps in one process (the original's design); wall s and process CPU ms per page."""
     from ocrvl_ray.layout.sink import LmdbWriter, SinkPage
-    from ocrvl_ray.layout.stages.compose import DETECT_ONLY, compose_stage
+    from ocrvl_ray.layout.stages.compose import compose_stage
     from ocrvl_ray.layout.stages.decode import decode_stage
 
     layout, cells = _detector_objects(cfg)
@@ -176,8 +176,6 @@ def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
     with LmdbWriter(cfg.output) as writer:
         for batch in _batches(manifest, cfg.decode_batch_size):
             batch = cells(layout(decode_stage(batch, frozenset(), cfg.max_pixels, cfg.handoff)))
-            for k in DETECT_ONLY:
-                batch.pop(k)
             rows = compose_stage(batch, cfg.recipes, cfg.jpeg_quality, cfg.mask).to_pylist()
             writer.write_pages(SinkPage.from_row(r) for r in rows)
             pages += len(rows)

@@ -63,7 +63,6 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset):
                                 "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
                                 "threshold": cel.threshold, "max_side": cel.max_side},
                             **detect_cells.resources(cfg).map_batches_args())
-    ds = ds.drop_columns(list(compose.DETECT_ONLY))
     return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
                           fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality,
                                      "mask": cfg.mask},

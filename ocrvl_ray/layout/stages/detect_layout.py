@@ -6,6 +6,7 @@ boxes from detector pixels back to page pixels and adds a ``regions`` column (``
 with the model's reading ``order``). Tables scoring between ``table_threshold`` and ``threshold`` get
 ``kind="table_only"``: the cell detector uses them, compose does not make layout samples of them (as the
 original, which ran a second pass at 0.3 for tables only). Rows whose ``status`` is not "ok" pass through.
+The detector input columns (``CONSUMED``) are not passed on.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predi
 from ocrvl_ray.layout.stages.decode import OK
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.skips import Skip
+
+
+#: Decode's columns for this detector alone; dropped from its output so they do not travel further.
+CONSUMED = ("det_image", "det_sx", "det_sy")
 
 
 def resources(cfg) -> StageResources:
@@ -50,7 +55,7 @@ class LayoutDetector:
                 detail[i] = f"{batch['image_path'][i]}: layout detector failed: {type(boxes).__name__}: {boxes}"
                 continue
             regions[i] = self._to_regions(boxes, batch, i, self.threshold)
-        out = dict(batch)
+        out = {k: v for k, v in batch.items() if k not in CONSUMED}   # no later stage reads them: do not copy
         out.update(status=status, detail=detail, regions=regions)
         return out
 
