@@ -73,6 +73,8 @@ def main() -> None:
               f"detector: {args.detector}; cores: {args.cores}", flush=True)
         over = {"manifest": str(manifest), "progress": False, "report_html": False,
                 "layout.model_dir": str(layout_dir), "cells.model_dir": str(cell_dir)}
+        if standin := args.detector == "standin":  # the stand-in is a GPU detector: its actors take no CPU slot,
+            over.update({"layout.num_cpus": 0, "cells.num_cpus": 0})   # as actor_cpus() gives GPU devices
         if args.batch:
             over.update({"layout.batch_size": args.batch, "cells.batch_size": args.batch,
                          "decode_batch_size": args.batch, "compose_batch_size": args.batch})
@@ -81,7 +83,6 @@ def main() -> None:
             return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in {**over, **extra}.items()], env={})
 
         default_handoff = cfg().handoff
-        standin = args.detector == "standin"
         batch_s = args.detector_ms / 1000
         n = args.pages
 

@@ -22,7 +22,8 @@ class ActorPool(BaseModel):
     max_actors: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
     num_gpus: Optional[float] = Field(None, ge=0, description="per actor; None = 1 on a GPU device, else 0")
-    num_cpus: float = Field(0.25, ge=0, description="per actor, for scheduling; small so decode/compose tasks keep CPUs")
+    num_cpus: Optional[float] = Field(None, ge=0, description="per actor; None = 0 on a GPU device (the actor "
+                                      "waits on the GPU: every CPU slot stays with decode/compose tasks), else 0.25")
 
 
 class LayoutModelConfig(ActorPool):
@@ -110,6 +111,16 @@ class LayoutConfig(JobConfig):
             if sub.min_actors > sub.max_actors:
                 raise ValueError(f"{name}.min_actors ({sub.min_actors}) > {name}.max_actors ({sub.max_actors})")
         return self
+
+
+def actor_cpus(pool: ActorPool, device: str) -> float:
+    """CPUs one actor requests: explicit ``num_cpus``, else 0 on a GPU device, else 0.25.
+
+    Fractions add up: two CPU-device pools at 0.25 leave 1.5 of 2 CPUs, i.e. ONE 1-CPU decode/compose task at
+    a time (bench/layout.py); with GPU detectors the actors take no CPU slot at all."""
+    if pool.num_cpus is not None:
+        return pool.num_cpus
+    return 0.0 if device.startswith("gpu") else 0.25
 
 
 def actor_gpus(pool: ActorPool, device: str) -> float:
