@@ -196,17 +196,16 @@ def _verify_shards(path: str, decode: bool, decode_limit: int | None) -> dict:
             problems.append(f"{idx} names {index.get('shards')} shards, the folder holds {len(parts)}")
     else:
         problems.append(f"{idx} is missing (the shard index the layout job writes)")
-    total = Counter()
-    for key in ("pages_by_status", "samples_by_kind"):
-        total[key] = Counter()
-        for r in parts:
-            total[key].update(r[key])
+    by_status, kinds = Counter(), Counter()
+    for r in parts:
+        by_status.update(r["pages_by_status"])
+        kinds.update(r["samples_by_kind"])
     return {"path": os.fspath(path), "ok": not problems, "problems": problems,
             "num_samples": sum(r["num_samples"] for r in parts), "index_base": parts[0]["index_base"],
             "label_format": parts[0]["label_format"], "schema_version": parts[0]["schema_version"],
             "erniekit_compatible": all(r["erniekit_compatible"] for r in parts) and not problems,
-            "pages": sum(r["pages"] for r in parts), "pages_by_status": dict(sorted(total["pages_by_status"].items())),
-            "samples_by_kind": dict(sorted(total["samples_by_kind"].items())),
+            "pages": sum(r["pages"] for r in parts), "pages_by_status": dict(sorted(by_status.items())),
+            "samples_by_kind": dict(sorted(kinds.items())),
             "undecodable": [u for r in parts for u in r["undecodable"]][:10], "shards": parts}
 
 
