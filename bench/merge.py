@@ -5,10 +5,11 @@ then times, each in its own subprocess (so peak RSS is per method):
   io_floor  plain chunked read + write (+ fsync) of the same safetensors bytes
   merge     ocrvl's streaming merge (ocrvl_ray.export.merge.merge_lora), incl. hashing, support files, report
   inmemory  load every tensor, merge whole tensors, save (what a notebook does)
-Last lines: FIGURE merge_cpu / inmemory_cpu (CPU seconds, robust to a busy machine), then RATIO merge_vs_io_floor,
-FIGURE merge_peak_rss, RATIO inmemory_vs_io_floor, FIGURE inmemory_peak_rss.
+io_floor and merge run in ``--reps`` alternating repetitions (medians), the in-memory merge once.
+Last lines: FIGURE io_floor_cpu / merge_cpu / inmemory_cpu (CPU seconds, robust to a busy machine), RATIO
+merge_vs_io_floor (wall), FIGURE merge_peak_rss, RATIO inmemory_vs_io_floor, FIGURE inmemory_peak_rss.
 
-    .venv/bin/python bench/merge.py [--workdir /tmp] [--keep]
+    .venv/bin/python bench/merge.py [--workdir /tmp] [--model DIR] [--reps 3] [--no-inmemory]
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,7 +86,9 @@ def run_child(mode: str, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=tempfile.gettempdir())
-    ap.add_argument("--keep", action="store_true", help="keep the generated model (for reruns)")
+    ap.add_argument("--model", default=None, help="folder for base/ and lora/: reused when present, kept after")
+    ap.add_argument("--reps", type=int, default=3, help="alternating io_floor/merge repetitions (medians)")
+    ap.add_argument("--no-inmemory", action="store_true")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -92,31 +96,39 @@ def main() -> None:
 
     from ocrvl_ray.testing import export as sy
 
-    work = Path(tempfile.mkdtemp(prefix="ocrvl-bench-merge-", dir=args.workdir))
+    work = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="ocrvl-bench-merge-", dir=args.workdir))
+    load0 = os.getloadavg()[0]
     try:
         t0 = time.perf_counter()
         spec = sy.model_spec()                       # 620 tensors, real shapes, HF layout
-        sy.write_base(work / "base", spec, pool=1 << 24)  # bf16; weights tiled from 16M random values
-        sy.write_adapter(work / "lora", spec, r=8, lora_alpha=16)
+        if not (work / "lora" / "lora_config.json").is_file():
+            sy.write_base(work / "base", spec, pool=1 << 24)  # bf16; weights tiled from 16M random values
+            sy.write_adapter(work / "lora", spec, r=8, lora_alpha=16)
         size = (work / "base" / "model.safetensors").stat().st_size
         n_lin = sum(sy.is_linear(n, s) for n, s in spec)
-        print(f"built base {size / 2**30:.2f} GiB ({len(spec)} tensors, adapter on {n_lin} Linear weights) "
-              f"in {time.perf_counter() - t0:.1f} s", flush=True)
-        floor1 = run_child("io_floor", work)
-        merge = run_child("merge", work)
-        inmem = run_child("inmemory", work)
-        floor2 = run_child("io_floor", work)
-        floor = min(floor1["seconds"], floor2["seconds"])
+        print(f"base {size / 2**30:.2f} GiB ({len(spec)} tensors, adapter on {n_lin} Linear weights) "
+              f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
+        floors, merges = [], []
+        for rep in range(args.reps):                 # alternate, so drifting load hits both alike
+            pair = ("io_floor", "merge") if rep % 2 == 0 else ("merge", "io_floor")
+            for mode in pair:
+                (floors if mode == "io_floor" else merges).append(run_child(mode, work))
+        inmem = None if args.no_inmemory else run_child("inmemory", work)
     finally:
-        if not args.keep:
+        if not args.model:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} (2 cores: wall-time ratios grow with load)")
-    print(f"FIGURE merge_cpu {merge['cpu_seconds']:.1f} s")
-    print(f"FIGURE inmemory_cpu {inmem['cpu_seconds']:.1f} s")
-    print(f"RATIO merge_vs_io_floor {merge['seconds'] / floor:.2f}")
-    print(f"FIGURE merge_peak_rss {merge['peak_rss_mib']:.0f} MiB")
-    print(f"RATIO inmemory_vs_io_floor {inmem['seconds'] / floor:.2f}")
-    print(f"FIGURE inmemory_peak_rss {inmem['peak_rss_mib']:.0f} MiB")
+    med = statistics.median
+    floor_s, merge_s = med(r["seconds"] for r in floors), med(r["seconds"] for r in merges)
+    print(f"load average: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+          f"({os.cpu_count()} cores: wall-time ratios grow with load); medians of {args.reps} alternating runs")
+    print(f"FIGURE io_floor_cpu {med(r['cpu_seconds'] for r in floors):.1f} s")
+    print(f"FIGURE merge_cpu {med(r['cpu_seconds'] for r in merges):.1f} s")
+    print(f"RATIO merge_vs_io_floor {merge_s / floor_s:.2f}")
+    print(f"FIGURE merge_peak_rss {max(r['peak_rss_mib'] for r in merges):.0f} MiB")
+    if inmem:
+        print(f"FIGURE inmemory_cpu {inmem['cpu_seconds']:.1f} s")
+        print(f"RATIO inmemory_vs_io_floor {inmem['seconds'] / floor_s:.2f}")
+        print(f"FIGURE inmemory_peak_rss {inmem['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,28 @@
-"""LmdbSink throughput through Ray Data vs a raw lmdb put loop in one process, over the same records.
+"""Sink throughput through Ray Data vs a raw lmdb put loop in one process, and with shards=1, 2, 4.
 
-    .venv/bin/python bench/sink.py [--pages 500] [--samples-per-page 10] [--kb 50]
+    .venv/bin/python bench/sink.py [--pages 500] [--samples-per-page 10] [--kb 50] [--shards 1,2,4] [--reps 3]
 
 Records: ~50 KB JPEG-like payloads (JPEG marker + random bytes), ~10 per page. The raw loop writes the
-same keys (image/gt/meta, markers, num-samples) with one txn per 64 MiB; the sink runs
-``from_items -> write_lmdb`` on a local Ray with 2 CPUs (workers warmed first; the timed part is
-``write_lmdb``, the data already in the object store).
+same keys (image/gt/meta, markers, num-samples) with one txn per 64 MiB; the sinks run ``write_lmdb`` on a
+local Ray with ``--cpus`` CPUs (workers warmed first; the data already in the object store). All methods
+alternate over ``--reps`` repetitions; figures are medians. ``RATIO sink_vs_raw_lmdb`` = raw s / sink s
+(one writer), ``RATIO sink_shards_2_vs_1`` = aggregate rows/s of 2 shards / 1.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ocrvl_ray.layout.sink import make_sink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.core import lmdb_schema as S  # noqa: E402
 from ocrvl_ray.layout.sink import LmdbSink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.layout.sink.writer import encode_gt  # noqa: E402
@@ -62,50 +66,61 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=500)
     ap.add_argument("--samples-per-page", type=int, default=10)
     ap.add_argument("--kb", type=int, default=50)
-    ap.add_argument("--blocks", type=int, default=50, help="Ray Data blocks (= write tasks)")
+    ap.add_argument("--blocks", type=int, default=50, help="Ray Data blocks")
+    ap.add_argument("--shards", default="1,2,4", help="shard counts to run (1 = the single-LMDB sink)")
+    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions (medians)")
+    ap.add_argument("--cpus", type=int, default=2)
     args = ap.parse_args()
+    counts = [int(v) for v in args.shards.split(",")]
 
     pages = synthetic_pages(args.pages, args.samples_per_page, seed=1, payload_bytes=args.kb * 1000)
     rows = sum(len(p.samples) for p in pages)
     mb = sum(len(s.image) for p in pages for s in p.samples) / 1e6
     tmp = tempfile.mkdtemp(prefix="ocrvl-bench-sink-")
+    load0 = os.getloadavg()[0]
     try:
-        t_raw = raw_lmdb(os.path.join(tmp, "raw.lmdb"), pages)
         print(f"records: {rows} rows in {len(pages)} pages, {mb:.0f} MB of payload")
-        print(f"raw lmdb put loop (1 process): {t_raw:.2f} s  {rows / t_raw:,.0f} rows/s")
-
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         import ray
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
         import ray.data
         ray.data.DataContext.get_current().enable_progress_bars = False
-        warm = synthetic_pages(8, seed=2)
-        write_lmdb(ray.data.from_items([p.to_row() for p in warm], override_num_blocks=2),
-                   LmdbSink(os.path.join(tmp, "warm.lmdb")))
-
-        t = time.perf_counter()
+        for n in counts:   # warm-up: worker processes for every concurrency
+            write_lmdb(ray.data.from_items([p.to_row() for p in synthetic_pages(8, seed=2)], override_num_blocks=4),
+                       make_sink(os.path.join(tmp, f"warm{n}.lmdb"), n))
         ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=args.blocks).materialize()
-        t_items = time.perf_counter() - t
-        sink = LmdbSink(os.path.join(tmp, "sink.lmdb"))
-        t = time.perf_counter()
-        summary = write_lmdb(ds, sink)
-        t_sink = time.perf_counter() - t
-        report = verify_lmdb(sink.path, decode=False)
-        assert report["ok"] and summary["num_samples"] == rows, report
-        print(f"from_items+materialize (not timed below): {t_items:.2f} s")
-        print(f"LmdbSink via Ray Data (defaults), {summary['write_tasks']} write tasks: {t_sink:.2f} s  "
-              f"{rows / t_sink:,.0f} rows/s  ({mb / t_sink:.0f} MB/s)")
-        unbundled = LmdbSink(os.path.join(tmp, "unbundled.lmdb"), min_pages_per_write=None)
-        t = time.perf_counter()
-        s2 = write_lmdb(ds, unbundled)
-        t_unbundled = time.perf_counter() - t
-        print(f"LmdbSink, min_pages_per_write=None ({s2['write_tasks']} write tasks, one per block): "
-              f"{t_unbundled:.2f} s  {rows / t_unbundled:,.0f} rows/s")
+        times = {"raw": [], **{n: [] for n in counts}}
+        for rep in range(args.reps):
+            order = ["raw", *counts] if rep % 2 == 0 else [*counts[::-1], "raw"]
+            for what in order:
+                path = os.path.join(tmp, f"{what}-{rep}.lmdb")
+                if what == "raw":
+                    times["raw"].append(raw_lmdb(path, pages))
+                else:
+                    t = time.perf_counter()
+                    summary = write_lmdb(ds, make_sink(path, what))
+                    times[what].append(time.perf_counter() - t)
+                    report = verify_lmdb(path, decode=False)
+                    assert report["ok"] and summary["num_samples"] == rows, report
+                shutil.rmtree(path, ignore_errors=True)
+                if what != "raw":
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path + ".shards.json")
         ray.shutdown()
-        print(f"FIGURE sink_rows_per_s {rows / t_sink:.0f} rows/s")
-        print(f"RATIO sink_vs_raw_lmdb {t_raw / t_sink:.3f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"medians of {args.reps} alternating runs; load average {load0:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores")
+    print(f"raw lmdb put loop (1 process): {med['raw']:.2f} s  {rows / med['raw']:,.0f} rows/s")
+    for n in counts:
+        print(f"{'LmdbSink' if n == 1 else f'ShardedLmdbSink, {n} shards'} via Ray Data: {med[n]:.2f} s  "
+              f"{rows / med[n]:,.0f} rows/s  ({mb / med[n]:.0f} MB/s)")
+        print(f"FIGURE sink_rows_per_s_{n}_shards {rows / med[n]:.0f} rows/s")
+    if 1 in counts:
+        print(f"RATIO sink_vs_raw_lmdb {med['raw'] / med[1]:.3f}")
+    if 1 in counts and 2 in counts:
+        print(f"RATIO sink_shards_2_vs_1 {med[1] / med[2]:.3f}")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_map_grows_from_tiny_size(tmp_path):
         stats = w.write_pages(pages)
         map_size = w.env.info()["map_size"]
     payload = sum(len(s.image) for s in ok_samples(pages))
-    assert stats.map_growths >= 3
+    assert stats.map_growths >= 1                    # grown ahead of the txns, by doubling
     assert payload < map_size < 8 * payload          # doubled on demand, not a huge sparse map
     assert os.path.getsize(path / "data.mdb") < 2 * payload
     report = verify_lmdb(str(path), decode=False)

@@ -58,7 +58,7 @@ def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys, demo_model_dirs)
     assert "ActorPoolMapOperator[MapBatches(LayoutDetector)]" in plan, plan
     assert "ActorPoolMapOperator[MapBatches(CellDetector)]" in plan, plan
 
-    rows = {r["page_id"]: r for r in ds.drop_columns(["det_image", "image_bytes"]).take_all()}
+    rows = {r["page_id"]: r for r in ds.drop_columns(["image_bytes"]).take_all()}
     assert rows["gone"]["status"] == Skip.IMAGE_MISSING.value and len(rows["gone"]["regions"]) == 0
     for page in pages[:3]:
         row = rows[page.page_id]

@@ -23,5 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
     yaml_path, overrides = split_cli_args(args.args)
     cfg = load_config(LayoutConfig, yaml_path, overrides)
+    from ocrvl_ray.layout.scale import gpu_plan
+
+    plan = gpu_plan(cfg.layout.device, cfg.layout.batch_size, max(1, cfg.layout.max_actors))
+    if plan:
+        print(plan)
     report = run_layout(cfg)   # checks everything it can, then starts (or joins) Ray
     return 0 if report["pages_processed"] + report["pages_already_done"] >= report["pages_in"] else 1

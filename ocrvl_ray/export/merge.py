@@ -32,19 +32,42 @@ WEIGHT_INDEXES = (".safetensors.index.json", ".bin.index.json", ".pdparams.index
 REPORT = "merge_report.json"
 
 
-def lora_delta_rows(pair: LoraPair, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of the HF-layout update ``scaling · (A @ B)ᵀ`` in fp32, shape [stop-start, in]."""
-    delta = pair.Bt32[start:stop] @ pair.At32                   # [rows, r] @ [r, in] = ((A @ B)ᵀ)[start:stop]
+def lora_delta_rows(pair: LoraPair, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of the HF-layout update ``scaling · (A @ B)ᵀ`` in fp32, shape [stop-start, in]
+    (written into ``out`` when given)."""
+    delta = np.matmul(pair.Bt32[start:stop], pair.At32, out=out)  # [rows, r] @ [r, in] = ((A @ B)ᵀ)[start:stop]
     delta *= np.float32(pair.scaling)
     return delta
 
 
-def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int) -> tuple[np.ndarray, float]:
-    """Base rows ``w[start:stop]`` plus their LoRA update, rounded once to ``w``'s dtype; and max |update|."""
-    delta = lora_delta_rows(pair, start, stop)                  # [rows, in] fp32
+def merged_rows(w: np.ndarray, pair: LoraPair, start: int, stop: int,
+                scratch: np.ndarray | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Base rows ``w[start:stop]`` plus their LoRA update, rounded once to ``w``'s dtype; and max |update|.
+
+    ``scratch`` (fp32) and ``out`` (``w``'s dtype), both shaped like ``w``, avoid fresh allocations."""
+    delta = lora_delta_rows(pair, start, stop, scratch)         # [rows, in] fp32
     peak = float(max(delta.max(), -delta.min())) if delta.size else 0.0  # max |update| without a temp array
     delta += w                                                  # fp32 sum (w is upcast inside the ufunc)
-    return delta.astype(w.dtype), peak
+    if out is None:
+        return delta.astype(w.dtype), peak
+    np.copyto(out, delta, casting="unsafe")                     # the same rounding as astype
+    return out, peak
+
+
+class _Ring:
+    """A few reusable chunk buffers, handed out in turn. A buffer handed to the hashing or writing thread is
+    reused only after two later chunks, and each of those threads holds at most one chunk pending."""
+
+    def __init__(self, nbytes: int, n: int = 3):
+        self.nbytes, self._bufs, self._i = nbytes, [np.empty(nbytes, np.uint8) for _ in range(n)], 0
+
+    def take(self, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A view of the next buffer, or None when the chunk does not fit (the caller allocates)."""
+        n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if n > self.nbytes:
+            return None
+        buf, self._i = self._bufs[self._i], (self._i + 1) % len(self._bufs)
+        return buf[:n].view(dtype).reshape(shape)
 
 
 def is_weight_file(rel: str) -> bool:
@@ -92,8 +115,9 @@ class MergeResult:
 class _HashingSource:
     """Reads base tensors file by file in offset order; a worker thread hashes each file's bytes as they pass."""
 
-    def __init__(self):
+    def __init__(self, ring: "_Ring"):
         self.hashes: dict[Path, str] = {}
+        self._ring = ring
         self._path, self._f, self._h, self._pos = None, None, None, 0
         self._bg = Ordered()
 
@@ -107,7 +131,7 @@ class _HashingSource:
         if offset > self._pos:                        # padding between tensors: part of the file's bytes too
             self._f.seek(self._pos)
             self._bg.submit(self._h.update, self._f.read(offset - self._pos))
-        arr = read_rows(info, start, stop, self._f)
+        arr = read_rows(info, start, stop, self._f, out=self._ring.take(np.uint8, ((stop - start) * row_nbytes(info),)))
         self._bg.submit(self._h.update, memoryview(arr.reshape(-1).view(np.uint8)))
         self._pos = offset + arr.nbytes
         return arr
@@ -168,7 +192,8 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    src = _HashingSource()
+    src = _HashingSource(_Ring(2 * chunk_bytes))
+    outs, scratch = _Ring(2 * chunk_bytes), _Ring(4 * chunk_bytes, n=1)   # merged chunks; the fp32 update
     merged_report, untouched, written = {}, [], []
     try:
         for shard, name in zip(shards, names):
@@ -183,7 +208,8 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
                         if pair is None:
                             w.write(info.name, rows)
                             continue
-                        new, peak = merged_rows(rows, pair, s, e)
+                        new, peak = merged_rows(rows, pair, s, e, scratch.take(np.float32, rows.shape),
+                                                outs.take(rows.dtype, rows.shape))
                         max_delta = max(max_delta, peak)
                         w.write(info.name, new)
                     if pair is None:

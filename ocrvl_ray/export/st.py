@@ -108,10 +108,11 @@ def row_nbytes(info: TensorInfo) -> int:
     return int(np.prod(info.shape[1:], dtype=np.int64)) * info.np_dtype.itemsize
 
 
-def read_rows(info: TensorInfo, start: int, stop: int, f=None) -> np.ndarray:
-    """Rows ``start:stop`` of the leading axis (rows are contiguous on disk)."""
+def read_rows(info: TensorInfo, start: int, stop: int, f=None, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of the leading axis (rows are contiguous on disk); ``out``: a uint8 buffer of
+    exactly that many bytes to read into (None: a fresh one)."""
     row = row_nbytes(info)
-    buf = np.empty((stop - start) * row, dtype=np.uint8)
+    buf = np.empty((stop - start) * row, dtype=np.uint8) if out is None else out
     _read_into(info.path, info.begin + start * row, buf, f)
     return buf.view(info.np_dtype).reshape((stop - start, *info.shape[1:]))
 

@@ -23,7 +23,8 @@ class ActorPool(BaseModel):
     max_actors: int = Field(1, ge=1, description="actors at most (one model copy each)")
     batch_size: int = Field(8, ge=1, description="images per predict call")
     num_gpus: Optional[float] = Field(None, ge=0, description="per actor; null = 1 on a GPU device, else 0")
-    num_cpus: float = Field(0.25, ge=0, description="per actor, for scheduling; small so decode/compose tasks keep CPUs")
+    num_cpus: Optional[float] = Field(None, ge=0, description="per actor; null = 0 on a GPU device (the actor "
+                                      "waits on the GPU: every CPU slot stays with decode/compose tasks), else 0.25")
 
 
 class LayoutModelConfig(ActorPool):
@@ -86,6 +87,9 @@ class LayoutConfig(JobConfig):
         "array", description="what decode passes on: array = the decoded page (fastest on one node), bytes = "
                              "the encoded file (~10x fewer bytes; for stages on different nodes)")
     write_batch_pages: int = Field(64, ge=1, description="pages per LMDB write task (commit granularity)")
+    shards: int = Field(1, ge=1, description="1: one LMDB per output; N > 1: the output is a folder of N LMDB "
+                                             "shards written in parallel (shard-0000i-of-0000N, page -> shard by a "
+                                             "stable hash) plus <output>.shards.json (docs/performance.md)")
     num_cpus: Optional[int] = Field(None, description="local runs only: logical CPUs for the local Ray")
     num_gpus: Optional[int] = Field(None, description="local runs only: GPUs for the local Ray")
     progress: bool = Field(True, description="print a progress line every progress_every_s seconds")
@@ -140,6 +144,16 @@ class LayoutConfig(JobConfig):
             if sub.min_actors > sub.max_actors:
                 raise ValueError(f"{name}.min_actors ({sub.min_actors}) > {name}.max_actors ({sub.max_actors})")
         return self
+
+
+def actor_cpus(pool: ActorPool, device: str) -> float:
+    """CPUs one actor requests: explicit ``num_cpus``, else 0 on a GPU device, else 0.25.
+
+    Fractions add up: two CPU-device pools at 0.25 leave 1.5 of 2 CPUs, i.e. ONE 1-CPU decode/compose task at
+    a time (bench/layout.py); with GPU detectors the actors take no CPU slot at all."""
+    if pool.num_cpus is not None:
+        return pool.num_cpus
+    return 0.0 if device.startswith("gpu") else 0.25
 
 
 def actor_gpus(pool: ActorPool, device: str) -> float:

@@ -114,6 +114,8 @@ class AttachDetections:
                 status[i], detail[i] = Skip.NO_DETECTIONS.value, f"{pid}: not in the detections file"
                 continue
             regions[i], cells[i] = found[2], found[3]
-        out = dict(batch)
+        from ocrvl_ray.layout.stages.detect_layout import CONSUMED
+
+        out = {k: v for k, v in batch.items() if k not in CONSUMED}   # like the detector: not passed on
         out.update(status=status, detail=detail, regions=regions, cells=cells)
         return out

@@ -78,7 +78,6 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
         models = json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir},
                              "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir}
                              if cfg.cells.enabled else None})
-    ds = ds.drop_columns(list(compose.DETECT_ONLY))
     return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
                           fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality, "mask": cfg.mask,
                                      "models": models},
@@ -198,15 +197,15 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     from ocrvl_ray.core.console import RayLog, Ticker
     from ocrvl_ray.layout.detections import detections_path
     from ocrvl_ray.layout.outputs import identity_record
-    from ocrvl_ray.layout.sink import LmdbSink, completed_pages, write_lmdb
+    from ocrvl_ray.layout.sink import completed_pages, make_sink, write_lmdb
     from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
     total = count_rows(manifest, plan.split)
     pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = LmdbSink(plan.work, index_base=cfg.index_base, label_format=cfg.label_format,
-                    min_pages_per_write=cfg.write_batch_pages, identity=identity_record(plan.identity),
-                    detections=detections_path(plan.work))
+    sink = make_sink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
+                     min_pages_per_write=cfg.write_batch_pages, identity=identity_record(plan.identity),
+                     detections=detections_path(plan.work))
     sink.prepare()
     done = frozenset(completed_pages(plan.work))
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file
@@ -238,7 +237,7 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     report.update(output=plan.output, split=plan.split, config_hash=config_hash(plan.identity),
                   detections=detections_path(plan.output), log=log_path if cfg.quiet else None)
     if cfg.report_html:
-        from ocrvl_ray.report.inspect import default_html_path, inspect_lmdb
+        from ocrvl_ray.report.inspect import inspect_lmdb
 
         inspect_lmdb(plan.output, html=True)
         report["report_html"] = default_html_path(plan.output)

@@ -52,6 +52,10 @@ class LmdbSink(Datasink):
         return False   # LMDB lives on one local disk: the driver's node
 
     @property
+    def write_concurrency(self) -> int:
+        return 1       # one writer (``sharded.ShardedLmdbSink`` runs one per shard)
+
+    @property
     def min_rows_per_write(self) -> int | None:
         return self._min_rows
 
@@ -59,14 +63,8 @@ class LmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
-        before = None
-        if self.detections:
-            from ocrvl_ray.layout.detections import write_part
-
-            def before(pages: list[SinkPage]) -> None:
-                write_part(self.detections, [p.detections for p in pages if p.detections])
         with self._writer() as w:
-            return w.write_pages(iter_pages(blocks), before_commit=before).to_dict()
+            return w.write_pages(iter_pages(blocks), before_commit=detections_writer(self.detections)).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()
@@ -77,6 +75,17 @@ class LmdbSink(Datasink):
             num = w.num_samples
         self.summary = {**stats.to_dict(), "num_samples": num, "write_tasks": len(write_result.write_returns),
                         "path": self.path}
+
+
+def detections_writer(folder: str | None):
+    """A ``before_commit`` hook that writes the pages' detections records as one Parquet part (or None)."""
+    if not folder:
+        return None
+    from ocrvl_ray.layout.detections import write_part
+
+    def before(pages: list[SinkPage]) -> None:
+        write_part(folder, [p.detections for p in pages if p.detections])
+    return before
 
 
 def iter_pages(blocks: Iterable[Block]) -> Iterator[SinkPage]:
@@ -141,7 +150,8 @@ def _binary_views(arr) -> list:
 
 
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
-    """Runs ``ds`` into ``sink`` with one write task at a time on the driver's node; returns ``sink.summary``.
+    """Runs ``ds`` into ``sink`` with ``sink.write_concurrency`` write tasks at a time (1, or one per shard) on
+    the driver's node; returns ``sink.summary``.
 
     ``writer.RESOURCES`` (no CPU) lets the writer run on a head node that advertises none; ``preserve_order`` makes the
     key numbering follow the dataset order (deterministic runs).
@@ -149,5 +159,5 @@ def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
     sink.prepare()
     if preserve_order:
         ds.context.execution_options.preserve_order = True
-    ds.write_datasink(sink, concurrency=1, ray_remote_args=RESOURCES.remote_args())
+    ds.write_datasink(sink, concurrency=sink.write_concurrency, ray_remote_args=RESOURCES.remote_args())
     return sink.summary

@@ -11,6 +11,7 @@ import os
 from collections import Counter
 
 from ocrvl_ray.core import lmdb_schema as S
+from ocrvl_ray.layout.sink.shards import expand, index_path, is_sharded
 
 
 class LmdbReader:
@@ -108,8 +109,10 @@ def completed_pages(path: str, retry_skipped: bool = False) -> set[str]:
     """Page ids with a marker (nothing to redo); empty if the LMDB does not exist yet.
 
     Skipped pages have markers too; ``retry_skipped=True`` leaves them out so they are processed again
-    (the sink then replaces their marker, as they never wrote samples).
+    (the sink then replaces their marker, as they never wrote samples). A shard folder: all its shards.
     """
+    if is_sharded(path):
+        return set().union(*(completed_pages(p, retry_skipped) for p in expand(path)))
     if not os.path.isfile(os.path.join(path, "data.mdb")):
         return set()
     done: set[str] = set()
@@ -133,8 +136,11 @@ def verify_lmdb(path: str, decode: bool = True, decode_limit: int | None = None)
 
     Checked: ``num-samples``; image/label/meta keys exactly ``base .. base+N-1``; page markers tile that
     range without overlap; with ``decode``, every image (or the first ``decode_limit``) opens with PIL,
-    every label is non-empty text and every meta is JSON.
+    every label is non-empty text and every meta is JSON. A shard folder: every shard, summed (``shards``
+    holds each shard's own report).
     """
+    if is_sharded(path):
+        return _verify_shards(path, decode, decode_limit)
     problems: list[str] = []
     with LmdbReader(path) as r:
         n, base, txn = len(r), r.index_base, r.txn
@@ -177,6 +183,30 @@ def verify_lmdb(path: str, decode: bool = True, decode_limit: int | None = None)
                 "erniekit_compatible": base == 1 and not problems, "pages": sum(by_status.values()),
                 "pages_by_status": dict(sorted(by_status.items())), "samples_by_kind": dict(sorted(kinds.items())),
                 "undecodable": bad[:10]}
+
+
+def _verify_shards(path: str, decode: bool, decode_limit: int | None) -> dict:
+    parts = [verify_lmdb(p, decode, decode_limit) for p in expand(path)]
+    problems = [f"{os.path.basename(r['path'])}: {msg}" for r in parts for msg in r["problems"]]
+    idx = index_path(path)
+    if os.path.isfile(idx):
+        with open(idx, encoding="utf-8") as f:
+            index = json.load(f)
+        if index.get("shards") != len(parts):
+            problems.append(f"{idx} names {index.get('shards')} shards, the folder holds {len(parts)}")
+    else:
+        problems.append(f"{idx} is missing (the shard index the layout job writes)")
+    by_status, kinds = Counter(), Counter()
+    for r in parts:
+        by_status.update(r["pages_by_status"])
+        kinds.update(r["samples_by_kind"])
+    return {"path": os.fspath(path), "ok": not problems, "problems": problems,
+            "num_samples": sum(r["num_samples"] for r in parts), "index_base": parts[0]["index_base"],
+            "label_format": parts[0]["label_format"], "schema_version": parts[0]["schema_version"],
+            "erniekit_compatible": all(r["erniekit_compatible"] for r in parts) and not problems,
+            "pages": sum(r["pages"] for r in parts), "pages_by_status": dict(sorted(by_status.items())),
+            "samples_by_kind": dict(sorted(kinds.items())),
+            "undecodable": [u for r in parts for u in r["undecodable"]][:10], "shards": parts}
 
 
 def _check_contiguous(txn, fmt: str, base: int, n: int) -> list[str]:

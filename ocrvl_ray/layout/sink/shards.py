@@ -1,4 +1,5 @@
 """A sharded LMDB output and which shards each training rank reads. Plain filesystem code.
+The writer side is ``layout/sink/sharded.py``.
 
 Contract (the layout job's ``shards=N`` writes it, ``ocrvl train`` reads it): the ``output`` path is a
 directory holding N LMDB directories ``shard-00000-of-0000N`` … ``shard-<N-1>-of-0000N``, all of one N.
@@ -23,6 +24,11 @@ class ShardError(OcrvlError):
 def shard_name(index: int, count: int) -> str:
     """``shard_name(0, 2) == "shard-00000-of-00002"``."""
     return f"shard-{index:05d}-of-{count:05d}"
+
+
+def index_path(path: str | os.PathLike) -> str:
+    """``out/x.lmdb`` -> ``out/x.lmdb.shards.json``: the index the writer keeps beside the shard folder."""
+    return os.fspath(path).rstrip("/\\") + ".shards.json"
 
 
 def is_sharded(path: str | os.PathLike) -> bool:

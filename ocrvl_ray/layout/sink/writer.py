@@ -20,7 +20,7 @@ from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip, SkipCounter
 from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
 
-DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling on MapFullError
+DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling ahead of each txn (and on MapFullError)
 DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
 #: One write task at a time on the driver's node; no CPU, so it also runs on a head that advertises none.
 RESOURCES = StageResources("LMDB writer task", num_cpus=0.0)
@@ -147,16 +147,30 @@ class LmdbWriter:
             if size >= self.max_txn_bytes:
                 if before_commit:
                     before_commit(batch)
+                self._reserve(size)
                 stats.merge(self._commit(lambda txn, b=batch: self._put_pages(txn, b)))
                 batch, size = [], 0
         if batch:
             if before_commit:
                 before_commit(batch)
+            self._reserve(size)
             stats.merge(self._commit(lambda txn: self._put_pages(txn, batch)))
         stats.map_growths, self.map_growths = self.map_growths, 0
         return stats
 
     # -- internals -------------------------------------------------------------------------------
+    def _reserve(self, nbytes: int) -> None:
+        """Grow the map (by doubling) before a txn of about ``nbytes`` rather than abort it on a full map:
+        room for twice that above the pages in use (copy-on-write pages, B-tree overhead)."""
+        info, psize = self.env.info(), self.env.stat()["psize"]
+        need = (info["last_pgno"] + 1) * psize + 2 * nbytes + (1 << 20)
+        size = info["map_size"]
+        if size < need:
+            while size < need:
+                size *= 2
+            self.env.set_mapsize(size)
+            self.map_growths += 1
+
     def _commit(self, fn):
         """Runs ``fn(txn)`` in one write txn; on a full map the txn is aborted, the map doubled, and retried."""
         while True:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.runtime import StageResources
-from ocrvl_ray.layout.config import ActorPool, actor_gpus
+from ocrvl_ray.layout.config import ActorPool, actor_cpus, actor_gpus
 
 #: Memory Ray reserves per detector actor (a loaded paddleocr predictor is ~0.5-1 GiB RSS). Declaring it
 #: also keeps the CPU decode tasks out of the actor: Ray fuses a task into an actor pool only when their
@@ -16,11 +16,11 @@ DETECTOR_MEMORY = 1 << 30
 
 
 def pool_resources(name: str, pool: ActorPool, device: str) -> StageResources:
-    """A detector actor pool's request: pool size, per-actor CPUs, GPUs (``actor_gpus``) and memory.
+    """A detector actor pool's request: pool size, per-actor CPUs (``actor_cpus``), GPUs (``actor_gpus``), memory.
 
     With a GPU device each actor requests its GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it.
     """
-    return StageResources(f"{name} actor pool", num_cpus=pool.num_cpus, num_gpus=actor_gpus(pool, device),
+    return StageResources(f"{name} actor pool", num_cpus=actor_cpus(pool, device), num_gpus=actor_gpus(pool, device),
                           memory=DETECTOR_MEMORY, actors=(pool.min_actors, pool.max_actors))
 
 

@@ -13,10 +13,6 @@ from ocrvl_ray.core.records import PAGE_FIELDS, Page, Region
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
 
-#: Columns only the detectors need; the graph drops them before this stage.
-DETECT_ONLY = ("det_image", "det_sx", "det_sy")
-
-
 def resources(cfg) -> StageResources:
     return StageResources("compose task", num_cpus=1.0)
 

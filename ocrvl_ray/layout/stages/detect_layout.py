@@ -7,7 +7,8 @@ with the model's reading ``order``). Tables scoring between ``table_threshold`` 
 ``kind="table_only"``: the cell detector uses them, compose does not make layout samples of them (as the
 original, which ran a second pass at 0.3 for tables only). A mask model (PP-DocLayoutV3) also returns each
 region's outline shaped by ``shape_mode`` (paddlex ``layout_shape_mode``); it is kept as ``Region.polygon``
-in page pixels. Rows whose ``status`` is not "ok" pass through.
+in page pixels.
+Rows whose ``status`` is not "ok" pass through. The detector input columns (``CONSUMED``) are not passed on.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
 from ocrvl_ray.layout.stages.decode import OK
+
+
+#: Decode's columns for this detector alone; dropped from its output so they do not travel further.
+CONSUMED = ("det_image", "det_sx", "det_sy")
 
 
 def resources(cfg) -> StageResources:
@@ -54,7 +59,7 @@ class LayoutDetector:
                 detail[i] = f"{batch['image_path'][i]}: layout detector failed: {type(boxes).__name__}: {boxes}"
                 continue
             regions[i] = self._to_regions(boxes, batch, i, self.threshold)
-        out = dict(batch)
+        out = {k: v for k, v in batch.items() if k not in CONSUMED}   # no later stage reads them: do not copy
         out.update(status=status, detail=detail, regions=regions)
         return out
 

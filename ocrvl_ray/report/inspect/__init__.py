@@ -28,7 +28,21 @@ def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None 
     (``html=True``: ``default_html_path(path)``).
 
     Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health).
+    A shard folder (``shards=N``): one report per shard under ``shards`` (HTML beside each shard, or ``html``
+    with the shard's name before the suffix), ``health.ok`` of them all, ``html`` the list of files.
     """
+    from ocrvl_ray.layout.sink.shards import expand, is_sharded
+
+    if is_sharded(path):
+        parts = []
+        for shard in expand(path):
+            name = Path(shard).name
+            one = html if html in (None, False, True) else Path(html).with_suffix(f".{name}{Path(html).suffix}")
+            parts.append(inspect_lmdb(shard, one, contact, examples=examples, long_label=long_label,
+                                      blank_std=blank_std))
+        return {"path": os.fspath(path), "shards": parts, "num_samples": sum(p["num_samples"] or 0 for p in parts),
+                "health": {"ok": all(p["health"]["ok"] for p in parts)},
+                "html": [p["html"] for p in parts] if html else None}
     if html is True:
         html = default_html_path(path)
     report, thumbs = collect_lmdb(path, contact, examples=examples, long_label=long_label, blank_std=blank_std)

@@ -7,7 +7,9 @@ def _bar(count: int, peak: int, width: int = 30) -> str:
 
 
 def format_summary(r: dict) -> str:
-    """The readable console summary of an ``inspect_lmdb`` report."""
+    """The readable console summary of an ``inspect_lmdb`` report (of each shard, for a shard folder)."""
+    if "shards" in r:
+        return "\n\n".join(format_summary(part) for part in r["shards"])
     s = r["schema"]
     out = [f"LMDB {r['path']}  (index_base {s['index_base']}, label_format {s['label_format']}"
            f"{'' if s['declared'] else ', no ocrvl-schema key'})", r["health"]["line"]]
