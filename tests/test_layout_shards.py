@@ -12,7 +12,7 @@ import pytest
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.layout.sink import LmdbReader, LmdbSink, ShardedLmdbSink, completed_pages, verify_lmdb, write_lmdb
-from ocrvl_ray.layout.sink.shards import assign, expand
+from ocrvl_ray.core.shards import assign, expand
 from ocrvl_ray.testing.sink import synthetic_pages
 
 

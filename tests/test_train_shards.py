@@ -15,7 +15,7 @@ from ocrvl_ray.train import checkpoints as ck
 from ocrvl_ray.train import preflight
 from ocrvl_ray.train.engines import erniekit as fork
 from ocrvl_ray.train.rank_data import for_rank
-from ocrvl_ray.layout.sink.shards import ShardError, assign, expand
+from ocrvl_ray.core.shards import ShardError, assign, expand
 
 SPY = "tests.train_entries:record_config"
 

@@ -112,7 +112,7 @@ def identity_record(identity: dict) -> bytes:
 def stored_identity(path: str) -> dict | None:
     """The identity record an LMDB holds; ``{}`` for an LMDB with pages but no record; None if none exists."""
     from ocrvl_ray.core.lmdb_schema import IDENTITY_KEY, PAGE_PREFIX, open_readonly
-    from ocrvl_ray.layout.sink.shards import expand, is_sharded
+    from ocrvl_ray.core.shards import expand, is_sharded
 
     if is_sharded(path):
         path = expand(path)[0]   # every shard holds the same record

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 
 from ocrvl_ray.core import lmdb_schema as S
-from ocrvl_ray.layout.sink.shards import expand, index_path, is_sharded
+from ocrvl_ray.core.shards import expand, index_path, is_sharded
 
 
 class LmdbReader:

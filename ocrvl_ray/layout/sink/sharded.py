@@ -22,7 +22,7 @@ from ray.data.block import Block
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.layout.sink.datasink import LmdbSink, detections_writer, iter_pages
-from ocrvl_ray.layout.sink.shards import SHARD_RE, index_path, shard_name
+from ocrvl_ray.core.shards import SHARD_RE, index_path, shard_name
 from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats,
                                           check_options)
 

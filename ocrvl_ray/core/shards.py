@@ -1,5 +1,5 @@
 """A sharded LMDB output and which shards each training rank reads. Plain filesystem code.
-The writer side is ``layout/sink/sharded.py``.
+The writer side is ``layout/sink/sharded.py``; readers (training, inspect, verify) use this module.
 
 Contract (the layout job's ``shards=N`` writes it, ``ocrvl train`` reads it): the ``output`` path is a
 directory holding N LMDB directories ``shard-00000-of-0000N`` … ``shard-<N-1>-of-0000N``, all of one N.
