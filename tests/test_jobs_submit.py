@@ -80,7 +80,7 @@ def test_submit_layout_job_with_demo_models(head, tmp_path):
     log = res.stdout[-4000:] + res.stderr[-2000:]
     assert res.returncode == 0, log
     assert "succeeded" in res.stdout, log
-    assert "layout run ->" in res.stdout, log
+    assert f"layout run [train] -> {out}" in res.stdout, log
     check = verify_lmdb(str(out))
     assert check["ok"], check["problems"]
     with LmdbReader(str(out)) as r:

@@ -198,8 +198,9 @@ def test_a_stage_failure_is_short_with_the_log_named(mixed, tmp_path, ray_addres
     assert len(console) <= 10, console
     assert "Traceback" not in proc.stdout + proc.stderr
     err = [ln for ln in console if ln.startswith("ocrvl layout: error:")]
-    assert len(err) == 1 and "cannot load" in err[0] and f"full log: {out}.log" in err[0]
-    assert "Traceback" in Path(f"{out}.log").read_text()
+    log = tmp_path / "fail_valid_layout.lmdb.log"          # the valid split's output, named from the manifest
+    assert len(err) == 1 and "cannot load" in err[0] and f"full log: {log}" in err[0]
+    assert "Traceback" in log.read_text()
 
 
 def test_pipeline_reruns_layout_when_its_config_changes(mixed, tmp_path):

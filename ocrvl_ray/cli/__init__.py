@@ -1,7 +1,8 @@
 """``ocrvl`` command line: one module per command in this package, imported only when used.
 
-A command module provides ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports (Ray, Paddle)
-happen inside ``run`` so ``ocrvl merge`` starts fast and small. ``jobs/*.py`` call ``main`` with their
+A command module provides ``add_arguments(parser)`` and ``run(args) -> int`` (or, for a command with
+sub-commands of its own such as ``eval``, ``main(argv) -> int``); heavy imports (Ray, Paddle) happen inside
+``run`` so ``ocrvl merge`` starts fast and small. ``jobs/*.py`` call ``main`` with their
 command's name, so a Ray job and its command share arguments, defaults and exit codes.
 """
 from __future__ import annotations
@@ -42,17 +43,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv[0] if argv else None)
+    command = argv[0] if argv else None
+    module = importlib.import_module(COMMANDS[command][0]) if command in COMMANDS else None
+    if module is not None and hasattr(module, "main"):   # a command with sub-commands parses its own arguments
+        return _guarded(command, lambda: module.main(argv[1:]))
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    module = importlib.import_module(args._module)
+    return _guarded(args.command, lambda: module.run(args))
+
+
+def _guarded(command: str, run) -> int:
     try:
-        return int(module.run(args) or 0)
+        return int(run() or 0)
     except Exception as e:  # a user error, possibly raised inside a Ray task: one line, exit 2
         err = user_error(e)
         if err is None:
             raise
-        print(f"ocrvl {args.command}: error: {err}", file=sys.stderr)
+        print(f"ocrvl {command}: error: {err}", file=sys.stderr)
         return 2

@@ -73,15 +73,6 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """For the ``ocrvl`` dispatcher: everything after ``eval`` goes to :func:`main`."""
-    p.add_argument("argv", nargs=argparse.REMAINDER, help="run options (see ocrvl eval --help) or: score ...")
-
-
-def run(args: argparse.Namespace) -> int:
-    return main(args.argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
