@@ -239,8 +239,7 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     if cfg.report_html:
         from ocrvl_ray.report.inspect import inspect_lmdb
 
-        inspect_lmdb(plan.output, html=True)
-        report["report_html"] = default_html_path(plan.output)
+        report["report_html"] = inspect_lmdb(plan.output, html=True)["html"]
     write_report(report, plan.output)
     return report
 
