@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrvl_ray.layout.sink import make_sink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.core import lmdb_schema as S  # noqa: E402
-from ocrvl_ray.layout.sink import LmdbSink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.layout.sink.writer import encode_gt  # noqa: E402
 from ocrvl_ray.testing.sink import synthetic_pages  # noqa: E402
 

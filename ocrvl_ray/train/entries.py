@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.train.config import DEFAULT_ENTRY
 
 #: What ``erniekit train`` sets before launching (erniekit/cli.py); harmless for other entries.
 ERNIEKIT_ENV = {"FLAGS_set_to_1d": "False", "NVIDIA_TF32_OVERRIDE": "0",
