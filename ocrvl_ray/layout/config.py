@@ -64,9 +64,10 @@ class LayoutConfig(JobConfig):
     max_pixels: int = Field(120_000_000, ge=1)  # decompression-bomb guard
     decode_batch_size: int = Field(8, ge=1)
     compose_batch_size: int = Field(8, ge=1)
-    # what decode passes downstream: "array" (decoded page; fastest on one node, bench/layout.py) or
-    # "bytes" (the encoded file, ~10x fewer bytes; use it when stages run on different nodes)
-    handoff: Literal["bytes", "array"] = "array"
+    # what decode passes downstream: "bytes" (the encoded file, ~10x fewer bytes through the object store;
+    # the faster stream with GPU-like detectors, bench/layout.py, docs/performance.md) or "array" (the
+    # decoded page: one decode less per page, but ~28 MB per page per stage at 2480x3508)
+    handoff: Literal["bytes", "array"] = "bytes"
     write_batch_pages: int = Field(64, ge=1)  # pages bundled into one LMDB write task (commit granularity)
     # 1: one LMDB at `output`; N > 1: `output` is a folder of N LMDB shards written in parallel
     # (shard-0000i-of-0000N, page -> shard by a stable hash) plus `<output>.shards.json`; docs/performance.md
