@@ -47,6 +47,8 @@ def main() -> None:
                                                             "(default: the config's)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cores", type=int, default=os.cpu_count())
+    ap.add_argument("--actor-cpus", type=float, default=None,
+                    help="detector actors' num_cpus (default: the config's; 0 for the stand-in, as on a GPU)")
     ap.add_argument("--stats", action="store_true")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
@@ -73,8 +75,10 @@ def main() -> None:
               f"detector: {args.detector}; cores: {args.cores}", flush=True)
         over = {"manifest": str(manifest), "progress": False, "report_html": False,
                 "layout.model_dir": str(layout_dir), "cells.model_dir": str(cell_dir)}
-        if standin := args.detector == "standin":  # the stand-in is a GPU detector: its actors take no CPU slot,
-            over.update({"layout.num_cpus": 0, "cells.num_cpus": 0})   # as actor_cpus() gives GPU devices
+        standin = args.detector == "standin"
+        actor_cpus = 0.0 if standin and args.actor_cpus is None else args.actor_cpus
+        if actor_cpus is not None:      # the stand-in is a GPU detector: its actors take no CPU slot by default,
+            over.update({"layout.num_cpus": actor_cpus, "cells.num_cpus": actor_cpus})   # as actor_cpus() gives GPUs
         if args.batch:
             over.update({"layout.batch_size": args.batch, "cells.batch_size": args.batch,
                          "decode_batch_size": args.batch, "compose_batch_size": args.batch})

@@ -104,7 +104,9 @@ class ShardedLmdbSink(Datasink):
 
     @property
     def min_rows_per_write(self) -> int | None:
-        return self._min_rows
+        """``min_pages_per_write`` per shard: a task's pages split N ways, and each shard's txn commits
+        (and syncs) about as many pages as one unsharded write."""
+        return None if self._min_rows is None else self._min_rows * self.shards
 
     def on_write_start(self, schema=None) -> None:
         self.prepare()
