@@ -15,9 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from ocrvl_ray.core.config import yaml_error_where
+from ocrvl_ray.core.config import load_yaml
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.runtime import StageResources
 
@@ -51,13 +50,7 @@ def load_cluster(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise OcrvlError(f"{p}: cluster config not found (pass the cluster.yaml given to `ray up`)")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise OcrvlError(f"{p}: not valid YAML{yaml_error_where(e)}") from None
-    if not isinstance(cfg, dict):
-        raise OcrvlError(f"{p}: must be a mapping (a Ray cluster config)")
-    return cfg
+    return load_yaml(p)   # the one YAML loader: errors with line and column
 
 
 def ray_validate(cfg: dict) -> dict:
