@@ -47,7 +47,9 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
 
     ds = ray.data.read_parquet(manifest)
     if split is not None:
-        ds = ds.filter(expr=f"split == {split!r}")   # split names are plain words (ocrvl prepare checks)
+        from ray.data.expressions import col
+
+        ds = ds.filter(expr=col("split") == split)
     if cfg.limit:
         ds = ds.limit(cfg.limit)
     # Parquet files arrive as few big blocks; small blocks let pages stream through the pools and commit
