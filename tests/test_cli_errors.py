@@ -49,8 +49,8 @@ def test_invalid_yaml_names_line_and_column(text, tmp_path, capsys):
 def test_cluster_yaml_error_names_line_and_column(tmp_path, capsys):
     (tmp_path / "cluster.yaml").write_text("cluster_name: x\nprovider: {type: aws\nmax_workers: 2\n")
     assert main(["cluster-check", str(tmp_path / "cluster.yaml")]) == 2
-    assert capsys.readouterr().err == (f"ocrvl cluster-check: error: {tmp_path / 'cluster.yaml'}: not valid YAML at "
-                                       "line 3 column 12: expected ',' or '}', but got ':'\n")
+    assert capsys.readouterr().err == (f"ocrvl cluster-check: error: config file {tmp_path / 'cluster.yaml'} is not "
+                                       "valid YAML at line 3 column 12: expected ',' or '}', but got ':'\n")
 
 
 def test_yaml_errors_before_work_in_a_real_process(tmp_path):
@@ -115,7 +115,7 @@ def test_layout_help_lists_every_key_with_its_default(capsys):
                  "layout.model_name=PP-DocLayoutV2", "layout.threshold=0.5", "layout.table_threshold=0.3",
                  "layout.max_actors=1", "cells.enabled=true", "cells.max_side=1280", "cells.threshold=0.3",
                  "jpeg_quality=80", "mask=all", "recipes={}", "index_base=1", "label_format=pickle",
-                 "handoff=array", "report_html=true"):
+                 "handoff=bytes", "report_html=true"):
         assert want in keys, want
     # every leaf key of the model is there (sections appear only as dotted keys)
     leaves = {k for k, f in LayoutConfig.model_fields.items() if k not in ("layout", "cells")}
