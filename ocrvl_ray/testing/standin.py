@@ -20,8 +20,9 @@ class StandInLayoutDetector(LayoutDetector):
     """``LayoutDetector`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_REGIONS``."""
 
     def __init__(self, model_dir=None, model_name="PP-DocLayoutV2", device="cpu", threshold=0.5,
-                 table_threshold=0.3, layout_nms=True, batch_s: float = 0.02):
+                 table_threshold=0.3, layout_nms=True, shape_mode="auto", batch_s: float = 0.02):
         labels = layout_labels()
+        self.shape_mode = shape_mode
         self.layout_nms, self.threshold, self.batch_s = layout_nms, float(threshold), float(batch_s)
         self.thresholds = {i: float(table_threshold if lab == "table" else threshold) for i, lab in enumerate(labels)}
         self._cls = {lab: i for i, lab in enumerate(labels)}
