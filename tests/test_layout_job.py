@@ -5,7 +5,6 @@ the template table has one word per cell, and text regions are rendered line by 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import pytest
 from ocrvl_ray.core.config import load_config
 from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.testing.sink import lmdb_contents
 from ocrvl_ray.layout.sink import LmdbReader, completed_pages, verify_lmdb
 from ocrvl_ray.testing.images import write_image
 
@@ -77,16 +77,6 @@ def _cfg(corpus, out: Path, **over) -> LayoutConfig:
     return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in base.items()], env={})
 
 
-def _contents(path: Path) -> Counter:
-    """Multiset of (page_id, label, image sha1, kind) read back through the downstream contract."""
-    out = Counter()
-    with LmdbReader(str(path)) as r:
-        for i in range(len(r)):
-            meta = r.meta(i)
-            out[(meta["page_id"], r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), meta["sample_kind"])] += 1
-    return out
-
-
 @pytest.fixture(scope="module")
 def baseline(corpus, tmp_path_factory):
     from ocrvl_ray.layout.job import run_layout
@@ -142,7 +132,7 @@ def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseli
     wide = tmp_path / "wide_layout.lmdb"
     run_layout(_cfg(corpus, wide, **{"layout.max_actors": 2, "cells.max_actors": 2, "layout.batch_size": 1,
                                      "cells.batch_size": 3, "decode_batch_size": 1, "compose_batch_size": 2}))
-    assert _contents(wide) == _contents(out)
+    assert lmdb_contents(wide) == lmdb_contents(out)
 
 
 def test_text_regions_read_in_rows(corpus, tmp_path):
@@ -202,7 +192,7 @@ def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline,
     report = run_layout(_cfg(corpus, out))
     assert report["pages_already_done"] >= killed_at
     assert verify_lmdb(str(out))["ok"]
-    assert _contents(out) == _contents(baseline[0])
+    assert lmdb_contents(out) == lmdb_contents(baseline[0])
 
 
 def test_cli_and_plan(corpus, tmp_path, capsys):

@@ -6,13 +6,11 @@ inputs (which pages are in which split, the JPEG quality asked for), never from 
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.demo.sample import make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.layout.outputs import differing_keys, resolve_path, split_outputs
+from ocrvl_ray.testing.sink import lmdb_contents
 from ocrvl_ray.layout.sink import LmdbReader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,15 +78,6 @@ def _cfg(data, out, **over) -> LayoutConfig:
     return load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in base.items()], env={})
 
 
-def _contents(path) -> Counter:
-    out = Counter()
-    with LmdbReader(str(path)) as r:
-        for i in range(len(r)):
-            m = r.meta(i)
-            out[(m["page_id"], r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), m["sample_kind"])] += 1
-    return out
-
-
 def _sources(path) -> set[str]:
     with LmdbReader(str(path)) as r:
         return {Path(r.meta(i)["source_image"]).stem for i in range(len(r))}
@@ -118,10 +108,10 @@ def test_splits_identity_overwrite_and_detections(mixed, tmp_path):
     assert report["num_samples"] == sum(r["num_samples"] for r in report["splits"].values())
 
     # 1. a changed config is refused before any work; the LMDB keeps its crops
-    before = _contents(train)
+    before = lmdb_contents(train)
     with pytest.raises(OcrvlError, match=r"made with another config \(differs in jpeg_quality\).*overwrite=true"):
         run_layout(_cfg(mixed, out, jpeg_quality=30, split="train"))
-    assert _contents(train) == before
+    assert lmdb_contents(train) == before
 
     # overwrite=true rebuilds with the new crops and swaps them in
     q80 = _mean_jpeg_quality_proxy(train)
@@ -129,7 +119,7 @@ def test_splits_identity_overwrite_and_detections(mixed, tmp_path):
     assert rebuilt["pages_processed"] == 2 and rebuilt["output"] == str(train)
     assert _mean_jpeg_quality_proxy(train) < 0.8 * q80
     assert sorted(p.name for p in tmp_path.iterdir() if ".rebuild-" in p.name or ".old-" in p.name) == []
-    assert _contents(valid) != {} and _sources(valid) == mixed["valid_ids"]    # the other split untouched
+    assert lmdb_contents(valid) != {} and _sources(valid) == mixed["valid_ids"]    # the other split untouched
 
     # detections= recomposes a changed recipe without the detectors: the same samples as a full run
     det = detections_path(str(train))
@@ -140,7 +130,7 @@ def test_splits_identity_overwrite_and_detections(mixed, tmp_path):
     full = run_layout(_cfg(mixed, tmp_path / "full_layout.lmdb", **recipe))
     assert from_file["output"] == str(tmp_path / "recomposed_train_layout.lmdb")   # named from the manifest's splits
     assert from_file["num_samples"] == full["num_samples"] > 0
-    assert _contents(from_file["output"]) == _contents(full["output"])
+    assert lmdb_contents(from_file["output"]) == lmdb_contents(full["output"])
     # a page missing from the detections file is counted, not dropped silently
     missing = run_layout(_cfg(mixed, tmp_path / "nodet_layout.lmdb", split="valid", detections=det))
     assert missing["pages_skipped"] == {"no_detections": 1}

@@ -48,3 +48,19 @@ def synthetic_pages(n_pages: int, samples_per_page: int = 3, seed: int = 0, skip
         skips = json.dumps({"counts": {Skip.EMPTY_TEXT.value: 1}, "examples": {}}) if p % 4 == 0 else ""
         pages.append(SinkPage(page_id, "ok", "", samples, skips))
     return pages
+
+
+def lmdb_contents(path) -> dict:
+    """Multiset of (page_id, label, image sha1, sample kind) read back through the downstream contract
+    (``LmdbReader``): two LMDBs with the same samples compare equal whatever their key order."""
+    import hashlib
+    from collections import Counter
+
+    from ocrvl_ray.layout.sink.reader import LmdbReader
+
+    out = Counter()
+    with LmdbReader(str(path)) as r:
+        for i in range(len(r)):
+            m = r.meta(i)
+            out[(m["page_id"], r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), m["sample_kind"])] += 1
+    return out
