@@ -42,8 +42,10 @@ def test_auto_detect_reads_the_label_files_we_generate(tmp_path, family):
 
 def test_auto_detect_reads_the_bundled_sample(tmp_path):
     root = str(sample_dataset_dir())
-    s = prepare("auto", [root], images=[root], out=str(tmp_path / "m.parquet"), use_ray=False, progress=False)
-    assert s["by_split"] == {"ocr_public/train": 6}
+    s = prepare("auto", [root], images=[root], out=str(tmp_path / "m.parquet"), split="train", use_ray=False,
+                progress=False)
+    assert s["by_split"] == {"ocr_public/train": 2, "finance_logistics/train": 1, "handwriting/train": 1,
+                             "public_admin/train": 1, "text_in_wild/train": 1}
     assert s["skipped"]["counts"] == {}
 
 

@@ -7,7 +7,7 @@ what ``demo_models=true`` runs.
   ``model_name="PP-DocLayoutV3"`` it also has V3's third output, one instance mask per box (at a quarter
   of the 800x800 input, rasterised from a scripted polygon), which paddlex turns into ``polygon_points``.
 * ``build_tiny_cell_model``: the same idea with the 6-column RT-DETR table-cell contract.
-* ``demo_models``: scripted models whose boxes match the bundled sample pages' template.
+* ``demo_models``: scripted models whose boxes match the bundled sample's page designs (by aspect ratio).
 
 Paddle is imported inside the functions, so importing this module is cheap.
 """
@@ -25,6 +25,7 @@ from typing import Sequence
 import yaml
 
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
+from ocrvl_ray.demo.scenes import SCENES
 
 LAYOUT_MODEL_NAME = "PP-DocLayoutV2"
 LAYOUT_V3_MODEL_NAME = "PP-DocLayoutV3"
@@ -61,15 +62,16 @@ def _normalise(boxes: Sequence[ScriptedBox], labels: list[str]) -> list[tuple]:
     return out
 
 
-def _masks(rows: list[tuple], polygons: Sequence | None):
-    """``(Q, MASK_SIDE, MASK_SIDE)`` float32 0/1 masks: each box's polygon (normalised points), else its box."""
+def _masks(rows: list[tuple], polygons: Sequence | None, q: int = 1):
+    """``(max(Q, q), MASK_SIDE, MASK_SIDE)`` float32 0/1 masks: each box's polygon (normalised points), else its
+    box (empty beyond the rows)."""
     import cv2
     import numpy as np
 
     polygons = list(polygons or [])
     if len(polygons) > len(rows):
         raise ValueError(f"{len(polygons)} polygons for {len(rows)} scripted boxes")
-    out = np.zeros((max(1, len(rows)), MASK_SIDE, MASK_SIDE), np.float32)
+    out = np.zeros((max(q, len(rows)), MASK_SIDE, MASK_SIDE), np.float32)
     for i, r in enumerate(rows):
         poly = polygons[i] if i < len(polygons) and polygons[i] is not None else \
             [(r[2], r[3]), (r[4], r[3]), (r[4], r[5]), (r[2], r[5])]
@@ -82,46 +84,67 @@ def _masks(rows: list[tuple], polygons: Sequence | None):
     return out
 
 
-def _export(out_dir: Path, rows: list[tuple], ncols: int, masks=None) -> None:
+def _padded(rows: list[tuple], q: int) -> list[tuple]:
+    """``rows`` + placeholder boxes (class -1, score 0: paddlex always filters them out) up to ``q``."""
+    return list(rows) + [(-1, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0)] * (q - len(rows))
+
+
+def _export(out_dir: Path, rows: list[tuple], ncols: int, masks=None,
+            by_aspect: Sequence[tuple[float, list[tuple]]] = ()) -> None:
     """Export a static graph that returns ``rows`` scaled to each image: (boxes[B*Q, ncols], boxes_num[B]),
-    plus ``masks`` (``(Q, S, S)``) as a third output masks[B*Q, S, S] int32 when given."""
+    plus ``masks`` (``(Q, S, S)``) as a third output masks[B*Q, S, S] int32 when given.
+
+    ``by_aspect``: ``(width / height, rows)`` pairs; an image of that aspect (within 0.01) gets those rows
+    instead (with box-shaped masks), every other image gets ``rows``.
+    """
     import numpy as np
     import paddle
 
-    if not rows:  # keep a shape: one placeholder box with class -1, which paddlex always filters out
-        rows = [(-1, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0)]
-    arr = np.asarray(rows, dtype="float32")
-    q = len(rows)
-    norm = arr[:, 2:6]
+    sets = [rows, *(r for _a, r in by_aspect)]
+    q = max(1, *(len(r) for r in sets))
+    arr = np.asarray([_padded(r, q) for r in sets], dtype="float32")               # [K, Q, 7]
+    k = len(sets)
     # columns besides the box: [cls, score] + [order_seq, order_votes] for 8-column output
-    extra = np.concatenate([arr[:, 6:7], np.zeros((q, 1), "float32")], axis=1)
+    extra = np.concatenate([arr[:, :, 6:7], np.zeros((k, q, 1), "float32")], axis=2)
+    aspects = np.asarray([a for a, _r in by_aspect] or [0.0], dtype="float32")
+    if masks is not None:
+        first = np.zeros((q, *masks.shape[1:]), np.float32)
+        first[:len(masks)] = masks
+        masks = np.stack([first, *(_masks(r, None, q) for _a, r in by_aspect)])     # [K, Q, S, S]
+
+    def param(layer, value):
+        return layer.create_parameter(list(value.shape), default_initializer=paddle.nn.initializer.Assign(value))
 
     class Scripted(paddle.nn.Layer):
         def __init__(self):
             super().__init__()
-            self.norm = self.create_parameter([q, 4], default_initializer=paddle.nn.initializer.Assign(norm))
-            self.head = self.create_parameter([q, 2], default_initializer=paddle.nn.initializer.Assign(arr[:, :2]))
-            self.tail = self.create_parameter([q, 2], default_initializer=paddle.nn.initializer.Assign(extra))
+            self.norm, self.head = param(self, arr[:, :, 2:6]), param(self, arr[:, :, :2])
+            self.tail = param(self, extra)
+            self.aspects = param(self, aspects)
             self.touch = paddle.nn.Conv2D(3, 1, 1)  # keeps `image` in the graph
             if masks is not None:
-                self.masks = self.create_parameter(list(masks.shape),
-                                                   default_initializer=paddle.nn.initializer.Assign(masks))
+                self.masks = param(self, masks)
 
         def forward(self, im_shape, image, scale_factor):
             orig = paddle.floor(im_shape / scale_factor + 0.5)                    # [B, 2] = (h, w)
+            b = paddle.shape(orig)[0]
+            # which box set: [B, K] one-hot (set 0 unless the aspect matches another)
+            hit = (paddle.abs(orig[:, 1:2] / orig[:, 0:1] - self.aspects.unsqueeze(0)) < 0.01).astype("float32")
+            pick = paddle.concat([1.0 - hit.sum(axis=1, keepdim=True), hit], axis=1)[:, :k]
+
+            def choose(p):                                                          # [K, Q, C] -> [B, Q, C]
+                return paddle.matmul(pick, p.reshape([k, -1])).reshape([b, q, -1])
+
             whwh = paddle.stack([orig[:, 1], orig[:, 0], orig[:, 1], orig[:, 0]], axis=1)
             zero = self.touch(image).mean() * 0.0
-            boxes = self.norm.unsqueeze(0) * whwh.unsqueeze(1) + zero              # [B, Q, 4]
-            ones = paddle.ones_like(orig[:, :1]).unsqueeze(2)                       # [B, 1, 1]
-            parts = [self.head.unsqueeze(0) * ones, boxes]
+            parts = [choose(self.head), choose(self.norm) * whwh.unsqueeze(1) + zero]
             if ncols == 8:
-                parts.append(self.tail.unsqueeze(0) * ones)
+                parts.append(choose(self.tail))
             out = paddle.concat(parts, axis=2).reshape([-1, ncols])
             num = (paddle.ones_like(orig[:, 0]) * q).astype("int32")
             if masks is None:
                 return out, num
-            per_image = self.masks.unsqueeze(0) * ones.unsqueeze(3)               # [B, Q, S, S]
-            return out, num, per_image.reshape([-1, *masks.shape[1:]]).astype("int32")
+            return out, num, choose(self.masks).reshape([-1, *masks.shape[2:]]).round().astype("int32")
 
     paddle.seed(0)
     layer = Scripted()
@@ -142,7 +165,8 @@ def write_inference_yml(out_dir: Path, model_name: str, label_list: list[str]) -
 
 
 def build_tiny_layout_model(out_dir: str | os.PathLike, boxes: Sequence[ScriptedBox],
-                            model_name: str = LAYOUT_MODEL_NAME, polygons: Sequence | None = None) -> Path:
+                            model_name: str = LAYOUT_MODEL_NAME, polygons: Sequence | None = None,
+                            by_aspect: Sequence[tuple[float, Sequence[ScriptedBox]]] = ()) -> Path:
     """Export a scripted PP-DocLayoutV2- or V3-compatible model to ``out_dir`` and return it.
 
     ``boxes``: ``(label, score, x1, y1, x2, y2[, order])`` with coordinates normalised to the image;
@@ -150,6 +174,7 @@ def build_tiny_layout_model(out_dir: str | os.PathLike, boxes: Sequence[Scripted
     the reading-order column paddlex sorts by; paddlex then numbers the ranked labels 1, 2, ... .
     ``model_name="PP-DocLayoutV3"`` adds the instance-mask output: box *i*'s mask is ``polygons[i]``
     (normalised ``(x, y)`` points; None or absent: the box itself); V3 and V2 share the 25 labels.
+    ``by_aspect``: ``(width / height, boxes)`` pairs: images of that aspect (within 0.01) get those boxes.
     Load with ``paddleocr.LayoutDetection(model_name=model_name, model_dir=out_dir, device="cpu")``.
     """
     if model_name not in (LAYOUT_MODEL_NAME, LAYOUT_V3_MODEL_NAME):
@@ -161,7 +186,7 @@ def build_tiny_layout_model(out_dir: str | os.PathLike, boxes: Sequence[Scripted
     labels = layout_labels()
     rows = _normalise(boxes, labels)
     masks = _masks(rows, polygons) if model_name == LAYOUT_V3_MODEL_NAME else None
-    _export(out, rows, ncols=8, masks=masks)
+    _export(out, rows, ncols=8, masks=masks, by_aspect=[(a, _normalise(b, labels)) for a, b in by_aspect])
     write_inference_yml(out, model_name, labels)
     return out
 
@@ -185,16 +210,19 @@ def build_tiny_cell_model(out_dir: str | os.PathLike, cells: Sequence[Sequence[f
 
 def demo_models(cache_dir: str | os.PathLike | None = None,
                 layout_model_name: str = LAYOUT_MODEL_NAME) -> tuple[Path, Path]:
-    """(layout_dir, cell_dir): scripted models matching the sample pages' template, built once and cached.
+    """(layout_dir, cell_dir): scripted models matching the bundled sample's page designs (``scenes.SCENES``,
+    picked by aspect ratio; other pages get the report template), built once and cached.
 
-    ``layout_model_name``: PP-DocLayoutV2 or PP-DocLayoutV3 (the template's boxes, each with a box-shaped mask).
+    ``layout_model_name``: PP-DocLayoutV2 or PP-DocLayoutV3 (the same boxes, each with a box-shaped mask).
     """
     base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "ocrvl-demo-models"
     base.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1(json.dumps([TEMPLATE_REGIONS, TEMPLATE_CELLS, 1]).encode()).hexdigest()[:10]
+    variants = [(scene.aspect, scene.regions) for name, scene in SCENES.items() if name != "report"]
+    key = hashlib.sha1(json.dumps([TEMPLATE_REGIONS, TEMPLATE_CELLS, variants, 2]).encode()).hexdigest()[:10]
     v3 = "-v3" if layout_model_name == LAYOUT_V3_MODEL_NAME else ""
     layout_dir, cell_dir = base / f"layout{v3}-{key}", base / f"cells-{key}"
-    for target, build in ((layout_dir, lambda d: build_tiny_layout_model(d, TEMPLATE_REGIONS, layout_model_name)),
+    for target, build in ((layout_dir, lambda d: build_tiny_layout_model(d, TEMPLATE_REGIONS, layout_model_name,
+                                                                         by_aspect=variants)),
                           (cell_dir, lambda d: build_tiny_cell_model(d, TEMPLATE_CELLS))):
         if (target / "inference.yml").is_file():
             continue

@@ -1,7 +1,10 @@
 """Synthetic Korean document pages with known word boxes, written as an AI-Hub-style dataset.
 
-Every page follows one fixed template (``TEMPLATE_REGIONS``: header, title, two paragraphs with a
-heading, a ruled table, footer) in normalised coordinates; the demo models (``testing.models``) return
+``make_sample_dataset`` writes report pages of one page family (tests and benchmarks); the bundled sample
+(``sample_dataset_dir``) holds all five families, drawn by ``scenes.py``.
+
+Every report page follows one fixed template (``TEMPLATE_REGIONS``: header, title, two paragraphs with a
+heading, a ruled table, footer) in normalised coordinates; the demo models (``demo/models.py``) return
 exactly these regions and the table's ``TEMPLATE_CELLS``, so the bundled sample gives meaningful crops.
 Text is random but reproducible from the seed (Korean, Latin and digit words, bundled NanumGothic subset).
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 PAGE_SIZE = (1240, 1754)  # A4 at 150 dpi
 
 #: (label, score, x1, y1, x2, y2, order) normalised to the page; order ranks the reading sequence.
@@ -63,7 +66,7 @@ def font_path() -> str:
     return str(FONT)
 
 
-def _random_word(rng: random.Random) -> tuple[str, int]:
+def random_word(rng: random.Random) -> tuple[str, int]:
     """A word and its AI-Hub data_type (0 Korean, 1 Latin, 3 digits)."""
     x = rng.random()
     if x < 0.7:
@@ -102,7 +105,7 @@ def render_page(seed: int, size: tuple[int, int] = PAGE_SIZE) -> tuple[Image.Ima
         while y + line_h <= y2 and (max_lines is None or lines < max_lines):
             x = x1 + 2
             while True:
-                text, dtype = _random_word(rng)
+                text, dtype = random_word(rng)
                 if x + draw.textlength(text, font=font) > x2 - 2:
                     break
                 x = put(text, x, y, font, dtype) + gap
@@ -146,7 +149,7 @@ def _draw_table(draw: ImageDraw.ImageDraw, box, font, rng: random.Random, put) -
     for r in range(rows):
         for c in range(cols):
             cx, cy = x1 + c * cw, y1 + r * ch
-            text, dtype = _random_word(rng)
+            text, dtype = random_word(rng)
             if draw.textlength(text, font=font) > cw - 16:
                 text, dtype = str(rng.randint(1, 999)), 3
             put(text, int(cx + 8), int(cy + (ch - font.size) / 2), font, dtype)
@@ -211,13 +214,15 @@ SHIPPED_SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
 
 
 def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Root of the bundled sample (6 ocr_public pages, seed 0).
+    """Root of the bundled sample: one folder per family (``scenes.make_bundled_sample``, seed 0).
 
     Without ``cache_dir`` this is the copy shipped in the repo (``ocrvl_ray/assets/sample``, written by
     ``python -m ocrvl_ray.demo.sample DIR``); with ``cache_dir`` (or if the shipped copy is missing) it is
-    generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v1``.
+    generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v2``.
     """
-    if cache_dir is None and (SHIPPED_SAMPLE / "Training").is_dir():
+    from ocrvl_ray.demo.scenes import FOLDERS, make_bundled_sample
+
+    if cache_dir is None and all((SHIPPED_SAMPLE / f).is_dir() for f in FOLDERS.values()):
         return SHIPPED_SAMPLE
     base = Path(cache_dir or os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
     root = base / f"sample-v{SAMPLE_VERSION}"
@@ -225,7 +230,7 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         return root
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="sample.", dir=base))
-    make_sample_dataset(tmp, n_pages=6, seed=0, dataset="ocr_public")
+    make_bundled_sample(tmp, seed=0)
     (tmp / ".complete").write_text("ok\n")
     try:
         tmp.rename(root)
@@ -237,8 +242,9 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def sample_manifest() -> Path:
-    """The bundled sample's manifest (what ``ocrvl layout`` reads without ``manifest=``), prepared once into
-    the cache (the package folder may be read-only)."""
+    """The bundled sample's manifest (what ``ocrvl layout`` reads without ``manifest=``): every family read by
+    ``--dataset auto`` into one split, ``train``; prepared once into the cache (the package folder may be
+    read-only)."""
     from ocrvl_ray.ingest.prepare import prepare
 
     root = sample_dataset_dir()
@@ -248,11 +254,14 @@ def sample_manifest() -> Path:
     out = cache / f"sample-manifest-{key}.parquet"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        prepare("ocr_public", [str(root)], images=[str(root)], out=str(out), progress=False, use_ray=False)
+        prepare("auto", [str(root)], images=[str(root)], out=str(out), split="train", progress=False,
+                use_ray=False)
     return out
 
 
 if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.demo.sample ocrvl_ray/assets/sample
     import sys
 
-    make_sample_dataset(sys.argv[1], n_pages=6, seed=0, dataset="ocr_public")
+    from ocrvl_ray.demo.scenes import make_bundled_sample
+
+    make_bundled_sample(sys.argv[1], seed=0)

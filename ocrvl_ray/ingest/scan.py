@@ -69,7 +69,7 @@ def _split_tree(root: str, exts: tuple[str, ...], want: int, max_depth: int = 3
 
 #: ``use_ray=None`` starts Ray only for trees with at least this many subtrees to walk in parallel:
 #: starting Ray costs seconds, walking a small tree in-process milliseconds.
-MIN_RAY_SUBTREES = 8
+MIN_RAY_SUBTREES = 16
 
 
 def scan(roots: list[str], exts: tuple[str, ...], use_ray: bool | None, tasks: int = 32) -> Listing:

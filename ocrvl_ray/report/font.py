@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -65,6 +66,7 @@ def font_face_css(text: str, font: str | os.PathLike | None = None) -> str:
     from fontTools import subset
     from fontTools.ttLib import TTFont
 
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # its INFO lines reach the console under paddlex
     path = str(font or report_font())
     codes = [c for c in _wanted(text) if c in _cmap(path)]
     if not codes:
