@@ -185,6 +185,7 @@ def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
             writer.write_pages(SinkPage.from_row(r) for r in rows)
             pages += len(rows)
     cpu = time.process_time() - c0
+    check_all_ok(cfg.output, pages)
     return {"wall": time.perf_counter() - t0, "cpu_ms": 1000 * cpu / max(1, pages) if standin else float("nan")}
 
 
@@ -202,6 +203,7 @@ def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             w.write_pages(iter_pages([table]))
             stamps.append((time.perf_counter(), table.num_rows))
+    check_all_ok(cfg.output, sum(k for _, k in stamps))
     if stats:
         print(ds.stats())
     total = stamps[-1][0] - t0
@@ -210,6 +212,19 @@ def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
         return {"startup": total, "rate": pages / total, "pages": pages}
     rate = (pages - stamps[0][1]) / (stamps[-1][0] - stamps[0][0])
     return {"startup": max(0.0, total - pages / rate), "rate": rate, "pages": pages}
+
+
+def check_all_ok(output: str, pages: int) -> None:
+    """A figure is only honest if every page went all the way through (no detector or compose errors)."""
+    from ocrvl_ray.layout.sink import LmdbReader
+
+    with LmdbReader(output) as r:
+        markers = dict(r.markers())
+        samples = len(r)
+    bad = {m["status"]: m.get("detail", "") for m in markers.values() if m["status"] != "ok"}
+    if len(markers) != pages or bad or samples < pages:
+        raise SystemExit(f"bench: {output}: {len(markers)} of {pages} pages, {samples} samples, "
+                         f"not ok: {bad or 'none'}; figures would not measure the whole pipeline")
 
 
 def bare_detector(cfg, manifest: Path) -> float:

@@ -113,7 +113,7 @@ def test_layout_help_lists_every_key_with_its_default(capsys):
             "=" in ln.split()[0]}
     for want in ("manifest=null", "output=./out/sample_layout.lmdb", "demo_models=false", "limit=0",
                  "layout.model_name=PP-DocLayoutV2", "layout.threshold=0.5", "layout.table_threshold=0.3",
-                 "layout.max_actors=1", "cells.enabled=true", "cells.max_side=1280", "cells.threshold=0.3",
+                 "layout.max_actors=1", "cells.enabled=true", "cells.max_side=1024", "cells.threshold=0.3",
                  "jpeg_quality=80", "mask=all", "recipes={}", "index_base=1", "label_format=pickle",
                  "handoff=bytes", "report_html=true"):
         assert want in keys, want

@@ -107,6 +107,22 @@ def test_cells_mapped_back_through_the_downscale(tmp_path, models):
     assert out["cells"][1] == [] and out["status"] == [OK, OK]
 
 
+def test_jpeg_tables_come_from_a_reduced_decode_with_the_same_cells(tmp_path, models):
+    """Table 1800x2400 px, max_side 1024: the JPEG is decoded at 1/2 (1200 >= 1024 on the long side), the crop
+    900x1200 -> 768x1024; cells come back in page pixels as from the full decode, within the 2 px of a 1/2 decode."""
+    from ocrvl_ray.layout.stages.decode import page_image_at
+
+    w, h = 2000, 3000
+    path = write_page(tmp_path / "big.jpg", w, h)
+    batch = decode_batch(manifest([path], [(w, h)]), handoff="bytes")
+    assert page_image_at(batch, 0, 2)[0].shape == (1500, 1000, 3)
+    batch["regions"] = [[Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()]]
+    out = CellDetector(str(models[1]), threshold=0.3, max_side=1024)(batch)
+    got = sorted(Region.from_row(c).box for c in out["cells"][0])
+    want = [(100.0, 300.0, 1000.0, 1500.0), (1000.0, 1500.0, 1900.0, 2700.0)]
+    assert len(got) == 2 and all(abs(a - b) <= 2 for g, e in zip(got, want) for a, b in zip(g, e)), got
+
+
 def test_table_partly_outside_the_page_is_clipped(tmp_path, models):
     path = write_page(tmp_path / "p.png", 400, 300)
     batch = decode_batch(manifest([path], [(400, 300)]), handoff="array")

@@ -35,3 +35,19 @@ def test_standin_layout_detector_maps_template_to_page_pixels_without_cpu():
     assert [g[0] for g in got] == [x[0] for x in want]
     for (_, g), (_, e) in zip(got, want):
         assert np.allclose(g, e, atol=1e-6)
+
+
+def test_standin_cell_detector_gives_the_template_cells_of_each_table():
+    from ocrvl_ray.demo.sample import TEMPLATE_CELLS
+    from ocrvl_ray.testing.standin import StandInCellDetector
+
+    page = np.zeros((400, 300, 3), np.uint8)
+    table = {"label": "table", "score": 0.9, "box": (100.0, 200.0, 300.0, 400.0)}
+    batch = {"page_id": np.array(["p"]), "status": np.array(["ok"]), "detail": np.array([""]),
+             "image_path": np.array(["x.jpg"]), "image": [page], "regions": [[table]]}
+    out = StandInCellDetector(batch_s=0.0)(batch)
+    assert list(out["status"]) == ["ok"], out["detail"]
+    got = sorted(tuple(round(v) for v in c["box"]) for c in out["cells"][0])
+    want = sorted((round(100 + 200 * x1), round(200 + 200 * y1), round(100 + 200 * x2), round(200 + 200 * y2))
+                  for x1, y1, x2, y2 in TEMPLATE_CELLS)
+    assert got == want

@@ -47,7 +47,8 @@ class CellModelConfig(ActorPool):
     model_dir: Optional[str] = Field(None, description="exported model folder; null = the official weights")
     device: str = Field("cpu", description="cpu, gpu or gpu:N")
     threshold: float = Field(0.3, ge=0, le=1, description="score threshold for cells")
-    max_side: int = Field(1280, ge=32, description="table crops are downscaled to this before detection")
+    max_side: int = Field(1024, ge=32, description="table crops are downscaled to this before detection (the "
+                          "detector resizes to 640x640 anyway); JPEG pages are decoded at 1/2, 1/4 when tables allow")
 
 
 class LayoutConfig(JobConfig):

@@ -42,15 +42,15 @@ class StandInCellDetector(CellDetector):
     """``CellDetector`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_CELLS``."""
 
     def __init__(self, model_dir=None, model_name="RT-DETR-L_wired_table_cell_det", device="cpu",
-                 threshold=0.3, max_side=1280, batch_s: float = 0.02):
+                 threshold=0.3, max_side=1024, batch_s: float = 0.02):
         self.threshold, self.max_side, self.batch_s = float(threshold), int(max_side), float(batch_s)
 
     def _run(self, crops):
         if crops:
             time.sleep(self.batch_s)
-        return [[{"cls_id": 0, "label": "cell", "score": 0.9, "coordinate": [x1 * c.shape[1], y1 * c.shape[0],
-                                                                             x2 * c.shape[1], y2 * c.shape[0]]}
-                 for x1, y1, x2, y2 in TEMPLATE_CELLS] for c in crops]
+        return [{"boxes": [{"cls_id": 0, "label": "cell", "score": 0.9,
+                            "coordinate": [x1 * c.shape[1], y1 * c.shape[0], x2 * c.shape[1], y2 * c.shape[0]]}
+                           for x1, y1, x2, y2 in TEMPLATE_CELLS]} for c in crops]
 
 
 @contextlib.contextmanager

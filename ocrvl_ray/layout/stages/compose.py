@@ -21,6 +21,7 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
     """Pages with regions and cells -> one sink row per page (samples + status), never an exception.
 
     ``models`` (JSON of the detector identities) goes with each page's detections record."""
+    import cv2
     import pyarrow as pa
 
     from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
@@ -28,6 +29,7 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
     from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
     from ocrvl_ray.layout.stages.decode import page_image
 
+    cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it
     opts = ComposeOptions(jpeg_quality=jpeg_quality, mask=mask)
     rows = []
     for i, pid in enumerate(batch["page_id"]):
