@@ -102,7 +102,13 @@ class AttachDetections:
     def __init__(self, path: str):
         self.by_page = load(path)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch):
+        from ocrvl_ray.layout.stages.actors import with_columns
+        from ocrvl_ray.layout.stages.detect_layout import CONSUMED
+
+        return with_columns(batch, self._attach, ("page_id", "status", "detail"), drop=CONSUMED)
+
+    def _attach(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         n = len(batch["page_id"])
         status, detail = list(batch["status"]), list(batch["detail"])
         regions, cells = [[] for _ in range(n)], [[] for _ in range(n)]
@@ -114,8 +120,4 @@ class AttachDetections:
                 status[i], detail[i] = Skip.NO_DETECTIONS.value, f"{pid}: not in the detections file"
                 continue
             regions[i], cells[i] = found[2], found[3]
-        from ocrvl_ray.layout.stages.detect_layout import CONSUMED
-
-        out = {k: v for k, v in batch.items() if k not in CONSUMED}   # like the detector: not passed on
-        out.update(status=status, detail=detail, regions=regions, cells=cells)
-        return out
+        return {"status": status, "detail": detail, "regions": regions, "cells": cells}

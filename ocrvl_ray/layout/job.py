@@ -59,12 +59,12 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
                         fn_kwargs={"done": done, "max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
                         **decode.resources(cfg).map_batches_args())
     if detections:
-        ds = ds.map_batches(det.AttachDetections, batch_size=cfg.compose_batch_size, batch_format="numpy",
+        ds = ds.map_batches(det.AttachDetections, batch_size=cfg.compose_batch_size, batch_format="pyarrow",
                             fn_constructor_kwargs={"path": detections}, **det.resources(cfg).map_batches_args())
         models = json.dumps({"detections": detections})
     else:
         lay = cfg.layout
-        ds = ds.map_batches(detect_layout.LayoutDetector, batch_size=lay.batch_size, batch_format="numpy",
+        ds = ds.map_batches(detect_layout.LayoutDetector, batch_size=lay.batch_size, batch_format="pyarrow",
                             fn_constructor_kwargs={
                                 "model_dir": lay.model_dir, "model_name": lay.model_name, "device": lay.device,
                                 "threshold": lay.threshold, "table_threshold": lay.table_threshold,
@@ -72,7 +72,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
                             **detect_layout.resources(cfg).map_batches_args())
         if cfg.cells.enabled:
             cel = cfg.cells
-            ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="numpy",
+            ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="pyarrow",
                                 fn_constructor_kwargs={
                                     "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
                                     "threshold": cel.threshold, "max_side": cel.max_side},

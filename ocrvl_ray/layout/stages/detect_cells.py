@@ -18,7 +18,8 @@ import numpy as np
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
-from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
+from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, load_predictor, pool_resources, predict_each,
+                                            with_columns)
 from ocrvl_ray.layout.stages.decode import OK, page_image_at, reduction
 
 
@@ -57,6 +58,9 @@ def cells_to_page(boxes: list[dict], origin: tuple[int, int], factors: tuple[flo
     return out
 
 
+READS = ("page_id", "status", "detail", "image_path", "regions", "image", "image_bytes")
+
+
 def resources(cfg) -> StageResources:
     """One actor per loaded predictor; sizes, CPUs, GPUs from ``cfg.cells``."""
     return pool_resources("cells", cfg.cells, cfg.cells.device)
@@ -70,7 +74,10 @@ class CellDetector:
         self.threshold = float(threshold)
         self.max_side = int(max_side)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def __call__(self, batch):
+        return with_columns(batch, self._detect, READS)
+
+    def _detect(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["page_id"])
         status, detail = list(batch["status"]), list(batch["detail"])
         cells: list[list[dict]] = [[] for _ in range(n)]
@@ -103,9 +110,7 @@ class CellDetector:
                 cells[i] = []
                 continue
             cells[i] += cells_to_page(boxes, origin, factors, box, k)
-        out = dict(batch)
-        out.update(status=status, detail=detail, cells=cells)
-        return out
+        return {"status": status, "detail": detail, "cells": cells}
 
     def _predict(self, crops: list[np.ndarray]) -> list:
         return predict_each(self._run, crops)

@@ -19,12 +19,14 @@ import numpy as np
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
-from ocrvl_ray.layout.stages.actors import check_model_dir, clip_box, load_predictor, pool_resources, predict_each
+from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, load_predictor, pool_resources, predict_each,
+                                            with_columns)
 from ocrvl_ray.layout.stages.decode import OK
 
 
 #: Decode's columns for this detector alone; dropped from its output so they do not travel further.
 CONSUMED = ("det_image", "det_sx", "det_sy")
+READS = ("page_id", "status", "detail", "image_path", "width", "height", *CONSUMED)
 
 
 def resources(cfg) -> StageResources:
@@ -48,7 +50,10 @@ class LayoutDetector:
         # paddlex keeps the model's label_list on the wrapped predictor's config
         return list(self.model.paddlex_predictor.config["label_list"])
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def __call__(self, batch):
+        return with_columns(batch, self._detect, READS, drop=CONSUMED)
+
+    def _detect(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["page_id"])
         status, detail = list(batch["status"]), list(batch["detail"])
         regions: list[list[dict]] = [[] for _ in range(n)]
@@ -59,9 +64,7 @@ class LayoutDetector:
                 detail[i] = f"{batch['image_path'][i]}: layout detector failed: {type(boxes).__name__}: {boxes}"
                 continue
             regions[i] = self._to_regions(boxes, batch, i, self.threshold)
-        out = {k: v for k, v in batch.items() if k not in CONSUMED}   # no later stage reads them: do not copy
-        out.update(status=status, detail=detail, regions=regions)
-        return out
+        return {"status": status, "detail": detail, "regions": regions}
 
     def _predict(self, batch, rows: list[int]) -> list:
         """Boxes per row: one batched call; if it fails, row by row so one bad page costs only itself."""
