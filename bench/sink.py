@@ -5,7 +5,8 @@
 Records: ~50 KB JPEG-like payloads (JPEG marker + random bytes), ~10 per page. The raw loop writes the
 same keys (image/gt/meta, markers, num-samples) with one txn per 64 MiB; the sinks run ``write_lmdb`` on a
 local Ray with ``--cpus`` CPUs (workers warmed first; the data already in the object store). All methods
-alternate over ``--reps`` repetitions; figures are medians. ``RATIO sink_vs_raw_lmdb`` = raw s / sink s
+alternate over ``--reps`` repetitions, each starting after an untimed ``sync`` (so no method pays for the
+previous one's writeback); figures are medians. ``RATIO sink_vs_raw_lmdb`` = raw s / sink s
 (one writer), ``RATIO sink_shards_2_vs_1`` = aggregate rows/s of 2 shards / 1.
 """
 from __future__ import annotations
@@ -93,6 +94,7 @@ def main() -> None:
             order = ["raw", *counts] if rep % 2 == 0 else [*counts[::-1], "raw"]
             for what in order:
                 path = os.path.join(tmp, f"{what}-{rep}.lmdb")
+                os.sync()   # untimed: the previous method's dirty pages must not be written back inside this timer
                 if what == "raw":
                     times["raw"].append(raw_lmdb(path, pages))
                 else:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 #: CPU core-ms per 2480x3508 page outside the detectors (decode, compose with mask=all, LMDB write):
-#: ``FIGURE cpu_ms_per_page_outside_detector`` of bench/layout.py (handoff=bytes; docs/performance.md), 2 loaded cores.
-CPU_MS_PER_PAGE = 67.0
+#: ``FIGURE cpu_ms_per_page_outside_detector`` of bench/layout.py (handoff=bytes; docs/performance.md), 2 idle cores.
+CPU_MS_PER_PAGE = 113.0
 #: PP-DocLayoutV2 pages/s on one H100 with the real architecture (issue 15; not measured here: no GPU).
 GPU_PAGES_PER_S = {("fp32", 8): 152.0, ("fp32", 32): 237.0, ("bf16", 8): 243.0, ("bf16", 32): 384.0}
 #: Rows/s of one LMDB writer for ~50 KB rows (``FIGURE sink_rows_per_s_1_shards``, bench/sink.py, order of).
