@@ -40,9 +40,9 @@ def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summar
 
 #: Why a skip reason usually dominates, and the setting that changes it (printed for the largest reason).
 HINTS = {
-    "word_unused": "words in no kept region or cell: regions the recipe drops (keep_labels), words below "
-                   "min_coverage, or cells_replace=page (the original: a page with table cells keeps only the "
-                   "cells); see recipes.<dataset>.* in docs/compose.md",
+    "word_unused": "words in no kept region or cell: labels the recipe does not keep (headers, footers: "
+                   "recipes.<dataset>.labels), layout=false (finance_logistics), words below min_coverage, or "
+                   "cells_replace=page; see recipes.<dataset>.* in docs/compose.md",
     "no_regions": "the layout model found no region above layout.threshold: check the model and the threshold",
     "no_words_assigned": "detected regions cover none of the page's labelled words: label coordinates and image "
                          "may disagree (scale, orientation)",
