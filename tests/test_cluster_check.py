@@ -147,7 +147,8 @@ def test_cli_reports_ray_rejection_in_one_line(cfg, tmp_path, capsys):
 def test_fit_reads_each_stages_own_declaration(cfg):
     lc = load_config(LayoutConfig, LAYOUT, env={})
     reqs = {r.name: r for r in layout_requests(lc)}
-    assert list(reqs) == ["decode task", "layout actor pool", "cells actor pool", "compose task", "LMDB writer task"]
+    assert list(reqs) == ["decode task", "layout actor pool", "table crop task", "cells actor pool", "compose task",
+                          "LMDB writer task"]
     assert reqs["decode task"].resources == {"CPU": 1.0} and reqs["LMDB writer task"].resources == {"CPU": 0.0}
     assert reqs["layout actor pool"].memory == 1 << 30 and reqs["decode task"].memory == 0
     # node types that declare memory are checked against the detectors' 1 GiB reservation

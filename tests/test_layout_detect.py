@@ -174,3 +174,25 @@ def test_no_network_when_model_dir_is_given(models, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "EVENTS []" in proc.stdout
     assert (tmp_path / "cache" / "paddlex").is_dir()  # paddlex cache redirected under OCRVL_CACHE
+
+
+def test_table_crop_tasks_then_cell_actor_on_arrow_batches_equal_the_in_process_path(tmp_path, models):
+    """The pipeline's path (Arrow batches: table_crops_stage adds ``tables``, the cell detector reads them and
+    drops them) gives the cells of the in-process path, and passes the other columns through untouched."""
+    from ray.data.block import BlockAccessor
+
+    from ocrvl_ray.layout.stages.table_crops import table_crops_stage
+
+    path = write_page(tmp_path / "big.jpg", 2000, 3000)
+    batch = decode_batch(manifest([path], [(2000, 3000)]), handoff="bytes")
+    batch["regions"] = [[Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()]]
+    detector = CellDetector(str(models[1]), threshold=0.3, max_side=1024)
+    want = detector(dict(batch))["cells"][0]
+    arrow = BlockAccessor.batch_to_block({k: v for k, v in batch.items() if not k.startswith("det_")})
+    cropped = table_crops_stage(arrow, max_side=1024)
+    assert "tables" in cropped.column_names and cropped.column("words").equals(arrow.column("words"))
+    out = detector(cropped)
+    assert "tables" not in out.column_names and out.column("image_bytes").equals(arrow.column("image_bytes"))
+    got = out.column("cells").to_pylist()[0]
+    assert [(c["label"], [round(v, 3) for v in c["box"]], c["table"]) for c in got] == \
+        [(c["label"], [round(v, 3) for v in c["box"]], c["table"]) for c in want]

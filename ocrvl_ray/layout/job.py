@@ -28,9 +28,9 @@ from ocrvl_ray.layout.config import LayoutConfig
 def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
     """What every stage of this config asks Ray for, in graph order (read by ``ocrvl cluster-check``)."""
     from ocrvl_ray.layout.sink import writer
-    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout
+    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
 
-    stages = [decode, detect_layout] + ([detect_cells] if cfg.cells.enabled else []) + [compose]
+    stages = [decode, detect_layout] + ([table_crops, detect_cells] if cfg.cells.enabled else []) + [compose]
     return [s.resources(cfg) for s in stages] + [writer.RESOURCES]
 
 
@@ -43,7 +43,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
     import ray.data
 
     from ocrvl_ray.layout import detections as det
-    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout
+    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
 
     ds = ray.data.read_parquet(manifest)
     if split is not None:
@@ -72,6 +72,8 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
                             **detect_layout.resources(cfg).map_batches_args())
         if cfg.cells.enabled:
             cel = cfg.cells
+            ds = ds.map_batches(table_crops.table_crops_stage, batch_size=cel.batch_size, batch_format="pyarrow",
+                                fn_kwargs={"max_side": cel.max_side}, **table_crops.resources(cfg).map_batches_args())
             ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="pyarrow",
                                 fn_constructor_kwargs={
                                     "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
