@@ -12,8 +12,9 @@ Measured, every method with its models loaded outside its timer:
   sequential  one process, batch after batch: decode -> layout -> cells -> compose -> LMDB; its process
               CPU time per page is ``cpu_ms_per_page_outside_detector`` (with the stand-in only)
   pipeline    the job's Ray Data graph (``build_dataset``) on a local Ray with ``--cores`` CPUs, consumed
-              by the driver into an LMDB with the sink's writer; start-up (until pages stream) is reported
-              apart from the steady-state rate (pages after the first output / time after it)
+              by the driver into an LMDB with the sink's writer, run complete on N/2 and on N pages: the
+              steady rate is (N - N/2) / (T_N - T_N/2), so the start-up (actor pools, ramp) cancels out and is
+              reported apart (T_N - N / rate)
   detector    (demo/real only) the same LayoutDetector class over the same decoded detector inputs
 Both hand-offs (``bytes``, ``array``) are run in ``--reps`` alternating repetitions; figures are medians.
 ``RATIO pipeline_vs_cpu_bound`` = steady pages/s / (cores x 1000 / CPU core-ms per page), default hand-off.
@@ -108,14 +109,18 @@ def main() -> None:
                 for h in order:
                     seq[h].append(sequential(cfg(handoff=h, output=str(work / f"seq-{rep}-{h}.lmdb")),
                                              manifest, standin, batch_s))
-                    pipe[h].append(run_stream(cfg(handoff=h, output=str(work / f"pipe-{rep}-{h}.lmdb")),
-                                              manifest, stats=args.stats and rep == args.reps - 1))
+                    half = run_stream(cfg(handoff=h, output=str(work / f"half-{rep}-{h}.lmdb"), limit=n // 2),
+                                      manifest)
+                    full = run_stream(cfg(handoff=h, output=str(work / f"pipe-{rep}-{h}.lmdb")),
+                                      manifest, stats=args.stats and rep == args.reps - 1)
+                    pipe[h].append(steady(half, full))
                     s, p = seq[h][-1], pipe[h][-1]
                     print(f"rep {rep} handoff={h:<5} sequential {n / s['wall']:6.2f} pages/s "
                           f"({s['cpu_ms']:.1f} core-ms/page) | pipeline start-up {p['startup']:5.2f} s, "
                           f"steady {p['rate']:6.2f} pages/s", flush=True)
                     shutil.rmtree(work / f"seq-{rep}-{h}.lmdb", ignore_errors=True)
                     shutil.rmtree(work / f"pipe-{rep}-{h}.lmdb", ignore_errors=True)
+                    shutil.rmtree(work / f"half-{rep}-{h}.lmdb", ignore_errors=True)
         det_rate = bare_detector(cfg(), manifest) if not standin else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -191,7 +196,7 @@ def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
 
 
 def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
-    """The job's graph consumed by the driver into an LMDB; start-up and steady-state rate."""
+    """One complete run of the job's graph, consumed by the driver into an LMDB: wall s and pages."""
     from ocrvl_ray.layout.job import build_dataset
     from ocrvl_ray.layout.sink import LmdbWriter
     from ocrvl_ray.layout.sink.datasink import iter_pages
@@ -207,12 +212,15 @@ def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
     check_all_ok(cfg.output, sum(k for _, k in stamps))
     if stats:
         print(ds.stats())
-    total = stamps[-1][0] - t0
-    pages = sum(k for _, k in stamps)
-    if len(stamps) < 3:
-        return {"startup": total, "rate": pages / total, "pages": pages}
-    rate = (pages - stamps[0][1]) / (stamps[-1][0] - stamps[0][0])
-    return {"startup": max(0.0, total - pages / rate), "rate": rate, "pages": pages}
+    return {"wall": stamps[-1][0] - t0, "pages": sum(k for _, k in stamps)}
+
+
+def steady(half: dict, full: dict) -> dict:
+    """Steady rate from two complete runs of N/2 and N pages (same start-up, so it cancels out):
+    (N - N/2) / (T_N - T_N/2); start-up = T_N - N / rate. Robust to bursty output, unlike timing the
+    outputs of one run (work done before the first output would count as start-up)."""
+    rate = (full["pages"] - half["pages"]) / max(1e-9, full["wall"] - half["wall"])
+    return {"startup": max(0.0, full["wall"] - full["pages"] / rate), "rate": rate}
 
 
 def check_all_ok(output: str, pages: int) -> None:
