@@ -82,8 +82,8 @@ class LayoutConfig(JobConfig):
     index_base: Literal[0, 1] = Field(1, description="1: the erniekit reader; 0: the original FAST tools")
     label_format: Literal["pickle", "text"] = Field("pickle", description="how gt-%09d values are stored")
     max_pixels: int = Field(120_000_000, ge=1, description="larger pages are skipped (decompression-bomb guard)")
-    decode_batch_size: int = Field(8, ge=1, description="pages per decode task")
-    compose_batch_size: int = Field(8, ge=1, description="pages per compose task")
+    decode_batch_size: int = Field(16, ge=1, description="pages per decode task (and per block of the stream)")
+    compose_batch_size: int = Field(16, ge=1, description="pages per compose task")
     handoff: Literal["bytes", "array"] = Field(
         "bytes", description="what decode passes on: bytes = the encoded file (~10x fewer bytes through the object "
                              "store; the faster stream with GPU-like detectors, docs/performance.md), array = the "
