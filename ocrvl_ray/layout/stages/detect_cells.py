@@ -37,7 +37,8 @@ def cells_to_page(boxes: list[dict], origin: tuple[int, int], factors: tuple[flo
     return out
 
 
-READS = ("page_id", "status", "detail", "image_path", "tables", "regions", "image", "image_bytes")
+READS = ("page_id", "status", "detail", "image_path", "regions", "image", "image_bytes")   # cuts crops itself
+PIPED_READS = ("page_id", "status", "detail", "image_path", "tables")                 # after table_crops
 
 
 def resources(cfg) -> StageResources:
@@ -54,7 +55,8 @@ class CellDetector:
         self.max_side = int(max_side)
 
     def __call__(self, batch):
-        return with_columns(batch, self._detect, READS, drop=("tables",))
+        piped = not isinstance(batch, dict) and "tables" in batch.column_names
+        return with_columns(batch, self._detect, PIPED_READS if piped else READS, drop=("tables",))
 
     def _detect(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["page_id"])
