@@ -160,3 +160,49 @@ def test_each_rank_entry_gets_only_its_shards_and_a_missing_trainer_state_is_exp
 def test_why_none_without_any_checkpoint(tmp_path):
     assert "wrote no checkpoint-N" in ck.why_none(tmp_path)
     assert "not on this machine" in ck.why_none(tmp_path / "elsewhere")
+
+
+def _checkpoint(out: Path, step: int, finished: bool = True) -> Path:
+    d = out / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    (d / "model.safetensors").write_bytes(b"w")
+    if finished:
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return d
+
+
+def test_start_without_a_ray_checkpoint(tmp_path):
+    """A save cut off by the crash is removed, the newest finished checkpoint resumed; a folder with only
+    logs in it starts fresh on every rank; a folder with other files is left to the entry."""
+    out = tmp_path / "run"
+    _checkpoint(out, 2), _checkpoint(out, 1), _checkpoint(out, 4, finished=False)
+    updates, notes = ck.start_from(out)
+    assert updates == {"resume_from_checkpoint": str(out / "checkpoint-2")}
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    assert notes[0] == f"removed {out / 'checkpoint-4'}: no trainer_state.json, a save cut off by the failure"
+
+    logs = tmp_path / "fresh" / "tensorboard_logs" / "Dec01_vm"
+    logs.mkdir(parents=True)
+    (logs / "events.out.tfevents.1").write_bytes(b"e")
+    assert ck.start_from(tmp_path / "fresh", logs.parent) == ({"overwrite_output_dir": True}, [])
+    assert ck.start_from(tmp_path / "never-made") == ({"overwrite_output_dir": True}, [])
+    assert ck.start_from(tmp_path / "fresh", tmp_path / "logs") == ({}, [])    # logs elsewhere: not ours
+    default = tmp_path / "default" / "runs" / "Dec01_vm"                           # the trainer's default
+    default.mkdir(parents=True)
+    assert ck.start_from(tmp_path / "default") == ({"overwrite_output_dir": True}, [])
+
+
+def test_preflight_refuses_a_full_output_dir_without_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    (out / "tensorboard_logs").mkdir(parents=True)
+    base = {"output_dir": str(out), "logging_dir": str(out / "tensorboard_logs")}
+    assert preflight.check_output_dir(base) == []
+    for name in ("model.safetensors", "a.json", "b.json", "c.json"):
+        (out / name).write_text("x")
+    found = preflight.check_output_dir(base)
+    assert [str(f) for f in found] == [
+        f"error: output_dir {out} already holds a.json, b.json, c.json and 1 more but no checkpoint-N to resume "
+        "from; choose a new output_dir, or set overwrite_output_dir=true to train over it"]
+    assert preflight.check_output_dir({**base, "overwrite_output_dir": True}) == []
+    _checkpoint(out, 2)
+    assert preflight.check_output_dir(base) == []

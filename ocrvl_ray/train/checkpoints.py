@@ -151,6 +151,49 @@ def restore(src: str | os.PathLike, output_dir: str | os.PathLike, step: int) ->
     return target
 
 
+def other_entries(output_dir: str | os.PathLike, logging_dir: str | os.PathLike | None = None) -> list[str]:
+    """Names in ``output_dir`` other than ``checkpoint-N`` folders and the logging dir (when inside it;
+    unset, the trainer logs to ``output_dir/runs/<time>_<host>``)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    logs = None if logging_dir else "runs"
+    if logging_dir:
+        try:
+            logs = Path(logging_dir).resolve().relative_to(out.resolve()).parts[0]
+        except (ValueError, IndexError):
+            pass
+    ckpts = {p.name for p in list_checkpoints(out).values()}
+    return sorted(n for n in os.listdir(out) if n not in ckpts and n != logs)
+
+
+def start_from(output_dir: str | os.PathLike, logging_dir: str | os.PathLike | None = None,
+               ) -> tuple[dict[str, Any], list[str]]:
+    """How an entry starts in ``output_dir`` when Ray Train holds no checkpoint: (config updates, notes).
+
+    - ``checkpoint-N`` folders without trainer state and newer than every finished one are removed: a
+      save cut off by a crash, which erniekit would pick as its last checkpoint and fail to load;
+    - the newest finished one is resumed from (``resume_from_checkpoint``);
+    - a folder holding nothing else but logs starts fresh (``overwrite_output_dir``: nothing is there
+      to overwrite, and the entry's own "not empty" check would race against rank 0's first log file);
+    - anything else is left to the entry (pre-flight refuses it before a run starts).
+    """
+    found = list_checkpoints(output_dir)
+    done = [s for s, p in found.items() if state_file(p).is_file()]
+    newest = max(done, default=-1)
+    notes = []
+    for step, path in found.items():
+        if step > newest and not state_file(path).is_file():
+            shutil.rmtree(path)
+            notes.append(f"removed {path}: no {STATE_FILE}, a save cut off by the failure")
+    if done:
+        notes.append(f"resuming from {found[newest]} (on disk; Ray Train stored no checkpoint)")
+        return {"resume_from_checkpoint": str(found[newest])}, notes
+    if not other_entries(output_dir, logging_dir):
+        return {"overwrite_output_dir": True}, notes
+    return {}, notes
+
+
 def checkpoint_step(path: str | os.PathLike) -> int:
     """Global step of a checkpoint: from its folder name ``checkpoint-N``, else its trainer state."""
     p = Path(path)

@@ -2,8 +2,8 @@
 
 Checks (on the driver's filesystem): every LMDB the erniekit reader will open exists, opens read-only,
 has ``num-samples`` > 0 and no spaces in its path; every training source has a shard per rank;
-``train_lmdb_prob`` gives one value per source; ``output_dir`` is set and writable; the LoRA target
-list is not silently reduced to ``o_proj``/``down_proj``. Checks that need the fork's own code are in
+``train_lmdb_prob`` gives one value per source; ``output_dir`` is set, writable, and empty but for logs
+unless resumable; the LoRA target list is not silently reduced to ``o_proj``/``down_proj``. Checks that need the fork's own code are in
 :mod:`ocrvl_ray.train.engines.erniekit`.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.lmdb_schema import NUM_SAMPLES, open_readonly
 from ocrvl_ray.core.shards import ShardError, assign, expand, is_sharded
+from ocrvl_ray.train import checkpoints as ck
 from ocrvl_ray.train.rank_data import items as _items
 
 
@@ -91,7 +92,8 @@ def check_lmdb(key: str, path: str) -> list[Finding]:
 
 
 def check_output_dir(args: Mapping[str, Any]) -> list[Finding]:
-    """``output_dir`` is set and writable (probing the nearest existing folder; nothing is created)."""
+    """``output_dir`` is set and writable (probing the nearest existing folder; nothing is created), and
+    empty (but for logs) unless it holds a checkpoint to resume from or ``overwrite_output_dir`` is set."""
     out = args.get("output_dir")
     if not out:
         return [Finding("error", "output_dir is not set; add output_dir: /path/to/run to the YAML (or pass output_dir=...)")]
@@ -106,6 +108,11 @@ def check_output_dir(args: Mapping[str, Any]) -> list[Finding]:
     except OSError as e:
         return [Finding("error", f"output_dir {out} is not writable ({probe}: {e.strerror or e}); "
                                  "choose a directory you can write")]
+    others = ck.other_entries(out, args.get("logging_dir"))
+    if others and not ck.list_checkpoints(out) and not args.get("overwrite_output_dir"):
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return [Finding("error", f"output_dir {out} already holds {shown} but no checkpoint-N to resume from; "
+                                 "choose a new output_dir, or set overwrite_output_dir=true to train over it")]
     return []
 
 

@@ -1,7 +1,8 @@
 """The function every Ray Train worker runs: restore, run the entry, report what it writes.
 
 1. If Ray Train has a checkpoint (a restart after a failure, or a re-run with the same run name) it is
-   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it. Sharded
+   copied back to ``output_dir/checkpoint-N`` and ``resume_from_checkpoint`` points at it; else rank 0
+   decides from its output_dir (:func:`~ocrvl_ray.train.checkpoints.start_from`). Sharded
    ``train_lmdb_paths`` become this rank's shards (:mod:`ocrvl_ray.train.rank_data`).
 2. The entry runs in a thread (in-process) or as ``paddle.distributed.launch`` (launcher mode).
 3. Meanwhile rank 0 scans ``output_dir`` every ``watch_interval_s``; each finished ``checkpoint-N`` is
@@ -102,16 +103,29 @@ def _drain() -> list[dict]:
             return out
 
 
-def _restore(config: dict, local_rank: int) -> int:
-    """Copy Ray Train's latest checkpoint back into output_dir; returns its step or -1."""
+def _restore(config: dict, rank: int, local_rank: int) -> int:
+    """Decide where the entry starts, the same on every rank; returns the step resumed from or -1.
+
+    Ray Train's latest checkpoint is copied back into output_dir. Without one (a first start, or a
+    failure before Ray registered the reported checkpoint) rank 0 looks at its output_dir:
+    :func:`ocrvl_ray.train.checkpoints.start_from`."""
     import ray.train
-    from ray.train.collective import barrier
+    from ray.train.collective import barrier, broadcast_from_rank_zero
 
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return -1
-    step = ck.checkpoint_step(checkpoint.path)
     out = Path(config["output_dir"])
+    if checkpoint is None:
+        plan = None
+        if rank == 0:
+            plan = ck.start_from(out, config.get("logging_dir"))
+            if config.get("resume_from_checkpoint"):        # the user's own starting point wins
+                plan[0].pop("resume_from_checkpoint", None)
+        updates, notes = broadcast_from_rank_zero(plan)
+        for note in notes if rank == 0 else ():
+            print(f"ocrvl train: {note}", flush=True)
+        config.update(updates)
+        return ck.checkpoint_step(updates["resume_from_checkpoint"]) if "resume_from_checkpoint" in updates else -1
+    step = ck.checkpoint_step(checkpoint.path)
     if local_rank == 0:
         with checkpoint.as_directory() as d:
             ck.restore(d, out, step)
@@ -136,7 +150,7 @@ def train_loop_per_worker(payload: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if payload.get("ernie_root"):
         os.environ["ERNIE_ROOT"] = payload["ernie_root"]
-    resumed = _restore(config, local_rank)
+    resumed = _restore(config, rank, local_rank)
     if payload.get("mode") != "launcher":     # launcher mode: per launched process, in child.py
         config = rank_config(config, rank, ctx.get_world_size())
 

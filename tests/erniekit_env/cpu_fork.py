@@ -7,6 +7,7 @@ then calls the production entry ``ocrvl_ray.train.entries:erniekit`` with the re
 Test keys (popped before erniekit sees the config):
   test_record_dir      reads-rank<r>.jsonl: {"path", "index", "label"} per sample the reader returned
   test_crash_at_step   with test_crash_rank, test_crash_marker, test_crash_when_exists: raise once
+  test_early_crash_at_step  also raise once at this step, without waiting (marker ``<test_crash_marker>.early``)
 """
 from __future__ import annotations
 
@@ -101,4 +102,7 @@ def run(config: dict) -> None:
         pf_trainer.DEFAULT_CALLBACKS.append(_CrashOnce(TrainerCallback, int(test["test_crash_at_step"]),
                                                        Path(test["test_crash_marker"]),
                                                        test.get("test_crash_when_exists")))
+        if test.get("test_early_crash_at_step") is not None:
+            pf_trainer.DEFAULT_CALLBACKS.append(_CrashOnce(TrainerCallback, int(test["test_early_crash_at_step"]),
+                                                           Path(f"{test['test_crash_marker']}.early"), None))
     entries.erniekit(cfg)

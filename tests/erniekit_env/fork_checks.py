@@ -104,8 +104,9 @@ def test_trap5_launcher_mode_imports_erniekit(world, ray_local, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_ranks(world, ray_local, tmp_path_factory):
-    """2 Ray Train workers (gloo), 2 shards, 6 LoRA steps, checkpoint every 2; rank 1 crashes once at
-    step 3 after checkpoint-2 is stored, the group restarts and resumes from it."""
+    """2 Ray Train workers (gloo), 2 shards, 6 LoRA steps, checkpoint every 2. Rank 1 crashes at step 1,
+    before any checkpoint (output_dir then holds only the first logs: the restart must start fresh), and
+    at step 3 after checkpoint-2 is stored (the restart resumes from it)."""
     from ocrvl_ray.train.config import load_train_config
     from ocrvl_ray.train.run import check, fit
 
@@ -113,9 +114,9 @@ def two_ranks(world, ray_local, tmp_path_factory):
     store = root / "store"
     ours, args = load_train_config(None, [
         "num_workers=2", "use_gpu=false", f"entry={ENTRY}", f"ernie_root={world['ernie']}", f"storage_path={store}",
-        "run_name=fork", "max_failures=1", "watch_interval_s=1", f"metrics_log={root / 'metrics.jsonl'}",
+        "run_name=fork", "max_failures=2", "watch_interval_s=1", f"metrics_log={root / 'metrics.jsonl'}",
         *fork_args(world, root / "out", max_steps=6), f"test_record_dir={root / 'seen'}", "test_crash_at_step=3",
-        "test_crash_rank=1", f"test_crash_marker={root / 'crashed'}",
+        "test_crash_rank=1", f"test_crash_marker={root / 'crashed'}", "test_early_crash_at_step=1",
         f"test_crash_when_exists={store / 'fork' / 'checkpoint-2' / 'trainer_state.json'}"], env={})
     check(ours, args)                                  # pre-flight: 2 shards for 2 ranks
     result = fit(ours, args)
@@ -143,11 +144,14 @@ def test_lora_checkpoints_in_ray_storage_after_a_crash_and_resume(two_ranks):
         d = two_ranks["store"] / f"checkpoint-{step}"
         assert json.loads((d / "trainer_state.json").read_text())["global_step"] == step
         assert {"peft_model-00001-of-00001.safetensors", "lora_config.json"} <= {p.name for p in d.iterdir()}
+    assert (two_ranks["root"] / "crashed.early").read_text() == "1"
     assert (two_ranks["root"] / "crashed").read_text() == "3"
-    errors = [rec["error"] for rec in two_ranks["stream"] if "error" in rec]
-    assert len(errors) == 1 and errors[0].startswith("rank 1:") and "injected crash at step 3" in errors[0]
-    logged = [rec for rec in two_ranks["stream"] if "loss" in rec and "checkpoint" not in rec]
-    after = [rec["step"] for rec in two_ranks["stream"][two_ranks["stream"].index(
-        next(rec for rec in two_ranks["stream"] if "error" in rec)) + 1:] if "loss" in rec]
-    assert after[0] == 3                                  # resumed from checkpoint-2, not from step 1
+    stream = two_ranks["stream"]
+    failures = [i for i, rec in enumerate(stream) if "error" in rec]
+    assert len(failures) == 2 and all(stream[i]["error"].startswith("rank 1:") for i in failures)
+    assert ["injected crash at step 1" in stream[failures[0]]["error"],
+            "injected crash at step 3" in stream[failures[1]]["error"]] == [True, True]
+    logged = [rec for rec in stream if "loss" in rec and "checkpoint" not in rec]
+    first_after = [next(rec["step"] for rec in stream[i + 1:] if "loss" in rec) for i in failures]
+    assert first_after == [1, 3]              # no checkpoint yet: from step 1; then from checkpoint-2
     assert logged and all(0 < rec["loss"] < 20 for rec in logged)
