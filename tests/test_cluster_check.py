@@ -156,3 +156,18 @@ def test_fit_reads_each_stages_own_declaration(cfg):
     for nt in small["available_node_types"].values():
         nt["resources"]["memory"] = 512 << 20
     assert "no node type offers that" in " ".join(check_fit(ray_validate(small), layout_requests(lc)))
+
+
+def test_small_clusters_run_without_ray_datas_reservation():
+    """Ray Data reserves each stage at least one task's CPUs, upstream first: on CPU devices decode,
+    table crops and compose take 1 CPU each and the two detector pools 0.25 each (3.5), on GPU devices the
+    pools none (3). Below that, compose would get no reservation; an empty cluster keeps Ray's default."""
+    from ocrvl_ray.layout.job import reservation_starves
+
+    def starves(*over):
+        c = load_config(LayoutConfig, overrides=["manifest=m.parquet", *over], env={})
+        return [cpus for cpus in (0, 1, 2, 3, 3.5, 4, 64) if reservation_starves(c, cpus)]
+
+    assert starves() == [1, 2, 3]
+    assert starves("layout.device=gpu:0", "cells.device=gpu:0") == [1, 2]
+    assert starves("cells.enabled=false") == [1, 2]
