@@ -1,6 +1,7 @@
 """Sink throughput through Ray Data vs a raw lmdb put loop in one process, and with shards=1, 2, 4.
 
     .venv/bin/python bench/sink.py [--pages 500] [--samples-per-page 10] [--kb 50] [--shards 1,2,4] [--reps 3]
+                                   [--write-batch PAGES] [--dir DIR]
 
 Records: ~50 KB JPEG-like payloads (JPEG marker + random bytes), ~10 per page. The raw loop writes the
 same keys (image/gt/meta, markers, num-samples) with one txn per 64 MiB; the sinks run ``write_lmdb`` on a
@@ -70,13 +71,16 @@ def main() -> None:
     ap.add_argument("--shards", default="1,2,4", help="shard counts to run (1 = the single-LMDB sink)")
     ap.add_argument("--reps", type=int, default=3, help="alternating repetitions (medians)")
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--write-batch", type=int, default=None, help="min_pages_per_write (default: the sink's)")
+    ap.add_argument("--dir", default=None, help="where the LMDBs go (default: the system temp dir)")
     args = ap.parse_args()
     counts = [int(v) for v in args.shards.split(",")]
 
     pages = synthetic_pages(args.pages, args.samples_per_page, seed=1, payload_bytes=args.kb * 1000)
     rows = sum(len(p.samples) for p in pages)
     mb = sum(len(s.image) for p in pages for s in p.samples) / 1e6
-    tmp = tempfile.mkdtemp(prefix="ocrvl-bench-sink-")
+    tmp = tempfile.mkdtemp(prefix="ocrvl-bench-sink-", dir=args.dir)
+    opts = {} if args.write_batch is None else {"min_pages_per_write": args.write_batch}
     load0 = os.getloadavg()[0]
     try:
         print(f"records: {rows} rows in {len(pages)} pages, {mb:.0f} MB of payload")
@@ -99,7 +103,7 @@ def main() -> None:
                     times["raw"].append(raw_lmdb(path, pages))
                 else:
                     t = time.perf_counter()
-                    summary = write_lmdb(ds, make_sink(path, what))
+                    summary = write_lmdb(ds, make_sink(path, what, **opts))
                     times[what].append(time.perf_counter() - t)
                     report = verify_lmdb(path, decode=False)
                     assert report["ok"] and summary["num_samples"] == rows, report

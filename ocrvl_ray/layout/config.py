@@ -88,7 +88,7 @@ class LayoutConfig(JobConfig):
         "bytes", description="what decode passes on: bytes = the encoded file (~10x fewer bytes through the object "
                              "store; the faster stream with GPU-like detectors, docs/performance.md), array = the "
                              "decoded page (one decode less, ~28 MB per page per stage at 2480x3508)")
-    write_batch_pages: int = Field(64, ge=1, description="pages per LMDB write task (commit granularity)")
+    write_batch_pages: int = Field(256, ge=1, description="pages per LMDB write task (commit granularity)")
     shards: int = Field(1, ge=1, description="1: one LMDB per output; N > 1: the output is a folder of N LMDB "
                                              "shards written in parallel (shard-0000i-of-0000N, page -> shard by a "
                                              "stable hash) plus <output>.shards.json (docs/performance.md)")

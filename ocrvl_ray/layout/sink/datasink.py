@@ -28,7 +28,7 @@ class LmdbSink(Datasink):
 
     def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = 64, identity: bytes | None = None,
+                 min_pages_per_write: int | None = 256, identity: bytes | None = None,
                  detections: str | None = None):
         check_options(index_base, label_format)
         self.path, self.index_base, self.label_format = str(path), index_base, label_format

@@ -48,7 +48,7 @@ class ShardedLmdbSink(Datasink):
 
     def __init__(self, path: str, shards: int, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = 64, identity: bytes | None = None,
+                 min_pages_per_write: int | None = 256, identity: bytes | None = None,
                  detections: str | None = None):
         check_options(index_base, label_format)
         if shards < 1:
