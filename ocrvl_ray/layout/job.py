@@ -38,10 +38,10 @@ def reservation_starves(cfg: LayoutConfig, cluster_cpus: float) -> bool:
     """Ray Data's resource reservation would leave a stage without a CPU to start a task on.
 
     Ray reserves for each stage, upstream first, at least the CPUs of one task (of the min actors for a
-    pool) and never more than the cluster has: with fewer CPUs than the stages' sum (2 CPUs for decode,
-    table crops and compose at 1 each) compose gets no reservation and waits on the others, and the cores
-    idle ~15 % of the time (measured on 2 cores: 83–87 % busy with it, 93–98 % without). An empty
-    cluster (an autoscaler not up yet) keeps Ray's default."""
+    pool) and never more than the cluster has. With fewer CPUs than the stages' sum (3 for decode, table
+    crops and compose at 1 each, plus the detector pools' share on a CPU device) compose gets no
+    reservation and waits on the others: the cores idle ~15 % of the time (measured on 2 cores: 83–87 %
+    busy with it, 93–98 % without). An empty cluster (an autoscaler not up yet) keeps Ray's default."""
     need = sum(r.num_cpus * (r.actors[0] if r.actors else 1) for r in stage_resources(cfg)[:-1])
     return 0 < cluster_cpus < need
 

@@ -157,12 +157,12 @@ def other_entries(output_dir: str | os.PathLike, logging_dir: str | os.PathLike 
     out = Path(output_dir)
     if not out.is_dir():
         return []
-    logs = None if logging_dir else "runs"
+    logs: str | None = "runs"
     if logging_dir:
         try:
             logs = Path(logging_dir).resolve().relative_to(out.resolve()).parts[0]
-        except (ValueError, IndexError):
-            pass
+        except (ValueError, IndexError):    # elsewhere, or output_dir itself
+            logs = None
     ckpts = {p.name for p in list_checkpoints(out).values()}
     return sorted(n for n in os.listdir(out) if n not in ckpts and n != logs)
 

@@ -3,8 +3,8 @@
 Checks (on the driver's filesystem): every LMDB the erniekit reader will open exists, opens read-only,
 has ``num-samples`` > 0 and no spaces in its path; every training source has a shard per rank;
 ``train_lmdb_prob`` gives one value per source; ``output_dir`` is set, writable, and empty but for logs
-unless resumable; the LoRA target list is not silently reduced to ``o_proj``/``down_proj``. Checks that need the fork's own code are in
-:mod:`ocrvl_ray.train.engines.erniekit`.
+unless resumable; the LoRA target list is not silently reduced to ``o_proj``/``down_proj``. Checks that
+need the fork's own code are in :mod:`ocrvl_ray.train.engines.erniekit`.
 """
 from __future__ import annotations
 
