@@ -187,7 +187,6 @@ def start_from(output_dir: str | os.PathLike, logging_dir: str | os.PathLike | N
             shutil.rmtree(path)
             notes.append(f"removed {path}: no {STATE_FILE}, a save cut off by the failure")
     if done:
-        notes.append(f"resuming from {found[newest]} (on disk; Ray Train stored no checkpoint)")
         return {"resume_from_checkpoint": str(found[newest])}, notes
     if not other_entries(output_dir, logging_dir):
         return {"overwrite_output_dir": True}, notes

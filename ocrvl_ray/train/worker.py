@@ -120,6 +120,9 @@ def _restore(config: dict, rank: int, local_rank: int) -> int:
             plan = ck.start_from(out, config.get("logging_dir"))
             if config.get("resume_from_checkpoint"):        # the user's own starting point wins
                 plan[0].pop("resume_from_checkpoint", None)
+            elif "resume_from_checkpoint" in plan[0]:
+                plan[1].append(f"resuming from {plan[0]['resume_from_checkpoint']} (on disk; Ray Train stored "
+                               "no checkpoint)")
         updates, notes = broadcast_from_rank_zero(plan)
         for note in notes if rank == 0 else ():
             print(f"ocrvl train: {note}", flush=True)
