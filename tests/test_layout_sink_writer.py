@@ -226,3 +226,19 @@ def test_verify_finds_gaps_and_reader_probes_length(tmp_path):
     text = " | ".join(report["problems"])
     assert "image-: missing key near 2" in text and f"meta-: {n + 1} keys, num-samples is {n}" in text
     assert report["undecodable"][0].startswith("sample 1 (key 2): KeyError")
+
+
+@pytest.mark.parametrize("meta", [
+    {"page_id": "p", "layout_label": "text", "sample_kind": "layout", "region_box": [1, 2, 3, 4]},
+    {"sample_kind": "cell", "recipe": "x", "layout_label": "table"},          # other key order
+    {"layout_label": "제목 \"인용\" \\ 끝", "sample_kind": "word"},           # escapes, Korean
+    {"source_image": "a\", \"sample_kind\": \"fake", "sample_kind": "word"},  # a value that looks like a key
+    {"page_id": "p"},                                                           # neither
+])
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_kind_and_label_agree_with_a_json_parse(meta, ascii_only):
+    text = json.dumps(meta, ensure_ascii=ascii_only)
+    want = (meta.get("sample_kind", "unknown"), meta.get("layout_label", "unknown"))
+    assert SinkSample(b"x", "l", "f", 1, 1, text).kind_and_label() == want
+    compact = json.dumps(meta, ensure_ascii=ascii_only, separators=(",", ":"))
+    assert SinkSample(b"x", "l", "f", 1, 1, compact).kind_and_label() == want

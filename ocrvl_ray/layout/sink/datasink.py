@@ -15,7 +15,7 @@ from ray.data.block import Block, BlockAccessor
 
 from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample, as_bytes
 from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, RESOURCES, LmdbWriter, WriteStats,
-                                          check_options)
+                                          check_options, keep_freed_heap)
 
 
 class LmdbSink(Datasink):
@@ -63,6 +63,7 @@ class LmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
+        keep_freed_heap()
         with self._writer() as w:
             return w.write_pages(iter_pages(blocks), before_commit=detections_writer(self.detections)).to_dict()
 

@@ -7,6 +7,7 @@ conversions where lists arrive as object arrays and bytes as ``np.bytes_``/uint8
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -19,6 +20,10 @@ SINK_ROW_SCHEMA = pa.schema([("page_id", pa.string()), ("status", pa.string()), 
                              ("samples", pa.list_(SAMPLE_TYPE)), ("skips", pa.string()),
                              ("detections", pa.string())])
 
+#: ``"sample_kind": "..."`` / ``"layout_label": "..."`` in a flat JSON object (a quote inside a value is escaped,
+#: so a value cannot fake a key)
+_KIND_LABEL = re.compile(r'"(sample_kind|layout_label)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
 
 @dataclass
 class SinkSample:
@@ -29,12 +34,11 @@ class SinkSample:
     height: int
     meta: str             # JSON provenance (page_id, dataset, split, source_image, region_box, layout_label, sample_kind, recipe)
 
-    def meta_dict(self) -> dict:
-        try:
-            d = json.loads(self.meta) if self.meta else {}
-        except ValueError:
-            return {}
-        return d if isinstance(d, dict) else {}
+    def kind_and_label(self) -> tuple[str, str]:
+        """``(sample_kind, layout_label)`` of ``meta``, "unknown" where missing; a scan, not a JSON parse
+        (the writer's per-sample cost: a parse took ~7 us, 15% of a raw put loop's time on tmpfs)."""
+        found = {k: (json.loads(f'"{v}"') if "\\" in v else v) for k, v in _KIND_LABEL.findall(self.meta)}
+        return found.get("sample_kind", "unknown"), found.get("layout_label", "unknown")
 
     def to_row(self) -> dict:
         return {"image": self.image, "label": self.label, "filename": self.filename,

@@ -24,7 +24,7 @@ from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.layout.sink.datasink import LmdbSink, detections_writer, iter_pages
 from ocrvl_ray.core.shards import SHARD_RE, index_path, shard_name
 from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats,
-                                          check_options)
+                                          check_options, keep_freed_heap)
 
 HASH_RULE = "blake2b(page_id utf-8, digest_size=8) big-endian mod N"
 
@@ -112,6 +112,7 @@ class ShardedLmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
+        keep_freed_heap()
         groups: list[list] = [[] for _ in range(self.shards)]
         for page in iter_pages(blocks):
             groups[shard_of(page.page_id, self.shards)].append(page)
