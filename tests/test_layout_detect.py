@@ -150,6 +150,45 @@ def test_missing_model_dir_is_one_clear_error(tmp_path):
         CellDetector(str(tmp_path / "nothing"))
 
 
+def test_model_dir_layouts_paddlex_loads_are_accepted_and_incomplete_ones_named(tmp_path):
+    from ocrvl_ray.layout.stages.actors import check_model_dir
+
+    def folder(name, files):
+        d = tmp_path / name
+        d.mkdir()
+        for f in files:
+            (d / f).write_bytes(b"x")
+        return str(d)
+
+    ok = [("inference.yml", "inference.json", "inference.pdiparams"), ("inference.yml", "inference.pdmodel", "inference.pdiparams"),
+          ("inference.yml", "model.safetensors", "config.json"), ("inference.yml", "model_state.pdparams", "config.json")]
+    for i, files in enumerate(ok):
+        assert check_model_dir(folder(f"ok{i}", files), "layout", "layout.model_dir")
+    bad = {("inference.yml", "inference.json"): "inference.pdiparams missing",
+           ("inference.yml", "model.safetensors"): "config.json missing",
+           ("inference.yml", "config.json"): "inference.json \\+ inference.pdiparams, or model.safetensors \\+ config.json missing",
+           ("model.safetensors", "config.json"): "inference.yml missing"}
+    for i, (files, needle) in enumerate(bad.items()):
+        with pytest.raises(OcrvlError, match=f"layout.model_dir=.*{needle}"):
+            check_model_dir(folder(f"bad{i}", files), "layout", "layout.model_dir")
+
+
+def test_a_safetensors_model_loads_and_predicts_without_autograd(tmp_path):
+    """The paddle_dynamic engine (model.safetensors + config.json) loads, and inference keeps no autograd graph."""
+    import paddle
+
+    from ocrvl_ray.testing.models import build_tiny_real_layout_model
+
+    det = LayoutDetector(str(build_tiny_real_layout_model(tmp_path / "real")))
+    seen = []
+    predict = det.model.predict
+    det.model = type("Spy", (), {"predict": lambda self, *a, **kw: seen.append(paddle.is_grad_enabled()) or predict(*a, **kw)})()
+    pages = [np.random.default_rng(i).integers(0, 255, (300, 200, 3), dtype=np.uint8) for i in range(2)]
+    boxes = det._predict({"det_image": pages}, [0, 1])
+    assert len(boxes) == 2 and not any(isinstance(b, Exception) for b in boxes)
+    assert seen == [False] and paddle.is_grad_enabled()
+
+
 NO_NET_SCRIPT = """
 import socket, sys
 events = []

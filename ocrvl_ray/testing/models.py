@@ -1,4 +1,4 @@
-"""A random-weight PP-DocLayoutV2 with the real architecture, for realistic compute in tests and benches."""
+"""Random-weight PP-DocLayoutV2 models with the real architecture, for realistic compute in tests and benches."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,11 @@ from pathlib import Path
 from ocrvl_ray.demo.models import LAYOUT_MODEL_NAME, layout_labels, write_inference_yml
 
 
-def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0, full_size: bool = False) -> Path:
     """A random-weight PP-DocLayoutV2 with the real architecture (~0.3 M params), ``paddle_dynamic`` engine.
 
     Boxes are meaningless; use it for realistic pre/post-processing and model compute in benchmarks.
+    ``full_size``: paddlex's ``PPDocLayoutV2Config`` defaults instead (53.6 M params; ``bench/detector_memory.py``).
     """
     import numpy as np
     import paddle
@@ -22,6 +23,11 @@ def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0) -> P
     out.mkdir(parents=True, exist_ok=True)
     labels = layout_labels()
     raw = _tiny_real_config(len(labels))
+    if full_size:
+        keep = ("model_type", "num_labels", "class_thresholds", "class_order")
+        full = PPDocLayoutV2Config().to_dict()
+        raw = {**full, **{k: raw[k] for k in keep},
+               "reading_order_config": {**full["reading_order_config"], "num_classes": len(labels)}}
     paddle.seed(seed)
     model = PPDocLayoutV2(PPDocLayoutV2Config(**raw))
     model.eval()
