@@ -25,7 +25,7 @@ def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0, full
     raw = _tiny_real_config(len(labels))
     if full_size:
         keep = ("model_type", "num_labels", "class_thresholds", "class_order")
-        full = PPDocLayoutV2Config().to_dict()
+        full = {k: v for k, v in PPDocLayoutV2Config().to_dict().items() if k not in ("id2label", "label2id")}
         raw = {**full, **{k: raw[k] for k in keep},
                "reading_order_config": {**full["reading_order_config"], "num_classes": len(labels)}}
     paddle.seed(seed)
