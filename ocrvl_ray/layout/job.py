@@ -37,8 +37,8 @@ def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
 def read_manifest(manifest: str):
     """The manifest as a Dataset, through Ray Data's V1 Parquet reader.
 
-    Ray 2.60's default (V2) lists files in a task and starts 32 footer-reader actors on every read: ~4 s of
-    each layout run on 2 cores (12.8 s -> 8.4 s for a 2-page run), for a manifest of one or a few files."""
+    Ray 2.60's default (V2) lists files in a task and starts 32 footer-reader actors on every read, for a
+    manifest of one or a few files: ~4 s of each layout run on 2 cores (docs/performance.md, "Start-up")."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
