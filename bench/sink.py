@@ -1,12 +1,13 @@
 """Sink throughput through Ray Data vs a raw lmdb put loop in one process, and with shards=1, 2, 4.
 
-    .venv/bin/python bench/sink.py [--pages 2000] [--samples-per-page 10] [--kb 50] [--shards 1,2,4] [--reps 3]
-                                   [--pages-per-block 16] [--write-batch PAGES] [--dir DIR]
+    .venv/bin/python bench/sink.py [--pages 2000] [--samples-per-page 10] [--kb 50] [--shards 1,2,4] [--reps 5]
+                                   [--pages-per-block 16] [--write-mb MB | --write-batch PAGES] [--dir DIR]
 
 Records: ~50 KB JPEG-like payloads (JPEG marker + random bytes), ~10 per page (~1 GB at the default 2000
 pages: several write tasks per sink, so the shards can run in parallel), in blocks of 16 pages (the layout
 job's compose batch). The raw loop writes the same keys (image/gt/meta, markers, num-samples) with one txn
-per 64 MiB; the sinks run ``write_lmdb`` on a local Ray with ``--cpus`` CPUs (workers warmed first; the data
+per 64 MiB, with the write tasks' heap setting (``keep_freed_heap``: without it the loop itself swings by up
+to 2x as glibc hands LMDB's freed pages back, which flattered the ratio before 2026-12-01); the sinks run ``write_lmdb`` on a local Ray with ``--cpus`` CPUs (workers warmed first; the data
 already in the object store). All methods alternate over ``--reps`` repetitions, each starting after an
 untimed ``sync`` (so no method pays for the previous one's writeback); figures are medians.
 
@@ -33,13 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrvl_ray.layout.sink import make_sink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.core import lmdb_schema as S  # noqa: E402
-from ocrvl_ray.layout.sink.writer import encode_gt  # noqa: E402
+from ocrvl_ray.layout.sink.writer import encode_gt, keep_freed_heap  # noqa: E402
 from ocrvl_ray.testing.sink import synthetic_pages  # noqa: E402
 
 
 def raw_lmdb(path: str, pages) -> float:
-    """The floor: plain puts of the same keys in one process, no Ray, no markers checks."""
+    """The floor: plain puts of the same keys in one process, no Ray, no markers checks; with the write tasks'
+    heap setting (without it this loop swings 0.68-1.0 s per GB on tmpfs as glibc returns LMDB's freed pages)."""
     import lmdb
+    keep_freed_heap()
     t = time.perf_counter()
     env = lmdb.open(path, map_size=4 << 30)
     n, batch = 0, []
@@ -76,9 +79,10 @@ def main() -> None:
     ap.add_argument("--kb", type=int, default=50)
     ap.add_argument("--pages-per-block", type=int, default=16, help="Ray Data block size (the compose batch)")
     ap.add_argument("--shards", default="1,2,4", help="shard counts to run (1 = the single-LMDB sink)")
-    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions (medians)")
+    ap.add_argument("--reps", type=int, default=5, help="alternating repetitions (medians)")
     ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--write-batch", type=int, default=None, help="min_pages_per_write (default: the sink's)")
+    ap.add_argument("--write-mb", type=int, default=None, help="MB per write task (default: the sink's, 512)")
+    ap.add_argument("--write-batch", type=int, default=None, help="pages per write task instead of --write-mb")
     ap.add_argument("--dir", default=None, help="where the LMDBs go (default: the system temp dir)")
     args = ap.parse_args()
     counts = [int(v) for v in args.shards.split(",")]
@@ -88,7 +92,9 @@ def main() -> None:
     rows = {k: sum(len(p.samples) for p in v) for k, v in sizes.items()}
     mb = sum(len(s.image) for p in sizes["run"] for s in p.samples) / 1e6
     tmp = tempfile.mkdtemp(prefix="ocrvl-bench-sink-", dir=args.dir)
-    opts = {} if args.write_batch is None else {"min_pages_per_write": args.write_batch}
+    opts = {} if args.write_mb is None else {"min_bytes_per_write": args.write_mb << 20}
+    if args.write_batch is not None:
+        opts["min_pages_per_write"] = args.write_batch
     load0 = os.getloadavg()[0]
     try:
         print(f"records: {rows['run']} rows in {args.pages} pages, {mb:.0f} MB of payload")

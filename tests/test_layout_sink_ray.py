@@ -47,7 +47,7 @@ def dataset(ray, pages, blocks=8):
 def test_round_trip(ray_local, tmp_path, label_format, index_base, bundle, tasks):
     pages = synthetic_pages(30, seed=11, skip_every=6)
     sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format,
-                    min_pages_per_write=bundle, map_size=32 << 10)
+                    min_pages_per_write=bundle, min_bytes_per_write=None, map_size=32 << 10)
     summary = write_lmdb(dataset(ray_local, pages), sink)   # 8 blocks
     assert_exact(sink.path, pages)
     n = sum(expected(pages).values())
@@ -61,6 +61,15 @@ def test_round_trip(ray_local, tmp_path, label_format, index_base, bundle, tasks
     with LmdbReader(sink.path) as r:   # preserve_order: keys follow the dataset order
         assert [r.label(i) for i in range(len(r))] == [s.label.strip() for p in pages if p.status == "ok"
                                                        for s in p.samples]
+
+
+def test_write_tasks_are_sized_by_bytes_unless_pages_are_given(ray_local, tmp_path):
+    pages = synthetic_pages(16, seed=18)   # 8 blocks of 2 pages, ~30 KB each
+    for name, kw, tasks in [("default", {}, 1), ("one-byte", {"min_bytes_per_write": 1}, 8),
+                            ("pages", {"min_pages_per_write": 8, "min_bytes_per_write": 1}, 2)]:
+        sink = LmdbSink(str(tmp_path / f"{name}.lmdb"), **kw)
+        assert write_lmdb(dataset(ray_local, pages), sink)["write_tasks"] == tasks, name
+        assert_exact(sink.path, pages)
 
 
 def test_pandas_blocks(ray_local, tmp_path):
@@ -118,8 +127,10 @@ def test_exception_mid_write_then_rerun(ray_local, tmp_path):
     assert_exact(path, pages)
 
 
-def test_worker_dies_after_commit_task_retried(ray_local, tmp_path):
-    """The write task's process exits right after its commit: Ray Core retries the task, markers absorb it."""
+@pytest.mark.parametrize("per_task", [None, 5])
+def test_worker_dies_after_commit_task_retried(ray_local, tmp_path, per_task):
+    """The first write task's process exits right after its commit: Ray Core retries the task, markers absorb
+    it (one task for all pages, or the first of 4)."""
     flag = str(tmp_path / "died-once")
 
     class DyingSink(LmdbSink):
@@ -132,9 +143,10 @@ def test_worker_dies_after_commit_task_retried(ray_local, tmp_path):
 
     pages = synthetic_pages(20, seed=17, skip_every=4)
     path = str(tmp_path / "d.lmdb")
-    summary = write_lmdb(dataset(ray_local, pages, 4), DyingSink(path))
-    assert os.path.exists(flag)
-    assert summary["pages_already_done"] == sum(p.status == "ok" for p in pages)   # the retry wrote nothing new
+    summary = write_lmdb(dataset(ray_local, pages, 4), DyingSink(path, min_pages_per_write=per_task))
+    assert os.path.exists(flag) and summary["write_tasks"] == (1 if per_task is None else 4)
+    first = pages if per_task is None else pages[:per_task]   # task 0 commits first: it is the one that died
+    assert summary["pages_already_done"] == sum(p.status == "ok" for p in first)   # the retry wrote nothing new
     assert summary["num_samples"] == sum(expected(pages).values())
     assert_exact(path, pages)
 

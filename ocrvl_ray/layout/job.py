@@ -237,8 +237,8 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     total = count_rows(manifest, plan.split)
     pages_in = min(total, cfg.limit) if cfg.limit else total
     sink = make_sink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
-                     min_pages_per_write=cfg.write_batch_pages, identity=identity_record(plan.identity),
-                     detections=detections_path(plan.work))
+                     min_pages_per_write=cfg.write_batch_pages, min_bytes_per_write=cfg.write_batch_mb << 20,
+                     identity=identity_record(plan.identity), detections=detections_path(plan.work))
     sink.prepare()
     done = frozenset(completed_pages(plan.work))
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file

@@ -14,28 +14,29 @@ from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
 from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample, as_bytes
-from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, RESOURCES, LmdbWriter, WriteStats,
-                                          check_options, keep_freed_heap)
+from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, RESOURCES,
+                                          LmdbWriter, WriteStats, check_options, keep_freed_heap)
 
 
 class LmdbSink(Datasink):
     """Appends page rows to one LMDB directory; pages whose ``page/<id>`` marker exists are skipped.
 
-    ``min_pages_per_write`` bundles blocks so each write task (one env open, a few fsyncs) gets at least
-    that many pages (``None``: one task per block). ``map_size`` is the initial map, doubled when full;
-    ``max_txn_bytes`` bounds a transaction (it always ends at a page boundary).
+    Ray bundles blocks so each write task (one env open, a few fsyncs) gets at least ``min_bytes_per_write``
+    bytes, or, when ``min_pages_per_write`` is given, that many pages instead (both ``None``: one task per
+    block). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction (it
+    always ends at a page boundary).
     """
 
     def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = 256, identity: bytes | None = None,
-                 detections: str | None = None):
+                 min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
+                 identity: bytes | None = None, detections: str | None = None):
         check_options(index_base, label_format)
         self.path, self.index_base, self.label_format = str(path), index_base, label_format
         self.identity = identity       # outputs.identity_record: the LMDB refuses pages of another config
         self.detections = detections   # folder of Parquet parts (detections.py), written before pages commit
         self.map_size, self.max_txn_bytes = map_size, max_txn_bytes
-        self._min_rows = min_pages_per_write
+        self._min_rows, self._min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
         self.summary: dict = {}
 
     def _writer(self) -> LmdbWriter:
@@ -59,6 +60,10 @@ class LmdbSink(Datasink):
     def min_rows_per_write(self) -> int | None:
         return self._min_rows
 
+    @property
+    def min_bytes_per_write(self) -> int | None:
+        return self._min_bytes
+
     def on_write_start(self, schema=None) -> None:
         self.prepare()
 
@@ -76,6 +81,11 @@ class LmdbSink(Datasink):
             num = w.num_samples
         self.summary = {**stats.to_dict(), "num_samples": num, "write_tasks": len(write_result.write_returns),
                         "path": self.path}
+
+
+def task_size(pages: int | None, nbytes: int | None) -> tuple[int | None, int | None]:
+    """Ray Data bundles write tasks by rows or by bytes, not both: pages win when given."""
+    return (pages, None) if pages is not None else (None, nbytes)
 
 
 def detections_writer(folder: str | None):

@@ -21,10 +21,10 @@ from ray.data import Datasink
 from ray.data.block import Block
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.sink.datasink import LmdbSink, detections_writer, iter_pages
+from ocrvl_ray.layout.sink.datasink import LmdbSink, detections_writer, iter_pages, task_size
 from ocrvl_ray.core.shards import SHARD_RE, index_path, shard_name
-from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, LmdbWriter, WriteStats,
-                                          check_options, keep_freed_heap)
+from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, LmdbWriter,
+                                          WriteStats, check_options, keep_freed_heap)
 
 HASH_RULE = "blake2b(page_id utf-8, digest_size=8) big-endian mod N"
 
@@ -48,8 +48,8 @@ class ShardedLmdbSink(Datasink):
 
     def __init__(self, path: str, shards: int, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 min_pages_per_write: int | None = 256, identity: bytes | None = None,
-                 detections: str | None = None):
+                 min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
+                 identity: bytes | None = None, detections: str | None = None):
         check_options(index_base, label_format)
         if shards < 1:
             raise OcrvlError(f"shards={shards}: need at least 1")
@@ -58,7 +58,7 @@ class ShardedLmdbSink(Datasink):
         self._opts = dict(index_base=index_base, label_format=label_format, map_size=map_size,
                           max_txn_bytes=max_txn_bytes, identity=identity)
         self.detections = detections   # one detections folder for all shards (parts have unique names)
-        self._min_rows = min_pages_per_write
+        self._min_rows, self._min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
         self.summary: dict = {}
 
     @property
@@ -107,6 +107,11 @@ class ShardedLmdbSink(Datasink):
         """``min_pages_per_write`` per shard: a task's pages split N ways, and each shard's txn commits
         (and syncs) about as many pages as one unsharded write."""
         return None if self._min_rows is None else self._min_rows * self.shards
+
+    @property
+    def min_bytes_per_write(self) -> int | None:
+        """As one writer's: N tasks run at once, so Ray's gap between two tasks overlaps the others' writes."""
+        return self._min_bytes
 
     def on_write_start(self, schema=None) -> None:
         self.prepare()

@@ -24,6 +24,9 @@ from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
 
 DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling ahead of each txn (and on MapFullError)
 DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
+#: Ray Data bundles blocks into write tasks of at least this many bytes: Ray's ~25-30 ms between two tasks and
+#: each task's env open are paid per task, so tasks are sized by what they write (docs/performance.md, "Sink").
+DEFAULT_WRITE_BYTES = 512 << 20
 #: One write task at a time on the driver's node; no CPU, so it also runs on a head that advertises none.
 RESOURCES = StageResources("LMDB writer task", num_cpus=0.0)
 
