@@ -89,7 +89,8 @@ class LayoutConfig(JobConfig):
                              "store; the faster stream with GPU-like detectors, docs/performance.md), array = the "
                              "decoded page (one decode less, ~28 MB per page per stage at 2480x3508)")
     write_batch_mb: int = Field(512, ge=1, description="MB of samples per LMDB write task (Ray's ~25 ms between two "
-                                                       "tasks is paid per task; each task commits every 64 MiB)")
+                                                       "tasks is paid per task; a crash redoes up to one task's "
+                                                       "pages not yet committed)")
     write_batch_pages: Optional[int] = Field(None, ge=1, description="pages per LMDB write task instead of "
                                                                      "write_batch_mb (e.g. 1 in tests)")
     shards: int = Field(1, ge=1, description="1: one LMDB per output; N > 1: the output is a folder of N LMDB "
