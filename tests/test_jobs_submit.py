@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,10 +41,13 @@ def head(tmp_path):
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     env.pop("RAY_ADDRESS", None)
     gcs, dash, agent = _free_port(), _free_port(), _free_port()
+    # its own temp dir: a killed head would leave /tmp/ray/ray_current_cluster naming a dead cluster, where Ray's
+    # state API (used inside Ray Train) then looks first; short, for Ray's socket paths
+    temp = tempfile.mkdtemp(prefix="ocrvl-head-")
     # every Ray on a machine defaults its job agent to port 52365: pick a free one so jobs can start
     proc = subprocess.Popen([RAY, "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
                              f"--dashboard-agent-listen-port={agent}",
-                             "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats"],
+                             "--dashboard-host=127.0.0.1", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     url = f"http://127.0.0.1:{dash}"
@@ -65,6 +70,7 @@ def head(tmp_path):
         except subprocess.TimeoutExpired:     # a graceful head stop takes ~30 s; the test's head holds nothing
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_submit_layout_job_with_demo_models(head, tmp_path):

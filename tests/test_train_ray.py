@@ -151,3 +151,21 @@ def test_launcher_mode_one_worker_per_node(ray_local, tmp_path):
     assert got[0]["env"]["PADDLE_NNODES"] == "2"
     assert (tmp_path / "out.launch" / "train_config.node1.yaml").is_file()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["allreduce-rank0.json", "allreduce-rank1.json"]
+
+
+def test_no_placement_group_cleaner_on_a_ray_this_process_started(ray_local):
+    """Ray Train's cleaner polls a state API a local Ray does not serve (a warning a second, 12 s at the end of
+    every fit): our trainer leaves it out there, and only there."""
+    from ray.train import ScalingConfig
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    from ocrvl_ray.train.backend import Trainer, started_here
+
+    def kinds(cls):
+        trainer = cls(lambda: None, scaling_config=ScalingConfig(num_workers=1))
+        return {type(c) for c in trainer._create_default_callbacks()}
+
+    assert started_here()                     # the session's ray.init(address="local")
+    assert PlacementGroupCleanerCallback in kinds(DataParallelTrainer)
+    assert kinds(Trainer) == kinds(DataParallelTrainer) - {PlacementGroupCleanerCallback}

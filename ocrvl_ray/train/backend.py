@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ray.train.backend import Backend, BackendConfig
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 IN_PROCESS, LAUNCHER = "in-process", "launcher"
 
@@ -117,3 +118,28 @@ class PaddleBackend(Backend):
             master = f"{infos[0]['ip']}:{port}"
             envs = [collective_env(r, infos, master, backend_config.backend) for r in range(len(infos))]
         ray.get([worker_group.execute_single_async(r, _set_env, env) for r, env in enumerate(envs)])
+
+
+class Trainer(DataParallelTrainer):
+    """Ray Train's ``DataParallelTrainer``; on a Ray this process started, without the placement-group cleaner.
+
+    The cleaner (a detached actor, Ray 2.60) asks Ray's state API every second whether the controller lives. A
+    local Ray does not serve that API: the cleaner logged "Failed to query Ray Train Controller actor state"
+    every second of training and each fit ended with a 12 s wait for it (each ask hangs 40 s when
+    ``/tmp/ray/ray_current_cluster`` names a dead cluster). A local Ray and its placement groups end with this
+    process anyway; on a cluster (``ray job submit``, ``RAY_ADDRESS``) the cleaner stays."""
+
+    def _create_default_callbacks(self):
+        from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+        callbacks = super()._create_default_callbacks()
+        if not started_here():
+            return callbacks
+        return [c for c in callbacks if not isinstance(c, PlacementGroupCleanerCallback)]
+
+
+def started_here() -> bool:
+    """Whether this process started the Ray it is connected to (``ray.init(address="local")``)."""
+    from ray._private import worker
+
+    return bool(worker._global_node is not None and worker._global_node.head)

@@ -53,12 +53,10 @@ def world_size(ours: TrainConfig) -> int:
 
 
 def build_trainer(ours: TrainConfig, args: dict[str, Any]):
-    """The DataParallelTrainer (Paddle backend) for our keys + the entry's config dict."""
+    """The Ray Train trainer (``backend.Trainer``, Paddle backend) for our keys + the entry's config dict."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
-
-    from ocrvl_ray.train.backend import PaddleConfig
+    from ocrvl_ray.train.backend import PaddleConfig, Trainer
     from ocrvl_ray.train.callbacks import MetricsLog
     from ocrvl_ray.train.worker import train_loop_per_worker
 
@@ -68,7 +66,7 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
         resources["GPU"] = ours.gpus_per_worker if ours.mode == "launcher" else 1
     payload = {"entry": ours.entry, "args": args, "mode": ours.mode,
                "watch_interval_s": ours.watch_interval_s, "ernie_root": ours.ernie_root}
-    return DataParallelTrainer(
+    return Trainer(
         train_loop_per_worker, train_loop_config=payload,
         backend_config=PaddleConfig(mode=ours.mode),
         scaling_config=ScalingConfig(num_workers=ours.num_workers, use_gpu=use_gpu,
