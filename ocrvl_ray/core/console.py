@@ -83,3 +83,22 @@ class Ticker:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
+
+
+def page_counter():
+    """A Ray actor (no CPU) that stages tell how many pages they finished: ``counter.add.remote(n)``, fire and
+    forget; the driver reads ``ray.get(counter.total.remote())``. Retried tasks count again (progress only)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class PageCounter:
+        def __init__(self):
+            self.n = 0
+
+        def add(self, n: int) -> None:
+            self.n += n
+
+        def total(self) -> int:
+            return self.n
+
+    return PageCounter.remote()

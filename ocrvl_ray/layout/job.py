@@ -62,10 +62,11 @@ def reservation_starves(cfg: LayoutConfig, cluster_cpus: float) -> bool:
 
 
 def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str | None = None,
-                  detections: str | None = None):
+                  detections: str | None = None, progress=None):
     """The Ray Data graph from manifest (one split of it) to sink rows (not executed until written).
 
-    With ``detections`` (a detections file) both detector pools are replaced by a lookup in that file.
+    With ``detections`` (a detections file) both detector pools are replaced by a lookup in that file;
+    ``progress`` (a ``console.page_counter``) counts the pages composed.
     """
     import ray.data
 
@@ -113,7 +114,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str 
                              if cfg.cells.enabled else None})
     return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
                           fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality, "mask": cfg.mask,
-                                     "models": models},
+                                     "models": models, "progress": progress},
                           **compose.resources(cfg).map_batches_args())
 
 
@@ -227,7 +228,7 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     import ray.data
 
     from ocrvl_ray.core.config import config_hash
-    from ocrvl_ray.core.console import RayLog, Ticker
+    from ocrvl_ray.core.console import RayLog, Ticker, page_counter
     from ocrvl_ray.layout.detections import detections_path
     from ocrvl_ray.layout.outputs import identity_record
     from ocrvl_ray.layout.sink import completed_pages, make_sink, write_lmdb
@@ -243,17 +244,20 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     done = frozenset(completed_pages(plan.work))
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file
     log_path = plan.output.rstrip("/") + ".log"
+    # Pages commit a write task (up to write_batch_mb) at a time, so progress counts composed pages too.
+    counter = page_counter() if cfg.progress else None
     with RayLog(log_path, enabled=cfg.quiet) as log:
         def progress() -> None:
-            n = len(completed_pages(plan.work))
-            rate = (n - len(done)) / max(1e-9, time.time() - t0)
-            log.say(f"layout [{plan.split}]: {n}/{pages_in} pages done ({rate:.1f} pages/s)")
+            composed = min(pages_in - len(done), ray.get(counter.total.remote(), timeout=10))
+            rate = composed / max(1e-9, time.time() - t0)
+            log.say(f"layout [{plan.split}]: {len(done) + composed}/{pages_in} pages composed, "
+                    f"{len(completed_pages(plan.work))} written ({rate:.1f} pages/s)")
 
         log.say(f"layout [{plan.split}]: {pages_in} pages -> {plan.output} "
                 f"({len(done)} already done; Ray's output: {log_path})")
         try:
             with Ticker(progress, cfg.progress_every_s if cfg.progress else 0):
-                summary = write_lmdb(build_dataset(cfg, manifest, done, plan.split, plan.detections_in), sink)
+                summary = write_lmdb(build_dataset(cfg, manifest, done, plan.split, plan.detections_in, counter), sink)
         except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
             import traceback
 
@@ -263,6 +267,9 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
             msg = str(err).splitlines()[0] if err is not None else \
                 f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
             raise OcrvlError(f"{msg} (full log: {log_path})") from None
+        finally:
+            if counter is not None:
+                ray.kill(counter)
     if plan.work != plan.output:
         _swap_in(plan.work, plan.output)
     report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,

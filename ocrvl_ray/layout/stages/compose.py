@@ -17,10 +17,12 @@ def resources(cfg) -> StageResources:
     return StageResources("compose task", num_cpus=1.0)
 
 
-def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str, models: str = ""):
+def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int, mask: str, models: str = "",
+                  progress=None):
     """Pages with regions and cells -> one sink row per page (samples + status), never an exception.
 
-    ``models`` (JSON of the detector identities) goes with each page's detections record."""
+    ``models`` (JSON of the detector identities) goes with each page's detections record; ``progress`` (a
+    ``console.page_counter``) is told how many pages the batch composed."""
     import cv2
     import pyarrow as pa
 
@@ -55,6 +57,8 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
                 row.status, row.detail = Skip.ERROR.value, f"{page_label(batch, i)}: {type(e).__name__}: {e}"
                 row.samples = []
         rows.append(row.to_row())
+    if progress is not None:
+        progress.add.remote(len(rows))
     return pa.Table.from_pylist(rows, schema=SINK_ROW_SCHEMA)
 
 
