@@ -243,3 +243,20 @@ def test_run_report_counts_guards_apart_from_skips():
     rep = build_report(cfg, "m.parquet", pages_in=2, already_done=0, summary=summary, elapsed_s=1.0)
     assert rep["item_skips"]["counts"] == {"empty_text": 1}
     assert rep["guards"]["counts"] == {Guard.TALL_REGION_ROWS.value: 3}
+
+
+def test_run_report_says_when_the_writer_bounds_the_run(capsys):
+    """Busy share = seconds in write tasks / (writers x run seconds); a long run with a busy writer gets the hint."""
+    from ocrvl_ray.report.run import print_report
+
+    cfg = LayoutConfig(output="/x/o.lmdb")
+    for summary, elapsed, share, hint in [({"pages": {"ok": 2}, "write_s": 90.0}, 100.0, 0.9, True),
+                                          ({"pages": {"ok": 2}, "write_s": 90.0, "shards": 2}, 100.0, 0.45, False),
+                                          ({"pages": {"ok": 2}, "write_s": 9.0}, 10.0, 0.9, False),   # short run
+                                          ({"pages": {"ok": 2}}, 10.0, 0.0, False)]:
+        rep = build_report(cfg, "m.parquet", pages_in=2, already_done=0, summary=summary, elapsed_s=elapsed)
+        assert rep["writer_busy_share"] == share
+        print_report(rep)
+        out = capsys.readouterr().out
+        assert f"writer busy {rep['writer_busy_s']} s ({share:.0%} of the run)" in out
+        assert ("shards=N writes N LMDB shards in parallel" in out) == hint

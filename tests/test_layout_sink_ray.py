@@ -48,8 +48,12 @@ def test_round_trip(ray_local, tmp_path, label_format, index_base, bundle, tasks
     pages = synthetic_pages(30, seed=11, skip_every=6)
     sink = LmdbSink(str(tmp_path / "out.lmdb"), index_base=index_base, label_format=label_format,
                     min_pages_per_write=bundle, min_bytes_per_write=None, map_size=32 << 10)
+    t0 = time.time()
     summary = write_lmdb(dataset(ray_local, pages), sink)   # 8 blocks
+    t1 = time.time()
     assert_exact(sink.path, pages)
+    first, last = summary["write_span"]      # the write tasks' time: inside the call, summed over the tasks
+    assert t0 < first < last < t1 and 0 < summary["write_s"] <= last - first + 1e-6
     n = sum(expected(pages).values())
     assert summary["num_samples"] == summary["samples"] == n
     assert summary["pages"] == {"ok": 25, "no_regions": 5} and summary["write_tasks"] == tasks

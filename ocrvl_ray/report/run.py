@@ -24,6 +24,7 @@ def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summar
     skips = {k: {key: v for key, v in items.get(k, {}).items() if not key.startswith(GUARD_PREFIX)}
              for k in ("counts", "examples")}
     ok = pages.get("ok", 0)
+    busy, writers = summary.get("write_s", 0.0), summary.get("shards", 1)
     return {
         "output": cfg.output, "manifest": manifest, "config_hash": config_hash(cfg),
         "pages_in": pages_in, "pages_already_done": already_done, "pages_processed": processed,
@@ -34,6 +35,9 @@ def build_report(cfg, manifest: str, *, pages_in: int, already_done: int, summar
         "samples_written": summary.get("samples", 0), "samples_by_kind": summary.get("samples_by_kind", {}),
         "samples_by_label": summary.get("samples_by_label", {}), "num_samples": summary.get("num_samples", 0),
         "elapsed_s": round(elapsed_s, 2), "pages_per_s": round(processed / elapsed_s, 3) if elapsed_s > 0 else 0.0,
+        # time inside the LMDB write tasks over what the writers had: near 1, the sink is the bottleneck
+        "writer_busy_s": round(busy, 2),
+        "writer_busy_share": round(busy / (writers * elapsed_s), 3) if elapsed_s > 0 else 0.0,
         "inspect": f"ocrvl inspect {cfg.output} --html {str(Path(cfg.output.rstrip('/'))) + '.report.html'}",
     }
 
@@ -49,6 +53,9 @@ HINTS = {
     "no_detections": "pages missing from the detections file: it was made from another manifest or split",
     "image_missing": "image files named in the manifest are gone: rerun `ocrvl prepare` or mount the images",
 }
+
+#: A writer busy for this share of the run is the pipeline's bottleneck (the report suggests shards).
+WRITER_BOUND = 0.7
 
 _SUMMED = ("pages_in", "pages_already_done", "pages_processed", "pages_ok", "samples_written", "num_samples")
 
@@ -90,8 +97,12 @@ def print_report(report: dict) -> None:
         f"  pages in {report['pages_in']}  already done {report['pages_already_done']}  "
         f"processed {processed}  ok {report['pages_ok']} ({_pct(report['pages_ok'], processed)})  "
         f"({report['pages_per_s']} pages/s, {report['elapsed_s']} s)",
-        f"  samples written {report['samples_written']}  (LMDB now holds {report['num_samples']})",
+        f"  samples written {report['samples_written']}  (LMDB now holds {report['num_samples']})  "
+        f"writer busy {report.get('writer_busy_s', 0)} s ({report.get('writer_busy_share', 0):.0%} of the run)",
     ]
+    if report.get("writer_busy_share", 0) >= WRITER_BOUND and report["elapsed_s"] >= 60:
+        lines.append("  note: the LMDB writer was busy most of the run, so it bounds the throughput: shards=N writes "
+                     "N LMDB shards in parallel (docs/lmdb.md)")
     if report["samples_by_kind"]:
         lines.append("  by kind:  " + ", ".join(f"{k} {v}" for k, v in report["samples_by_kind"].items()))
     if report["samples_by_label"]:

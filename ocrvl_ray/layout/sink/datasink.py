@@ -8,6 +8,7 @@ driver merges the tasks' ``WriteStats`` into ``sink.summary``.
 """
 from __future__ import annotations
 
+import time
 from typing import Iterable, Iterator
 
 from ray.data import Datasink
@@ -68,9 +69,11 @@ class LmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
+        start = time.time()
         keep_freed_heap()
         with self._writer() as w:
-            return w.write_pages(iter_pages(blocks), before_commit=detections_writer(self.detections)).to_dict()
+            stats = w.write_pages(iter_pages(blocks), before_commit=detections_writer(self.detections))
+        return stats.timed(start).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import pickle
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -43,6 +44,15 @@ class WriteStats:
     item_skips: SkipCounter = field(default_factory=SkipCounter)   # word/region/sample skips inside pages
     txns: int = 0
     map_growths: int = 0
+    write_s: float = 0.0                                     # seconds inside write tasks, summed over tasks
+    write_span: tuple[float, float] | None = None            # first task's start, last task's end (epoch s)
+
+    def timed(self, start: float) -> "WriteStats":
+        """Records one write task that began at ``start`` (``time.time()``) and ends now."""
+        end = time.time()
+        self.write_s += end - start
+        self.write_span = (start, end)
+        return self
 
     def merge(self, other: "WriteStats | dict") -> "WriteStats":
         o = other if isinstance(other, WriteStats) else WriteStats.from_dict(other)
@@ -55,6 +65,10 @@ class WriteStats:
         self.item_skips.merge(o.item_skips)
         self.txns += o.txns
         self.map_growths += o.map_growths
+        self.write_s += o.write_s
+        if o.write_span:
+            spans = [sp for sp in (self.write_span, o.write_span) if sp]
+            self.write_span = (min(sp[0] for sp in spans), max(sp[1] for sp in spans))
         return self
 
     def to_dict(self) -> dict:
@@ -62,7 +76,8 @@ class WriteStats:
                 "samples": self.samples, "samples_by_kind": dict(sorted(self.samples_by_kind.items())),
                 "samples_by_label": dict(sorted(self.samples_by_label.items())),
                 "page_skips": self.page_skips.to_dict(), "item_skips": self.item_skips.to_dict(),
-                "txns": self.txns, "map_growths": self.map_growths}
+                "txns": self.txns, "map_growths": self.map_growths, "write_s": self.write_s,
+                "write_span": list(self.write_span) if self.write_span else None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "WriteStats":
@@ -71,7 +86,9 @@ class WriteStats:
                    samples_by_label=Counter(d.get("samples_by_label", {})),
                    page_skips=SkipCounter.from_dict(d.get("page_skips", {})),
                    item_skips=SkipCounter.from_dict(d.get("item_skips", {})),
-                   txns=int(d.get("txns", 0)), map_growths=int(d.get("map_growths", 0)))
+                   txns=int(d.get("txns", 0)), map_growths=int(d.get("map_growths", 0)),
+                   write_s=float(d.get("write_s", 0.0)),
+                   write_span=tuple(d["write_span"]) if d.get("write_span") else None)
 
 
 def check_options(index_base: int, label_format: str) -> None:
