@@ -6,6 +6,8 @@ import tempfile
 
 import pytest
 
+from tests.venv_suites import SUITES
+
 # Keep paddlex's caches out of $HOME and never contact model hosters in tests.
 os.environ.setdefault("PADDLE_PDX_CACHE_HOME", os.path.join(tempfile.gettempdir(), "ocrvl-test-paddlex"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -42,3 +44,15 @@ def demo_model_dirs(tmp_path_factory):
     from ocrvl_ray.demo.models import demo_models
 
     return demo_models(tmp_path_factory.mktemp("demo-models"))
+
+
+def pytest_collection_finish(session):
+    """Start the other environments' suites now when a selected test reads one (they run alongside)."""
+    for suite in SUITES.values():
+        if any(item.nodeid.startswith(suite.reader) for item in session.items):
+            suite.start()
+
+
+def pytest_sessionfinish(session):
+    for suite in SUITES.values():
+        suite.stop()

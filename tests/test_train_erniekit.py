@@ -3,14 +3,14 @@ own argument classes here, and its real training in its own environment ``.venv-
 (tests/erniekit_env/fork_checks.py, run in a subprocess; each of its tests is reported here)."""
 from __future__ import annotations
 
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from ocrvl_ray import cli
-from tests.erniekit_env.fork import BUILD_VENV, FORK_TARBALL, FORK_VENV_PYTHON, REPO, unpack
+from tests.erniekit_env.fork import BUILD_VENV, FORK_TARBALL, FORK_VENV_PYTHON, unpack
+from tests.venv_suites import SUITES
 
 pytestmark = pytest.mark.skipif(not FORK_TARBALL.is_file(), reason=f"the erniekit fork tarball is absent ({FORK_TARBALL})")
 USER_YAML = Path(__file__).parent / "data" / "run_ocr_vl_sft_16k.yaml"
@@ -43,19 +43,17 @@ def test_trap6_silent_config_traps_are_refused(ernie_root, tmp_path, capsys, mon
 
 
 @pytest.fixture(scope="module")
-def fork_suite(tmp_path_factory):
-    """tests/erniekit_env/fork_checks.py in .venv-erniekit; {test name: (outcome, message)}."""
+def fork_suite():
+    """tests/erniekit_env/fork_checks.py in .venv-erniekit (started at collection, tests/venv_suites.py);
+    {test name: (outcome, message)}."""
     if not FORK_VENV_PYTHON.is_file():
         pytest.skip(f"the fork's environment {FORK_VENV_PYTHON.parent.parent} is absent; build it: {BUILD_VENV}")
-    report = tmp_path_factory.mktemp("fork-suite") / "junit.xml"
-    res = subprocess.run([str(FORK_VENV_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/erniekit_env/fork_checks.py", f"--junitxml={report}",
-                          f"--basetemp={report.parent / 'tmp'}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=3000)
-    if not report.is_file():
-        pytest.fail(f"the fork suite did not run (exit {res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}")
+    suite = SUITES["erniekit"]
+    rc, output = suite.result()
+    if not suite.junit.is_file():
+        pytest.fail(f"the fork suite did not run (exit {rc}): {output}")
     out = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
+    for case in ET.parse(suite.junit).getroot().iter("testcase"):
         bad = [c for c in case if c.tag in ("failure", "error", "skipped")]
         out[case.get("name")] = (bad[0].tag if bad else "passed",
                                  (bad[0].get("message") or "") + (bad[0].text or "")[-3000:] if bad else "")

@@ -4,9 +4,7 @@ which runs in its own venv ``.venv-paddleformers`` (PaddleFormers 1.x cannot sha
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -19,6 +17,7 @@ from ocrvl_ray.core import generations as g
 from ocrvl_ray.train.config import PADDLEFORMERS_ENTRY, load_train_config
 from ocrvl_ray.train.engines.lmdb_plugin import augment_params, image_ref, parse_ref
 from ocrvl_ray.train.engines.paddleformers import check_config
+from tests.venv_suites import SUITES
 
 ROOT = Path(__file__).resolve().parents[1]
 PF_PYTHON = ROOT / ".venv-paddleformers" / "bin" / "python"
@@ -131,9 +130,7 @@ def test_lmdb_image_refs(tmp_path):
 @pytest.mark.skipif(Path(sys.executable).absolute() == PF_PYTHON, reason="already in .venv-paddleformers")
 def test_paddleformers_suite_in_its_venv():
     """tests/pf in .venv-paddleformers: real trainer under Ray Train, storage, merge, logits, templates."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([str(PF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/pf"], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=1500)
-    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    rc, output = SUITES["paddleformers"].result()   # started at collection (tests/venv_suites.py)
+    last = output.strip().splitlines()[-1] if output.strip() else ""
+    assert rc == 0, output
     assert re.search(r"\b\d+ passed", last) and not re.search(r"failed|skipped|error", last), last

@@ -1,0 +1,69 @@
+"""The suites that run in the other environments (``.venv-erniekit``, ``.venv-paddleformers``) as subprocesses.
+
+``conftest.py`` starts each one when collection has selected a test that reads it, so the subprocess runs
+alongside the rest of this suite instead of after it (~2 minutes of the default suite's wall); the tests wait
+for its result. Output goes to a file, not a pipe, so a chatty suite never blocks on a full pipe."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.erniekit_env.fork import FORK_TARBALL, FORK_VENV_PYTHON
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 3000
+
+
+@dataclass
+class Suite:
+    python: Path
+    args: list[str]                       # after ``python -m pytest -q -p no:cacheprovider``
+    reader: str                           # node-id prefix of the test(s) that read the result
+    needs: Path | None = None             # a file the suite cannot run without (its tests skip when absent)
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    tmp: Path | None = None
+
+    @property
+    def junit(self) -> Path:
+        return self.tmp / "junit.xml"
+
+    def start(self) -> None:
+        if (self.proc is not None or not self.python.is_file() or (self.needs and not self.needs.is_file())
+                or Path(sys.executable).absolute() == self.python):
+            return
+        self.tmp = Path(tempfile.mkdtemp(prefix="ocrvl-venv-suite-"))
+        with open(self.tmp / "output.txt", "w") as out:
+            self.proc = subprocess.Popen(
+                [str(self.python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *self.args,
+                 f"--junitxml={self.junit}", f"--basetemp={self.tmp / 'tmp'}"],
+                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT)
+
+    def result(self) -> tuple[int, str]:
+        """(exit code, the output's last 6,000 characters); starts the suite if collection did not."""
+        self.start()
+        try:
+            rc = self.proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        return rc, (self.tmp / "output.txt").read_text(errors="replace")[-6000:]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+SUITES = {
+    "erniekit": Suite(FORK_VENV_PYTHON, ["tests/erniekit_env/fork_checks.py"],
+                      "tests/test_train_erniekit.py::test_fork_in_its_environment", FORK_TARBALL),
+    "paddleformers": Suite(ROOT / ".venv-paddleformers" / "bin" / "python", ["tests/pf"],
+                           "tests/test_train_paddleformers.py::test_paddleformers_suite_in_its_venv"),
+}
