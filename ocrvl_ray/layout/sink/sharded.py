@@ -118,7 +118,7 @@ class ShardedLmdbSink(Datasink):
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
-        t0 = time.time()
+        start = time.time()
         keep_freed_heap()
         groups: list[list] = [[] for _ in range(self.shards)]
         for page in iter_pages(blocks):
@@ -131,7 +131,7 @@ class ShardedLmdbSink(Datasink):
             if groups[i]:
                 with self._writer(i) as w:
                     stats.merge(w.write_pages(groups[i], before_commit=before))
-        return stats.timed(t0).to_dict()
+        return stats.timed(start).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()
