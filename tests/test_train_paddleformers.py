@@ -17,10 +17,8 @@ from ocrvl_ray.core import generations as g
 from ocrvl_ray.train.config import PADDLEFORMERS_ENTRY, load_train_config
 from ocrvl_ray.train.engines.lmdb_plugin import augment_params, image_ref, parse_ref
 from ocrvl_ray.train.engines.paddleformers import check_config
-from tests.venv_suites import SUITES
+from tests.venv_suites import PF_PYTHON, SUITES
 
-ROOT = Path(__file__).resolve().parents[1]
-PF_PYTHON = ROOT / ".venv-paddleformers" / "bin" / "python"
 # Chat template sources as they appear in tokenizer_config.json (JSON-escaped newlines).
 V1_TEMPLATE = json.dumps({"chat_template": "{{- 'User: ' + c + '\\n' -}}{%- if add_generation_prompt -%}"
                                            "{{- 'Assistant: ' -}}{%- endif -%}"})
