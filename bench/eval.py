@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _lmdb(path: Path, samples: int) -> None:
     from ocrvl_ray.testing.sink import synthetic_pages
-    from ocrvl_ray.layout.sink.writer import LmdbWriter
+    from ocrvl_ray.lmdb.writer import LmdbWriter
 
     with LmdbWriter(str(path)) as w:
         w.write_pages(synthetic_pages(samples, samples_per_page=1))

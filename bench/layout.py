@@ -177,7 +177,7 @@ def _detector_objects(cfg):
 
 def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
     """All steps in one process (the original's design); wall s and process CPU ms per page."""
-    from ocrvl_ray.layout.sink import LmdbWriter, SinkPage
+    from ocrvl_ray.lmdb import LmdbWriter, SinkPage
     from ocrvl_ray.layout.stages.compose import compose_stage
     from ocrvl_ray.layout.stages.decode import decode_stage
 
@@ -198,8 +198,8 @@ def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
 def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
     """One complete run of the job's graph, consumed by the driver into an LMDB: wall s and pages."""
     from ocrvl_ray.layout.job import build_dataset
-    from ocrvl_ray.layout.sink import LmdbWriter
-    from ocrvl_ray.layout.sink.datasink import iter_pages
+    from ocrvl_ray.lmdb import LmdbWriter
+    from ocrvl_ray.lmdb.sink import iter_pages
 
     t0 = time.perf_counter()
     ds = build_dataset(cfg, str(manifest), frozenset())
@@ -225,7 +225,7 @@ def steady(half: dict, full: dict) -> dict:
 
 def check_all_ok(output: str, pages: int) -> None:
     """A figure is only honest if every page went all the way through (no detector or compose errors)."""
-    from ocrvl_ray.layout.sink import LmdbReader
+    from ocrvl_ray.lmdb import LmdbReader
 
     with LmdbReader(output) as r:
         markers = dict(r.markers())

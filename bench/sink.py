@@ -43,9 +43,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ocrvl_ray.layout.sink import make_sink, verify_lmdb, write_lmdb  # noqa: E402
-from ocrvl_ray.core import lmdb_schema as S  # noqa: E402
-from ocrvl_ray.layout.sink.writer import encode_gt, keep_freed_heap  # noqa: E402
+from ocrvl_ray.lmdb import LmdbSink, verify_lmdb, write_lmdb  # noqa: E402
+from ocrvl_ray.lmdb import schema as S  # noqa: E402
+from ocrvl_ray.lmdb.writer import encode_gt, keep_freed_heap  # noqa: E402
 from ocrvl_ray.testing.sink import synthetic_pages  # noqa: E402
 
 
@@ -126,7 +126,7 @@ def main() -> None:
         raw_lmdb(os.path.join(tmp, "warm-raw.lmdb"), warm)
         for n in counts:   # and the worker processes for every concurrency
             write_lmdb(ray.data.from_items([p.to_row() for p in warm], override_num_blocks=len(warm) // 16),
-                       make_sink(os.path.join(tmp, f"warm{n}.lmdb"), n, **opts))
+                       LmdbSink(os.path.join(tmp, f"warm{n}.lmdb"), n, **opts))
         ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=-(-len(pages) // args.pages_per_block))
         ds = ds.materialize()
         runs = ["raw", *counts]
@@ -142,7 +142,7 @@ def main() -> None:
                     wall[what].append(raw_lmdb(path, pages))
                 else:
                     t = time.perf_counter()
-                    summary = write_lmdb(ds, make_sink(path, what, **opts))
+                    summary = write_lmdb(ds, LmdbSink(path, what, **opts))
                     wall[what].append(time.perf_counter() - t)
                     first, last = summary["write_span"]
                     span[what].append(last - first)
@@ -167,7 +167,7 @@ def main() -> None:
           f"kernel s, whole machine: {runs_s(kernel['raw'])})")
     for n in counts:
         outside = statistics.median(w - s for w, s in zip(wall[n], span[n]))
-        print(f"{'LmdbSink' if n == 1 else f'ShardedLmdbSink, {n} shards'} via Ray Data: {med[n]:.2f} s wall, "
+        print(f"{'LmdbSink' if n == 1 else f'LmdbSink, {n} shards'} via Ray Data: {med[n]:.2f} s wall, "
               f"{steady[n]:.2f} s from the first write task's start to the last one's end "
               f"(runs: {runs_s(span[n])}; kernel s: {runs_s(kernel[n])}); steady state {n_rows / steady[n]:,.0f} rows/s "
               f"({mb / steady[n]:.0f} MB/s)")

@@ -183,7 +183,7 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
 
 def _run_layout(lcfg, key: str) -> dict:
     from ocrvl_ray.layout.job import layout_identities, run_layout
-    from ocrvl_ray.layout.outputs import stored_identity
+    from ocrvl_ray.lmdb.identity import stored_identity
 
     report = run_layout(lcfg)
     if report["num_samples"] == 0:

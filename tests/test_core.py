@@ -6,9 +6,9 @@ import pickle
 import lmdb
 import pytest
 
-from ocrvl_ray.core import lmdb_schema as S
+from ocrvl_ray.lmdb import schema as S
 from ocrvl_ray.core.errors import OcrvlError, unwrap_ray, user_error
-from ocrvl_ray.layout.sink import LmdbReader
+from ocrvl_ray.lmdb import LmdbReader
 from ocrvl_ray.report.inspect import inspect_lmdb
 
 

@@ -15,7 +15,7 @@ from ocrvl_ray.core.config import load_config
 from ocrvl_ray.demo.sample import sample_dataset_dir
 from ocrvl_ray.demo.scenes import FOLDERS, SCENES
 from ocrvl_ray.layout.config import LayoutConfig
-from ocrvl_ray.layout.sink.reader import LmdbReader
+from ocrvl_ray.lmdb.reader import LmdbReader
 
 
 @pytest.fixture(scope="module")

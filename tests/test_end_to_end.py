@@ -9,7 +9,7 @@ import pytest
 from ocrvl_ray.core.config import load_config
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.end_to_end import PipelineConfig, run_pipeline
-from ocrvl_ray.layout.sink import verify_lmdb
+from ocrvl_ray.lmdb import verify_lmdb
 
 
 @pytest.fixture(scope="module")

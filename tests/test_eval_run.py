@@ -45,7 +45,7 @@ def valid_lmdb(tmp_path_factory, ray_local):
 
 
 def test_eval_base_lora_and_export(models, valid_lmdb, tmp_path, capsys):
-    from ocrvl_ray.layout.sink.reader import LmdbReader
+    from ocrvl_ray.lmdb.reader import LmdbReader
 
     base, lora, export = models
     out = tmp_path / "eval"

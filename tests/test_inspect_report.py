@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from ocrvl_ray.cli import main
-from ocrvl_ray.core import lmdb_schema as schema
+from ocrvl_ray.lmdb import schema as schema
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.report.inspect import Histogram, char_class, contact_indices, inspect_lmdb, unusual_chars
 
@@ -173,8 +173,8 @@ def test_broken_lmdb_health_and_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("base, fmt", [(1, "pickle"), (0, "text")])
 def test_agrees_with_the_sink_writer_and_verifier(tmp_path, base, fmt):
-    from ocrvl_ray.layout.sink.reader import verify_lmdb
-    from ocrvl_ray.layout.sink.writer import LmdbWriter
+    from ocrvl_ray.lmdb.reader import verify_lmdb
+    from ocrvl_ray.lmdb.writer import LmdbWriter
     from ocrvl_ray.testing.sink import synthetic_pages
 
     path = str(tmp_path / f"syn_{base}_{fmt}.lmdb")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.layout.sink import LmdbReader, verify_lmdb
+from ocrvl_ray.lmdb import LmdbReader, verify_lmdb
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -20,7 +20,7 @@ from ocrvl_ray.core.config import load_config
 from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.testing.sink import lmdb_contents
-from ocrvl_ray.layout.sink import LmdbReader, completed_pages, verify_lmdb
+from ocrvl_ray.lmdb import LmdbReader, completed_pages, verify_lmdb
 from ocrvl_ray.testing.images import write_image
 
 REPO = Path(__file__).resolve().parents[1]

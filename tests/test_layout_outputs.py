@@ -20,9 +20,10 @@ from ocrvl_ray.core.config import load_config
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.demo.sample import make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
-from ocrvl_ray.layout.outputs import differing_keys, resolve_path, split_outputs
+from ocrvl_ray.layout.outputs import resolve_path, split_outputs
+from ocrvl_ray.lmdb.identity import differing_keys
 from ocrvl_ray.testing.sink import lmdb_contents
-from ocrvl_ray.layout.sink import LmdbReader
+from ocrvl_ray.lmdb import LmdbReader
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = (620, 877)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.sink import LmdbReader, LmdbSink, ShardedLmdbSink, completed_pages, verify_lmdb, write_lmdb
-from ocrvl_ray.core.shards import assign, expand
+from ocrvl_ray.lmdb import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
+from ocrvl_ray.lmdb.shards import assign, expand
 from ocrvl_ray.testing.sink import synthetic_pages
 
 
@@ -44,8 +44,8 @@ def test_two_shards_round_trip_resume_and_readers(ray_local, tmp_path):
         for s in p.samples:
             s.meta = json.dumps({**json.loads(s.meta), "page_id": p.page_id})
     out = tmp_path / "out.lmdb"
-    first = write_lmdb(dataset(ray_local, pages[:25]), ShardedLmdbSink(str(out), 2, min_pages_per_write=4))
-    summary = write_lmdb(dataset(ray_local, pages), ShardedLmdbSink(str(out), 2, min_pages_per_write=4))
+    first = write_lmdb(dataset(ray_local, pages[:25]), LmdbSink(str(out), 2, min_pages_per_write=4))
+    summary = write_lmdb(dataset(ray_local, pages), LmdbSink(str(out), 2, min_pages_per_write=4))
 
     shards = expand(out)
     assert [Path(s).name for s in shards] == ["shard-00000-of-00002", "shard-00001-of-00002"]
@@ -76,15 +76,29 @@ def test_two_shards_round_trip_resume_and_readers(ray_local, tmp_path):
     assert format_summary(ins).count("LMDB ") == 2
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_write_time_and_span_lie_inside_the_call(ray_local, tmp_path, shards):
+    """Bug: the sharded sink reused its start time for the first shard's index (write_s ~3.6e9 s)."""
+    import time
+
+    t0 = time.time()
+    summary = write_lmdb(dataset(ray_local, synthetic_pages(12, seed=3), 4),
+                         LmdbSink(str(tmp_path / "t.lmdb"), shards, min_pages_per_write=2))
+    t1 = time.time()
+    first, last = summary["write_span"]
+    assert t0 < first < last < t1
+    assert 0 < summary["write_s"] <= (t1 - t0) * shards
+
+
 def test_shard_count_and_kind_must_match(ray_local, tmp_path):
     out = tmp_path / "s.lmdb"
-    ShardedLmdbSink(str(out), 2).prepare()
+    LmdbSink(str(out), 2).prepare()
     with pytest.raises(OcrvlError, match="shards=2"):
-        ShardedLmdbSink(str(out), 3).prepare()
+        LmdbSink(str(out), 3).prepare()
     single = tmp_path / "one.lmdb"
     LmdbSink(str(single)).prepare()
     with pytest.raises(OcrvlError, match="single LMDB"):
-        ShardedLmdbSink(str(single), 2).prepare()
+        LmdbSink(str(single), 2).prepare()
 
 
 def test_layout_job_with_shards_matches_one_lmdb(ray_local, demo_model_dirs, tmp_path):

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.sink import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
+from ocrvl_ray.lmdb import LmdbReader, LmdbSink, completed_pages, verify_lmdb, write_lmdb
 from ocrvl_ray.testing.sink import synthetic_pages
 
 
@@ -161,7 +161,7 @@ import ray
 ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)   # a second driver on the session's Ray
 import ray.data
 ray.data.DataContext.get_current().enable_progress_bars = False
-from ocrvl_ray.layout.sink import LmdbSink, write_lmdb
+from ocrvl_ray.lmdb import LmdbSink, write_lmdb
 from ocrvl_ray.testing.sink import synthetic_pages
 
 def slow(row):

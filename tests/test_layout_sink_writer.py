@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.core.lmdb_schema import decode_label
-from ocrvl_ray.layout.sink import LmdbReader, LmdbWriter, SinkPage, SinkSample, completed_pages, verify_lmdb
-from ocrvl_ray.layout.sink.datasink import iter_pages
+from ocrvl_ray.lmdb.schema import decode_label
+from ocrvl_ray.lmdb import LmdbReader, LmdbWriter, SinkPage, SinkSample, completed_pages, verify_lmdb
+from ocrvl_ray.lmdb.sink import iter_pages
 from ocrvl_ray.testing.sink import synthetic_pages, tiny_jpeg
 
 
@@ -165,7 +165,7 @@ def test_bad_samples_and_pages_are_counted_not_written(tmp_path):
 def test_rows_from_arrow_pandas_and_empty_blocks():
     pages = synthetic_pages(3, seed=6, skip_every=3)
     rows = [p.to_row() for p in pages]
-    from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA
+    from ocrvl_ray.lmdb.rows import SINK_ROW_SCHEMA
     table = pa.Table.from_pylist(rows, schema=SINK_ROW_SCHEMA)
     df = table.to_pandas()   # list<struct> -> object arrays of dicts, as Ray's pandas blocks carry them
     assert isinstance(df["samples"][0], np.ndarray)

@@ -210,7 +210,7 @@ def test_region_order_detector_mode():
 # ---------------------------------------------------------------------------------------------
 def _lmdb(path) -> list[tuple]:
     """(label, image sha1, meta) per sample, sorted by page, region and label (pages commit in any order)."""
-    from ocrvl_ray.layout.sink import LmdbReader
+    from ocrvl_ray.lmdb import LmdbReader
 
     with LmdbReader(str(path)) as r:
         rows = [(r.label(i), hashlib.sha1(r.image_bytes(i)).hexdigest(), r.meta(i)) for i in range(len(r))]

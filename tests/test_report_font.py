@@ -17,7 +17,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrvl_ray.cli import main
-from ocrvl_ray.core import lmdb_schema as schema
+from ocrvl_ray.lmdb import schema as schema
 from ocrvl_ray.eval.report import render_report
 from ocrvl_ray.report.font import BUNDLED, font_face_css, missing_glyphs
 from ocrvl_ray.report.inspect import inspect_lmdb
@@ -44,7 +44,7 @@ def test_font_face_holds_only_the_glyphs_used():
 
 
 def _lmdb(path, labels) -> str:
-    """A minimal LMDB per core/lmdb_schema.py: white crops, pickled labels, 1-based keys."""
+    """A minimal LMDB per lmdb/schema.py: white crops, pickled labels, 1-based keys."""
     env = lmdb.open(str(path), map_size=1 << 24)
     with env.begin(write=True) as t:
         for n, label in enumerate(labels, 1):

@@ -9,13 +9,13 @@ import lmdb
 import pytest
 
 from ocrvl_ray import cli
-from ocrvl_ray.layout.sink.reader import LmdbReader
+from ocrvl_ray.lmdb.reader import LmdbReader
 from ocrvl_ray.testing.shards import write_sharded
 from ocrvl_ray.train import checkpoints as ck
 from ocrvl_ray.train import preflight
 from ocrvl_ray.train.engines import erniekit as fork
 from ocrvl_ray.train.rank_data import for_rank
-from ocrvl_ray.core.shards import ShardError, assign, expand
+from ocrvl_ray.lmdb.shards import ShardError, assign, expand
 
 SPY = "tests.train_entries:record_config"
 

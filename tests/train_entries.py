@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from ocrvl_ray.layout.sink.reader import LmdbReader
+from ocrvl_ray.lmdb.reader import LmdbReader
 
 
 def record_config(config: dict) -> None:

@@ -1,11 +1,11 @@
-"""Evaluation samples from our LMDBs (``ocrvl_ray.layout.sink.reader``): image bytes, reference, slice columns."""
+"""Evaluation samples from our LMDBs (``ocrvl_ray.lmdb.reader``): image bytes, reference, slice columns."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.sink.reader import LmdbReader
+from ocrvl_ray.lmdb.reader import LmdbReader
 
 
 def split_paths(data: str | list[str]) -> list[str]:

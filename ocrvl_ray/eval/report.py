@@ -109,7 +109,7 @@ class _Crops:
         if not paths or not idx or not paths[i]:
             return None
         try:
-            from ocrvl_ray.layout.sink.reader import LmdbReader
+            from ocrvl_ray.lmdb.reader import LmdbReader
 
             r = self.readers.get(paths[i]) or self.readers.setdefault(paths[i], LmdbReader(paths[i]))
             return data_uri(thumbnail_jpeg(r.image_bytes(int(idx[i]))))

@@ -64,6 +64,17 @@ def page_record(page_id: str, width: int, height: int, regions, cells, models: s
                       ensure_ascii=False)
 
 
+class PartWriter:
+    """The sink's ``before_commit`` hook: the pages' detections as one Parquet part in ``folder``, written
+    before the pages commit (so a committed page always has its detections on disk)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, pages) -> None:
+        write_part(self.folder, [p.detections for p in pages if p.detections])
+
+
 def write_part(folder: str, records: list[str]) -> str | None:
     """Writes the pages' JSON records as one new Parquet part (atomically); returns its path."""
     if not records:

@@ -27,7 +27,7 @@ from ocrvl_ray.layout.config import LayoutConfig
 # ---------------------------------------------------------------------------------------------
 def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
     """What every stage of this config asks Ray for, in graph order (read by ``ocrvl cluster-check``)."""
-    from ocrvl_ray.layout.sink import writer
+    from ocrvl_ray.lmdb import writer
     from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
 
     stages = [decode, detect_layout] + ([table_crops, detect_cells] if cfg.cells.enabled else []) + [compose]
@@ -160,7 +160,8 @@ def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
     """Pre-flight before Ray starts: manifest, splits, models, outputs, and the identity of each output."""
     from ocrvl_ray.core.config import config_hash
     from ocrvl_ray.layout import preflight
-    from ocrvl_ray.layout.outputs import identity_state, layout_identity, split_outputs
+    from ocrvl_ray.layout.outputs import layout_identity, split_outputs
+    from ocrvl_ray.lmdb.identity import identity_state
 
     splits = preflight.manifest_splits(manifest)
     if not splits:
@@ -229,17 +230,17 @@ def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
 
     from ocrvl_ray.core.config import config_hash
     from ocrvl_ray.core.console import RayLog, Ticker, page_counter
-    from ocrvl_ray.layout.detections import detections_path
-    from ocrvl_ray.layout.outputs import identity_record
-    from ocrvl_ray.layout.sink import completed_pages, make_sink, write_lmdb
+    from ocrvl_ray.layout.detections import PartWriter, detections_path
+    from ocrvl_ray.lmdb import LmdbSink, completed_pages, write_lmdb
+    from ocrvl_ray.lmdb.identity import identity_record
     from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
     total = count_rows(manifest, plan.split)
     pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = make_sink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
+    sink = LmdbSink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
                      min_pages_per_write=cfg.write_batch_pages, min_bytes_per_write=cfg.write_batch_mb << 20,
-                     identity=identity_record(plan.identity), detections=detections_path(plan.work))
+                     identity=identity_record(plan.identity), before_commit=PartWriter(detections_path(plan.work)))
     sink.prepare()
     done = frozenset(completed_pages(plan.work))
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file

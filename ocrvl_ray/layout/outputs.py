@@ -4,13 +4,11 @@ under the same hash.
 
     outputs = split_outputs("out/finance_layout.lmdb", ["train", "valid"])
     # {"train": "out/finance_train_layout.lmdb", "valid": "out/finance_valid_layout.lmdb"}
-    ident = layout_identity(cfg, manifest, "train")       # plain JSON-able dict
-    state = identity_state(outputs["train"], ident)       # "new" | "same" | (differing keys)
+    ident = layout_identity(cfg, manifest, "train")       # plain JSON-able dict (lmdb/identity.py stores it)
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -89,7 +87,7 @@ def model_identity(name: str, model_dir: str | None) -> dict:
 
 def layout_identity(cfg, manifest: str, split: str) -> dict:
     """Everything that shapes the content of the split's LMDB (not batch sizes, actors or hand-off)."""
-    from ocrvl_ray.core.lmdb_schema import SCHEMA_VERSION
+    from ocrvl_ray.lmdb.schema import SCHEMA_VERSION
 
     if cfg.detections:
         detect: dict[str, Any] = {"detections": file_identity(cfg.detections.replace("{split}", split))}
@@ -103,52 +101,3 @@ def layout_identity(cfg, manifest: str, split: str) -> dict:
     return {"schema_version": SCHEMA_VERSION, "manifest": file_identity(manifest), "split": split, **detect,
             "recipes": cfg.recipes, "mask": cfg.mask, "jpeg_quality": cfg.jpeg_quality,
             "index_base": cfg.index_base, "label_format": cfg.label_format, "max_pixels": cfg.max_pixels}
-
-
-def identity_record(identity: dict) -> bytes:
-    return json.dumps({"hash": config_hash(identity), "identity": identity}, sort_keys=True).encode()
-
-
-def stored_identity(path: str) -> dict | None:
-    """The identity record an LMDB holds; ``{}`` for an LMDB with pages but no record; None if none exists."""
-    from ocrvl_ray.core.lmdb_schema import IDENTITY_KEY, PAGE_PREFIX, open_readonly
-    from ocrvl_ray.core.shards import expand, is_sharded
-
-    if is_sharded(path):
-        path = expand(path)[0]   # every shard holds the same record
-    if not os.path.isfile(os.path.join(path, "data.mdb")):
-        return None
-    env = open_readonly(path)
-    try:
-        with env.begin() as txn:
-            raw = txn.get(IDENTITY_KEY)
-            if raw is not None:
-                return json.loads(raw)
-            with txn.cursor() as cur:
-                has_pages = cur.set_range(PAGE_PREFIX) and cur.key().startswith(PAGE_PREFIX)
-    finally:
-        env.close()
-    return {} if has_pages else None
-
-
-def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ, in order (``recipes.ocr_public.cells_replace``)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for k in list(old) + [k for k in new if k not in old]:
-            out += differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def identity_state(path: str, identity: dict) -> str | list[str]:
-    """"new" (nothing there yet), "same" (resume), or the differing keys (``["(no record)"]`` for an LMDB
-    written before identities were recorded)."""
-    rec = stored_identity(path)
-    if rec is None:
-        return "new"
-    if not rec:
-        return ["(no identity record: written by an older ocrvl-ray)"]
-    if rec.get("hash") == config_hash(identity):
-        return "same"
-    return differing_keys(rec.get("identity", {}), identity) or ["(hash)"]

@@ -1,5 +1,5 @@
 """A sharded training LMDB as the layout job writes it (``shards=N``; contract in
-:mod:`ocrvl_ray.core.shards`): rendered text crops written by our own :class:`LmdbWriter`."""
+:mod:`ocrvl_ray.lmdb.shards`): rendered text crops written by our own :class:`LmdbWriter`."""
 from __future__ import annotations
 
 import io
@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
-from ocrvl_ray.layout.sink.writer import LmdbWriter
+from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
+from ocrvl_ray.lmdb.writer import LmdbWriter
 from ocrvl_ray.demo.sample import KOREAN_WORDS, font_path
-from ocrvl_ray.core.shards import shard_name
+from ocrvl_ray.lmdb.shards import shard_name
 
 
 def render_crop(text: str, height: int = 28) -> tuple[bytes, int, int]:

@@ -6,7 +6,7 @@ import json
 import random
 
 from ocrvl_ray.core.skips import Skip
-from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
+from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
 
 LABELS = ("text", "paragraph_title", "table", "figure_title")
 KINDS = ("layout", "cell", "word")
@@ -56,7 +56,7 @@ def lmdb_contents(path) -> dict:
     import hashlib
     from collections import Counter
 
-    from ocrvl_ray.layout.sink.reader import LmdbReader
+    from ocrvl_ray.lmdb.reader import LmdbReader
 
     out = Counter()
     with LmdbReader(str(path)) as r:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.core.lmdb_schema import NUM_SAMPLES, open_readonly
-from ocrvl_ray.core.shards import ShardError, assign, expand, is_sharded
+from ocrvl_ray.lmdb.schema import NUM_SAMPLES, open_readonly
+from ocrvl_ray.lmdb.shards import ShardError, assign, expand, is_sharded
 from ocrvl_ray.train import checkpoints as ck
 from ocrvl_ray.train.rank_data import items as _items
 

@@ -1,5 +1,5 @@
 """Disjoint training data per rank, before any entry runs: every ``train_lmdb_paths`` item that is a
-sharded output (:mod:`ocrvl_ray.core.shards`) is replaced by this rank's shards ``rank::world``.
+sharded output (:mod:`ocrvl_ray.lmdb.shards`) is replaced by this rank's shards ``rank::world``.
 
 ``train_lmdb_prob`` gets one value per resulting path: a source's probability split over its shards in
 proportion to their ``num-samples``, so every sample of a source stays equally likely. The erniekit
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ocrvl_ray.core.lmdb_schema import NUM_SAMPLES
-from ocrvl_ray.core.shards import ShardError, assign, expand
+from ocrvl_ray.lmdb.schema import NUM_SAMPLES
+from ocrvl_ray.lmdb.shards import ShardError, assign, expand
 
 
 def items(value: Any) -> list[str]:

@@ -22,9 +22,9 @@ if int(version("paddleformers").split(".")[0]) < 1:
 from safetensors.numpy import load_file  # noqa: E402
 
 from ocrvl_ray import cli  # noqa: E402
-from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample  # noqa: E402
+from ocrvl_ray.lmdb.rows import SinkPage, SinkSample  # noqa: E402
 from ocrvl_ray.testing.sink import tiny_jpeg  # noqa: E402
-from ocrvl_ray.layout.sink.writer import LmdbWriter  # noqa: E402
+from ocrvl_ray.lmdb.writer import LmdbWriter  # noqa: E402
 from ocrvl_ray.train.config import load_train_config  # noqa: E402
 from ocrvl_ray.train.engines.lmdb_plugin import UPSTREAM_AUGMENT, close_envs, image_ref, plugin_class  # noqa: E402
 from ocrvl_ray.train.engines.paddleformers import register_template, write_rows  # noqa: E402
@@ -91,7 +91,7 @@ def _inputs(base, lmdb):
     from PIL import Image
     from paddleformers.transformers import AutoProcessor
 
-    from ocrvl_ray.layout.sink.reader import LmdbReader
+    from ocrvl_ray.lmdb.reader import LmdbReader
 
     reader = LmdbReader(str(lmdb))
     image: Image.Image = reader.image(0)
@@ -159,7 +159,7 @@ def test_eval_rows_are_never_augmented(pf_run):
     from PIL import Image
     from paddleformers.transformers import AutoProcessor
 
-    from ocrvl_ray.layout.sink.reader import LmdbReader
+    from ocrvl_ray.lmdb.reader import LmdbReader
 
     proc = AutoProcessor.from_pretrained(str(pf_run["pristine"])).image_processor
     kw = dict(image_processor=proc, image_min_pixels=proc.min_pixels, image_max_pixels=proc.max_pixels)

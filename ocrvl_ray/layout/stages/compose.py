@@ -28,7 +28,7 @@ def compose_stage(batch: dict[str, np.ndarray], recipes: dict, jpeg_quality: int
 
     from ocrvl_ray.layout.compose import ComposeOptions, compose_page, get_recipe
     from ocrvl_ray.layout.detections import page_record
-    from ocrvl_ray.layout.sink.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
+    from ocrvl_ray.lmdb.rows import SINK_ROW_SCHEMA, SinkPage, SinkSample
     from ocrvl_ray.layout.stages.decode import page_image
 
     cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it

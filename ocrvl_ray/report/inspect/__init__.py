@@ -31,7 +31,7 @@ def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None 
     A shard folder (``shards=N``): one report per shard under ``shards`` (HTML beside each shard, or ``html``
     with the shard's name before the suffix), ``health.ok`` of them all, ``html`` the list of files.
     """
-    from ocrvl_ray.core.shards import expand, is_sharded
+    from ocrvl_ray.lmdb.shards import expand, is_sharded
 
     if is_sharded(path):
         parts = []

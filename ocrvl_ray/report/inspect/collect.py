@@ -4,7 +4,7 @@ suspicious samples, a sampled contact sheet and a health line.
 Streams: one ``get`` per key of each sample, aggregates in fixed-size counters and histograms, keeps at
 most ``examples`` flagged samples per reason. Every crop is decoded once at 1/8 scale for the blank
 check (JPEG size from the header); only the sampled contact-sheet crops and kept examples become thumbnails.
-Read-only (``core.lmdb_schema.open_readonly``); labels decoded as erniekit trains on them (``decode_label``).
+Read-only (``lmdb.schema.open_readonly``); labels decoded as erniekit trains on them (``decode_label``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ocrvl_ray.core import lmdb_schema as schema
+from ocrvl_ray.lmdb import schema as schema
 
 CHAR_CLASSES = ("hangul", "latin", "digit", "space", "symbol", "other")
 LENGTH_EDGES = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)       # label characters

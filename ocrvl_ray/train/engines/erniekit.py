@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from ocrvl_ray.train.preflight import Finding
 from ocrvl_ray.train.rank_data import items
-from ocrvl_ray.core.shards import expand, is_sharded
+from ocrvl_ray.lmdb.shards import expand, is_sharded
 
 _FIELDS_CODE = """
 import dataclasses, json, sys

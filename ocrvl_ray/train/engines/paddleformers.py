@@ -46,7 +46,7 @@ def split_paths(value: Any) -> list[str]:
 
 def rows(lmdb_dir: str, prompt: str, clean: bool) -> Iterable[dict]:
     """PaddleFormers ``messages`` rows of one LMDB in key order; None for a sample with an empty label."""
-    from ocrvl_ray.layout.sink.reader import LmdbReader
+    from ocrvl_ray.lmdb.reader import LmdbReader
 
     reader = LmdbReader(lmdb_dir)
     try:

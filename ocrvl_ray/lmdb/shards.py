@@ -1,5 +1,5 @@
-"""A sharded LMDB output and which shards each training rank reads. Plain filesystem code.
-The writer side is ``layout/sink/sharded.py``; readers (training, inspect, verify) use this module.
+"""A sharded LMDB output: which shard a page goes to, the folder and its index, and which shards each training
+rank reads. Plain filesystem code; the writer is ``sink.LmdbSink(path, shards=N)``.
 
 Contract (the layout job's ``shards=N`` writes it, ``ocrvl train`` reads it): the ``output`` path is a
 directory holding N LMDB directories ``shard-00000-of-0000N`` … ``shard-<N-1>-of-0000N``, all of one N.
@@ -8,6 +8,8 @@ r, r+w, r+2w, … (``shards[r::w]``), so ranks never share a shard.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from ocrvl_ray.core.errors import OcrvlError
 
 SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})$")
+HASH_RULE = "blake2b(page_id utf-8, digest_size=8) big-endian mod N"
 
 
 class ShardError(OcrvlError):
@@ -67,3 +70,38 @@ def assign(shards: list[str], rank: int, world: int) -> list[str]:
         raise ShardError(f"{len(shards)} shard(s) for {world} training ranks: ranks would read the same samples; "
                          f"write the LMDB with shards={world} (or a multiple) or train with {len(shards)} rank(s)")
     return list(shards[rank::world])
+
+
+# -- the writer's side ----------------------------------------------------------------------------
+def shard_of(page_id: str, n: int) -> int:
+    """The shard of a page (``HASH_RULE``): stable across runs, processes and machines (unlike ``hash``), so
+    reruns and resumes look for a page where it was written."""
+    return int.from_bytes(hashlib.blake2b(page_id.encode("utf-8"), digest_size=8).digest(), "big") % n
+
+
+def shard_paths(path: str, n: int) -> list[str]:
+    return [os.path.join(path, shard_name(i, n)) for i in range(n)]
+
+
+def check_shard_folder(path: str, n: int) -> None:
+    """Refuses to write ``n`` shards into a single LMDB or over shards of another count."""
+    if os.path.isfile(os.path.join(path, "data.mdb")):
+        raise OcrvlError(f"{path} holds a single LMDB (written with shards=1); use shards=1 or a new output")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OcrvlError(f"{path}: exists and is not a directory; a sharded output is a directory")
+    if os.path.isdir(path):
+        other = {m.group(2) for m in map(SHARD_RE.match, os.listdir(path)) if m} - {f"{n:05d}"}
+        if other:
+            raise OcrvlError(f"{path} holds shards of a run with shards={int(min(other))}; resume with "
+                             f"that count or write to a new output")
+
+
+def write_index(path: str, paths: list[str], counts: list[int], index_base: int, label_format: str) -> None:
+    """``<path>.shards.json``: count, folder names, hash rule, samples per shard (replaced atomically)."""
+    index = {"shards": len(paths), "dirs": [os.path.basename(p) for p in paths], "page_to_shard": HASH_RULE,
+             "num_samples": counts, "total_samples": sum(counts), "index_base": index_base,
+             "label_format": label_format}
+    tmp = index_path(path) + f".tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(index, f, indent=1)
+    os.replace(tmp, index_path(path))

@@ -1,6 +1,6 @@
 """Reading our LMDBs the way erniekit's ``SFTMultimodalDatasetLmdb`` does, resume markers, verification.
 
-Opening and label decoding are ``core.lmdb_schema``'s (``open_readonly``, ``decode_label``), shared with
+Opening and label decoding are ``lmdb.schema``'s (``open_readonly``, ``decode_label``), shared with
 ``ocrvl inspect`` and the training pre-flight.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ import json
 import os
 from collections import Counter
 
-from ocrvl_ray.core import lmdb_schema as S
-from ocrvl_ray.core.shards import expand, index_path, is_sharded
+from ocrvl_ray.lmdb import schema as S
+from ocrvl_ray.lmdb.shards import expand, index_path, is_sharded
 
 
 class LmdbReader:

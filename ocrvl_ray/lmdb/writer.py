@@ -17,11 +17,11 @@ from typing import Iterable
 
 import lmdb
 
-from ocrvl_ray.core import lmdb_schema as S
+from ocrvl_ray.lmdb import schema as S
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip, SkipCounter
-from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample
+from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
 
 DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling ahead of each txn (and on MapFullError)
 DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
@@ -131,7 +131,7 @@ class LmdbWriter:
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  identity: bytes | None = None):
         check_options(index_base, label_format)
-        self.identity = identity  # ``outputs.identity_record``: recorded once, then required to match
+        self.identity = identity  # ``identity.identity_record``: recorded once, then required to match
         self.path, self.index_base, self.label_format = os.fspath(path), index_base, label_format
         self.map_size, self.max_txn_bytes = int(map_size), int(max_txn_bytes)
         self.env: lmdb.Environment | None = None

@@ -1,53 +1,79 @@
-"""``LmdbSink``: the Ray Data end of the layout pipeline — one writer on the driver's node, exactly once.
+"""``LmdbSink``: the Ray Data end of the layout pipeline — write tasks on the driver's node, exactly once.
 
-    sink = LmdbSink("out/finance_train_layout.lmdb")
-    summary = write_lmdb(ds, sink)       # = ds.write_datasink(sink, concurrency=1, ray_remote_args=...)
+    sink = LmdbSink("out/finance_train_layout.lmdb", shards=2)
+    summary = write_lmdb(ds, sink)   # = ds.write_datasink(sink, concurrency=sink.write_concurrency, ...)
 
-Rows are ``SinkPage`` rows (see ``rows.py``). Each write task runs ``LmdbWriter`` on its blocks; the
-driver merges the tasks' ``WriteStats`` into ``sink.summary``.
+Rows are ``SinkPage`` rows (``rows.py``). Each write task runs ``LmdbWriter`` (``writer.py``) on its blocks, per
+shard (``shards.py``); the driver merges the tasks' ``WriteStats`` into ``sink.summary``.
 """
 from __future__ import annotations
 
+import os
 import time
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
-from ocrvl_ray.layout.sink.rows import SinkPage, SinkSample, as_bytes
-from ocrvl_ray.layout.sink.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, RESOURCES,
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.lmdb.rows import SinkPage, SinkSample, as_bytes
+from ocrvl_ray.lmdb.shards import check_shard_folder, shard_of, shard_paths, write_index
+from ocrvl_ray.lmdb.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, RESOURCES,
                                           LmdbWriter, WriteStats, check_options, keep_freed_heap)
 
 
 class LmdbSink(Datasink):
-    """Appends page rows to one LMDB directory; pages whose ``page/<id>`` marker exists are skipped.
+    """Appends page rows to one LMDB (``shards=1``) or to a folder of ``shards`` LMDBs; exactly once.
+
+    A page whose ``page/<id>`` marker exists is skipped. With N shards a page goes to ``shard_of(page_id, N)``,
+    Ray runs up to N write tasks at a time, and each task writes its pages shard by shard, starting at a
+    different shard per task, so concurrent tasks mostly write different shards (LMDB's write lock serialises
+    the rest; every txn re-checks the markers). One shard is simply the smallest case: the LMDB at ``path``.
 
     Ray bundles blocks so each write task (one env open, a few fsyncs) gets at least ``min_bytes_per_write``
-    bytes, or, when ``min_pages_per_write`` is given, that many pages instead (both ``None``: one task per
-    block). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction (it
-    always ends at a page boundary).
+    bytes, or, when ``min_pages_per_write`` is given, that many pages (per shard) instead (both ``None``: one
+    task per block). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction
+    (it always ends at a page boundary). ``before_commit(pages)`` (picklable) runs before each transaction,
+    e.g. to write the pages' detections first.
     """
 
-    def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
+    def __init__(self, path: str, shards: int = 1, *, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
-                 identity: bytes | None = None, detections: str | None = None):
+                 identity: bytes | None = None, before_commit: Callable[[list[SinkPage]], None] | None = None):
         check_options(index_base, label_format)
-        self.path, self.index_base, self.label_format = str(path), index_base, label_format
-        self.identity = identity       # outputs.identity_record: the LMDB refuses pages of another config
-        self.detections = detections   # folder of Parquet parts (detections.py), written before pages commit
-        self.map_size, self.max_txn_bytes = map_size, max_txn_bytes
+        if int(shards) < 1:
+            raise OcrvlError(f"shards={shards}: need at least 1")
+        self.path, self.shards = os.fspath(path), int(shards)
+        self.paths = [self.path] if self.shards == 1 else shard_paths(self.path, self.shards)
+        self.index_base, self.label_format = index_base, label_format
+        self._opts = dict(index_base=index_base, label_format=label_format, map_size=map_size,
+                          max_txn_bytes=max_txn_bytes, identity=identity)  # identity: refuse pages of another config
+        self.before_commit = before_commit
         self._min_rows, self._min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
         self.summary: dict = {}
 
-    def _writer(self) -> LmdbWriter:
-        return LmdbWriter(self.path, self.index_base, self.label_format, self.map_size, self.max_txn_bytes,
-                          identity=self.identity)
+    def _writer(self, i: int) -> LmdbWriter:
+        return LmdbWriter(self.paths[i], **self._opts)
+
+    def _counts(self) -> list[int]:
+        """Samples per shard (opening each also creates it, with num-samples 0, when new)."""
+        counts = []
+        for i in range(self.shards):
+            with self._writer(i) as w:
+                counts.append(w.num_samples)
+        return counts
 
     def prepare(self) -> None:
-        """Creates the LMDB or checks its options (``OcrvlError`` on mismatch). Call before a long pipeline."""
-        with self._writer():
-            pass
+        """Creates the LMDB(s) or checks their options (``OcrvlError`` on mismatch). Call before a long pipeline."""
+        if self.shards > 1:
+            check_shard_folder(self.path, self.shards)
+            os.makedirs(self.path, exist_ok=True)
+        self._write_index(self._counts())
+
+    def _write_index(self, counts: list[int]) -> None:
+        if self.shards > 1:
+            write_index(self.path, self.paths, counts, self.index_base, self.label_format)
 
     @property
     def supports_distributed_writes(self) -> bool:
@@ -55,51 +81,57 @@ class LmdbSink(Datasink):
 
     @property
     def write_concurrency(self) -> int:
-        return 1       # one writer (``sharded.ShardedLmdbSink`` runs one per shard)
+        return self.shards   # one write task per shard at a time
 
     @property
     def min_rows_per_write(self) -> int | None:
-        return self._min_rows
+        """``min_pages_per_write`` per shard: a task's pages split N ways, so each shard's txn commits (and
+        syncs) about as many pages as one unsharded write."""
+        return None if self._min_rows is None else self._min_rows * self.shards
 
     @property
     def min_bytes_per_write(self) -> int | None:
+        """The same for any N: N tasks run at once, so Ray's gap between two tasks overlaps the others' writes."""
         return self._min_bytes
 
     def on_write_start(self, schema=None) -> None:
         self.prepare()
 
     def write(self, blocks: Iterable[Block], ctx) -> dict:
-        start = time.time()
+        started = time.time()
         keep_freed_heap()
-        with self._writer() as w:
-            stats = w.write_pages(iter_pages(blocks), before_commit=detections_writer(self.detections))
-        return stats.timed(start).to_dict()
+        pages = iter_pages(blocks)
+        if self.shards == 1:
+            groups: list = [pages]                  # streamed: pages commit as their blocks arrive
+        else:
+            groups = [[] for _ in range(self.shards)]
+            for page in pages:
+                groups[shard_of(page.page_id, self.shards)].append(page)
+        first = getattr(ctx, "task_idx", 0) % self.shards
+        stats = WriteStats()
+        for k in range(self.shards):
+            i = (first + k) % self.shards
+            if self.shards == 1 or groups[i]:
+                with self._writer(i) as w:
+                    stats.merge(w.write_pages(groups[i], before_commit=self.before_commit))
+        return stats.timed(started).to_dict()
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()
         for ret in write_result.write_returns:
             if ret:
                 stats.merge(ret)
-        with self._writer() as w:   # also creates the LMDB (num-samples 0) for an empty dataset
-            num = w.num_samples
-        self.summary = {**stats.to_dict(), "num_samples": num, "write_tasks": len(write_result.write_returns),
+        counts = self._counts()   # also creates the LMDB (num-samples 0) for an empty dataset
+        self._write_index(counts)
+        self.summary = {**stats.to_dict(), "num_samples": sum(counts), "write_tasks": len(write_result.write_returns),
                         "path": self.path}
+        if self.shards > 1:
+            self.summary.update(shards=self.shards, shard_num_samples=counts)
 
 
 def task_size(pages: int | None, nbytes: int | None) -> tuple[int | None, int | None]:
     """Ray Data bundles write tasks by rows or by bytes, not both: pages win when given."""
     return (pages, None) if pages is not None else (None, nbytes)
-
-
-def detections_writer(folder: str | None):
-    """A ``before_commit`` hook that writes the pages' detections records as one Parquet part (or None)."""
-    if not folder:
-        return None
-    from ocrvl_ray.layout.detections import write_part
-
-    def before(pages: list[SinkPage]) -> None:
-        write_part(folder, [p.detections for p in pages if p.detections])
-    return before
 
 
 def iter_pages(blocks: Iterable[Block]) -> Iterator[SinkPage]:
@@ -164,8 +196,8 @@ def _binary_views(arr) -> list:
 
 
 def write_lmdb(ds, sink: LmdbSink, preserve_order: bool = True) -> dict:
-    """Runs ``ds`` into ``sink`` with ``sink.write_concurrency`` write tasks at a time (1, or one per shard) on
-    the driver's node; returns ``sink.summary``.
+    """Runs ``ds`` into ``sink`` with ``sink.write_concurrency`` write tasks at a time (one per shard) on the
+    driver's node; returns ``sink.summary``.
 
     ``writer.RESOURCES`` (no CPU) lets the writer run on a head node that advertises none; ``preserve_order`` makes the
     key numbering follow the dataset order (deterministic runs).
