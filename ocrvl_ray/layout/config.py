@@ -51,6 +51,18 @@ class CellModelConfig(ActorPool):
                           "detector resizes to 640x640 anyway); JPEG pages are decoded at 1/2, 1/4 when tables allow")
 
 
+class ComposeConfig(BaseModel):
+    """Crop masking knobs of ``compose_page`` (docs/compose.md); ``jpeg_quality`` and ``mask`` are top-level keys."""
+    model_config = ConfigDict(extra="forbid")
+    inpaint_radius: int = Field(3, ge=1, description='mask=words: cv2.inpaint radius')
+    dilate_factor: float = Field(0.12, ge=0, description="masked/kept word polygons grow by max(dilate_min, "
+                                                          "round(dilate_factor x median word height)) px")
+    dilate_min: int = Field(2, ge=0, description="at least this many px of growth")
+    feather_factor: float = Field(0.06, ge=0, description="mask=all: edge blend sigma max(feather_min, "
+                                                           "round(feather_factor x median word height))")
+    feather_min: int = Field(1, ge=0, description="at least this sigma")
+
+
 class LayoutConfig(JobConfig):
     model_version: Literal["v1", "v1.5", "v1.6"] = Field(
         "v1", description="PaddleOCR-VL generation the data is for: presets layout.model_name and "
@@ -72,6 +84,7 @@ class LayoutConfig(JobConfig):
     gpu_id: Optional[int] = Field(None, ge=0, description='turns device "gpu" into "gpu:N"')
     layout: LayoutModelConfig = Field(default_factory=LayoutModelConfig)
     cells: CellModelConfig = Field(default_factory=CellModelConfig)
+    compose: ComposeConfig = Field(default_factory=ComposeConfig)
     jpeg_quality: int = Field(80, ge=1, le=100, description="JPEG quality of the crops")
     mask: Literal["all", "words", "none"] = Field(
         "all", description="crop masking (docs/compose.md): all = keep only the label's words (the original), "
