@@ -27,6 +27,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ocrvl_ray.core.assets import SAMPLE_DATASET, font_path
+
 SAMPLE_VERSION = 2
 PAGE_SIZE = (1240, 1754)  # A4 at 150 dpi
 
@@ -57,13 +59,8 @@ KOREAN_WORDS = (
 LATIN_WORDS = "OCR PaddleOCR Ray LMDB layout page table cell KRW ID No. Tel. Fax Email Total".split()
 
 
-FONT = Path(__file__).resolve().parents[1] / "assets" / "sample-gothic.ttf"
-
-
-def font_path() -> str:
-    """The bundled font: a NanumGothic subset (ASCII + the Hangul of ``KOREAN_WORDS``; SIL OFL 1.1, see
-    ``ocrvl_ray/assets/FONT-NOTICE.md``). Extend ``KOREAN_WORDS`` only with characters it covers."""
-    return str(FONT)
+# The bundled font (``core.assets.font_path``) covers ASCII and the Hangul of ``KOREAN_WORDS`` only: extend
+# ``KOREAN_WORDS`` only with characters it covers.
 
 
 def random_word(rng: random.Random) -> tuple[str, int]:
@@ -210,7 +207,7 @@ def make_sample_dataset(root: str | os.PathLike, n_pages: int = 6, seed: int = 0
     return {"root": str(root), "labels_dir": str(labels_dir), "images_dir": str(images_dir), "pages": pages}
 
 
-SHIPPED_SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample"
+SHIPPED_SAMPLE = SAMPLE_DATASET
 
 
 def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from html import escape
 
-from ocrvl_ray.report.inspect.html import _CSS as _BASE_CSS, html_page
+from ocrvl_ray.report.inspect.html import BASE_CSS, html_page
 from ocrvl_ray.report.inspect.collect import data_uri, thumbnail_jpeg
 
-_CSS = _BASE_CSS + """
+_CSS = BASE_CSS + """
 .ci{position:relative;display:inline-block;width:240px;height:12px;background:#eee;vertical-align:middle}
 .ci .zero{position:absolute;left:120px;top:0;width:1px;height:12px;background:#555}
 .ci .iv{position:absolute;top:2px;height:8px;background:#9bb7e0}

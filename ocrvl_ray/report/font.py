@@ -16,8 +16,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from ocrvl_ray.core.assets import FONT
+
 FAMILY = "OcrvlReport"
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "sample-gothic.ttf"
+BUNDLED = FONT
 ENV = "OCRVL_REPORT_FONT"
 
 

@@ -53,7 +53,7 @@ def prepare_paddle_env() -> None:
     cache = os.environ.get("OCRVL_CACHE") or str(Path(tempfile.gettempdir()) / "ocrvl-cache")
     os.environ.setdefault("PADDLE_PDX_CACHE_HOME", str(Path(cache) / "paddlex"))
     if "PADDLE_PDX_LOCAL_FONT_FILE_PATH" not in os.environ:
-        from ocrvl_ray.demo.sample import font_path
+        from ocrvl_ray.core.assets import font_path
 
         os.environ["PADDLE_PDX_LOCAL_FONT_FILE_PATH"] = font_path()
 

@@ -8,7 +8,8 @@ from html import escape
 from ocrvl_ray.report.font import font_face_css, missing_glyphs
 from ocrvl_ray.report.inspect.collect import FLAGS, data_uri, unusual_char
 
-_CSS = """
+#: The report pages' stylesheet (``ocrvl eval`` extends it).
+BASE_CSS = """
 body{font-family:"OcrvlReport","Noto Sans KR","Noto Sans CJK KR","Apple SD Gothic Neo","Malgun Gothic",
  NanumGothic,system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #ddd}
@@ -29,7 +30,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
-def html_page(title: str, body: str, css: str = _CSS) -> str:
+def html_page(title: str, body: str, css: str = BASE_CSS) -> str:
     """A complete page: ``css`` plus an ``@font-face`` holding the glyphs ``body`` uses, and a note naming
     characters the embedded font lacks (they render with the viewer's fonts)."""
     missing = missing_glyphs(body)
