@@ -55,6 +55,113 @@ def test_differing_keys_are_dotted_and_ordered():
     assert differing_keys(old, new) == ["jpeg_quality", "recipes.ocr_public.cells_replace"]
 
 
+# -- the identity: what made an LMDB, resolved ------------------------------------------------------
+def _model_dir(path: Path, **files: bytes) -> str:
+    """A model folder the model check accepts: ``inference.yml`` plus the given files (``.`` for ``_``)."""
+    path.mkdir()
+    (path / "inference.yml").write_text("Global:\n  model_name: PP-DocLayoutV2\n")
+    for name, data in files.items():
+        (path / name.replace("__", ".")).write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("weights", ["model__safetensors", "model_state__pdparams"])
+def test_model_identity_hashes_dynamic_weights(tmp_path, weights):
+    from ocrvl_ray.layout.outputs import model_identity
+    from ocrvl_ray.layout.stages.actors import check_model_dir
+
+    a = _model_dir(tmp_path / "a", config__json=b"{}", **{weights: b"weights A"})
+    b = _model_dir(tmp_path / "b", config__json=b"{}", **{weights: b"weights B"})
+    assert check_model_dir(a, "layout", "layout.model_dir") == a          # both are accepted models
+    assert check_model_dir(b, "layout", "layout.model_dir") == b
+    assert model_identity("PP-DocLayoutV2", a) != model_identity("PP-DocLayoutV2", b)
+    c = _model_dir(tmp_path / "c", config__json=b"{}", **{weights: b"weights A"})
+    assert model_identity("PP-DocLayoutV2", a) == model_identity("PP-DocLayoutV2", c)   # content, not path
+
+
+def test_model_identity_hashes_a_transformers_style_folder(tmp_path):
+    from ocrvl_ray.layout.outputs import model_identity
+
+    same = {"config__json": b"{}", "model__safetensors": b"w"}
+    a = _model_dir(tmp_path / "a", preprocessor_config__json=b'{"max_pixels": 1000}', **same)
+    b = _model_dir(tmp_path / "b", preprocessor_config__json=b'{"max_pixels": 2000}', **same)
+    assert model_identity("PP-DocLayoutV2", a) != model_identity("PP-DocLayoutV2", b)
+
+
+@pytest.fixture(scope="module")
+def one_page(tmp_path_factory):
+    """A real manifest of one ocr_public page (split train), and an accepted layout model folder."""
+    from ocrvl_ray.ingest.prepare import prepare
+
+    root = tmp_path_factory.mktemp("one")
+    make_sample_dataset(root / "ds", n_pages=1, seed=7, size=SMALL, split="Training")
+    manifest = root / "manifest.parquet"
+    prepare("ocr_public", [str(root / "ds")], images=[str(root / "ds")], out=str(manifest), progress=False,
+            use_ray=False)
+    model = _model_dir(root / "model", config__json=b"{}", model__safetensors=b"w")
+    return {"root": root, "manifest": str(manifest), "model": model}
+
+
+def _ident(data, **over) -> dict:
+    from ocrvl_ray.layout.outputs import layout_identity
+
+    cfg = load_config(LayoutConfig, overrides=[f"{k}={v}" for k, v in {
+        "manifest": data["manifest"], "layout.model_dir": data["model"], "cells.enabled": "false", **over}.items()],
+                      env={})
+    return layout_identity(cfg, data["manifest"], "train")
+
+
+def test_identity_follows_recipe_defaults_without_overrides(one_page, monkeypatch):
+    from ocrvl_ray.layout.compose import recipes
+
+    before = _ident(one_page)
+    monkeypatch.setitem(recipes.RECIPES, "ocr_public", {"cells_replace": "page"})   # an upgrade's new default
+    after = _ident(one_page)
+    assert differing_keys(before, after) == ["recipes.ocr_public.cells_replace"]
+
+
+def test_identity_follows_the_compose_version(one_page, monkeypatch):
+    import ocrvl_ray.layout.compose as compose
+
+    before = _ident(one_page)
+    monkeypatch.setattr(compose, "COMPOSE_VERSION", compose.COMPOSE_VERSION + 1)
+    assert differing_keys(before, _ident(one_page)) == ["compose_version"]
+
+
+def test_record_holds_the_resolved_snapshot_and_code_outside_the_hash(one_page):
+    from ocrvl_ray.core.config import config_hash
+    from ocrvl_ray.layout.compose import Recipe
+    from ocrvl_ray.lmdb.identity import identity_record
+
+    rec = json.loads(identity_record(_ident(one_page, **{"recipes.ocr_public.word_pad": 5, "compose.dilate_min": 4,
+                                                        "recipes.handwriting.word_pad": 9})))
+    ident = rec["identity"]
+    assert set(ident["recipes"]) == {"ocr_public"}                 # the datasets the split holds, no others
+    ocr = ident["recipes"]["ocr_public"]
+    assert set(ocr) == set(Recipe.model_fields)                   # every key, not only the overrides
+    assert ocr["word_pad"] == 5 and ocr["cells_replace"] == "table" and ocr["layout_threshold"] == 0.3
+    assert ident["compose"]["dilate_min"] == 4 and ident["mask"] == "all" and ident["jpeg_quality"] == 80
+    assert set(ident["layout"]["files"]) == {"inference.yml", "config.json", "model.safetensors"}
+    assert rec["hash"] == config_hash(ident) and rec["code"]["ocrvl_ray"] and "code" not in ident
+
+
+def test_resume_under_another_compose_version_is_refused(one_page, tmp_path, monkeypatch):
+    import ocrvl_ray.layout.compose as compose
+    from ocrvl_ray.layout.job import plan_splits
+    from ocrvl_ray.lmdb.identity import identity_record
+    from ocrvl_ray.lmdb.writer import LmdbWriter
+
+    out = tmp_path / "x_layout.lmdb"
+    cfg = load_config(LayoutConfig, overrides=[f"manifest={one_page['manifest']}", f"output={out}",
+                                               f"layout.model_dir={one_page['model']}", "cells.enabled=false"], env={})
+    with LmdbWriter(str(out), identity=identity_record(_ident(one_page, output=out))):
+        pass
+    assert plan_splits(cfg, one_page["manifest"])[0].work == str(out)            # same config: resumes
+    monkeypatch.setattr(compose, "COMPOSE_VERSION", compose.COMPOSE_VERSION + 1)
+    with pytest.raises(OcrvlError, match=r"made with another config \(differs in compose_version\)"):
+        plan_splits(cfg, one_page["manifest"])
+
+
 # -- the job -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory, ray_local, demo_model_dirs):

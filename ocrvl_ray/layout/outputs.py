@@ -1,6 +1,7 @@
 """What a layout output is and what made it: per-split output paths, paths under ``ray job submit``, and the
-output identity (everything that shapes an LMDB's content) kept inside the LMDB so a rerun resumes only
-under the same hash.
+output identity (the resolved snapshot of everything that shapes an LMDB's content: recipes, compose options,
+detectors and their model file hashes, ``COMPOSE_VERSION``) kept inside the LMDB so a rerun resumes only under
+the same hash.
 
     outputs = split_outputs("out/finance_layout.lmdb", ["train", "valid"])
     # {"train": "out/finance_train_layout.lmdb", "valid": "out/finance_valid_layout.lmdb"}
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ocrvl_ray.core.config import config_hash
 from ocrvl_ray.core.errors import OcrvlError
 
 _LAYOUT_SUFFIX = "_layout.lmdb"
@@ -71,22 +72,38 @@ def file_identity(path: str) -> dict:
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
 
 
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's content hash (16 hex digits), computed once per (path, size, mtime) in this process."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def model_identity(name: str, model_dir: str | None) -> dict:
-    """A detector by name plus a hash of its exported files (official weights: by name only)."""
+    """A detector by name plus the content hash of every model file its folder holds (``actors.MODEL_FILES``:
+    static export, dynamic weights and configs alike); official weights: by name only."""
+    from ocrvl_ray.layout.stages.actors import MODEL_FILES
+
     if model_dir is None:
         return {"name": name, "weights": "official"}
-    h = hashlib.sha256()
-    for f in sorted(Path(model_dir).iterdir()):
-        if f.is_file() and f.name.startswith("inference"):
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-    return {"name": name, "weights_sha256": h.hexdigest()[:16]}
+    files = {}
+    for f in (Path(model_dir) / n for n in MODEL_FILES):
+        if f.is_file():
+            st = f.stat()
+            files[f.name] = _sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
+    return {"name": name, "files": files}
 
 
 def layout_identity(cfg, manifest: str, split: str) -> dict:
-    """Everything that shapes the content of the split's LMDB (not batch sizes, actors or hand-off)."""
+    """Everything that shapes the content of the split's LMDB, resolved (not batch sizes, actors or hand-off):
+    the recipe of every dataset the split holds with all its keys, the compose options, the detectors with
+    their settings and model file hashes (or the detections file), ``COMPOSE_VERSION`` and the schema version.
+    Key names follow the config's (``recipes.ocr_public.cells_replace``, ``compose.dilate_min``)."""
+    from ocrvl_ray.layout.compose import COMPOSE_VERSION, get_recipe
+    from ocrvl_ray.layout.preflight import manifest_datasets
     from ocrvl_ray.lmdb.schema import SCHEMA_VERSION
 
     if cfg.detections:
@@ -98,6 +115,8 @@ def layout_identity(cfg, manifest: str, split: str) -> dict:
                              "shape_mode": lay.shape_mode},
                   "cells": {**model_identity(cel.model_name, cel.model_dir), "threshold": cel.threshold,
                             "max_side": cel.max_side} if cel.enabled else None}
-    return {"schema_version": SCHEMA_VERSION, "manifest": file_identity(manifest), "split": split, **detect,
-            "recipes": cfg.recipes, "mask": cfg.mask, "jpeg_quality": cfg.jpeg_quality,
-            "index_base": cfg.index_base, "label_format": cfg.label_format, "max_pixels": cfg.max_pixels}
+    recipes = {d: get_recipe(d, cfg.recipes.get(d)).model_dump(mode="json") for d in manifest_datasets(manifest, split)}
+    return {"schema_version": SCHEMA_VERSION, "compose_version": COMPOSE_VERSION, "manifest": file_identity(manifest),
+            "split": split, **detect, "recipes": recipes, "mask": cfg.mask, "jpeg_quality": cfg.jpeg_quality,
+            "compose": cfg.compose.model_dump(mode="json"), "index_base": cfg.index_base,
+            "label_format": cfg.label_format, "max_pixels": cfg.max_pixels}

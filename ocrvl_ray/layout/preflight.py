@@ -36,6 +36,16 @@ def manifest_splits(manifest: str) -> list[str]:
     return sorted(str(s) for s in splits if s is not None)
 
 
+def manifest_datasets(manifest: str, split: str) -> list[str]:
+    """The datasets the manifest's ``split`` holds (sorted): whose recipes a run of it resolves."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    col = pads.dataset(manifest, format="parquet").to_table(columns=["dataset"],
+                                                            filter=pads.field("split") == split).column("dataset")
+    return sorted(str(d) for d in pc.unique(col).to_pylist() if d is not None)
+
+
 def check_models(cfg) -> list[str]:
     """Given model folders must hold an exported model (the detector actors check the same when they load);
     returns notes for official weights that are not in the paddlex cache yet (downloaded on first use)."""
@@ -65,3 +75,4 @@ def check_detections(path: str, split: str) -> str:
 def check_output(output: str) -> str:
     """The LMDB folder: writable, no spaces (the erniekit reader strips them), not a file."""
     return check_output_path(output, "output", folder=True, no_spaces=True)
+

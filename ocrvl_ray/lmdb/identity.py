@@ -1,18 +1,42 @@
-"""The identity of an LMDB's content: a JSON record (``{"hash", "identity"}``) kept under ``ocrvl-identity``
-inside the LMDB (every shard holds the same one), so a rerun resumes only under the same hash and refuses to
-mix outputs of two configs. What goes into the identity is the producer's business (``layout/outputs.py``).
+"""The identity of an LMDB's content: a JSON record (``{"hash", "identity", "code"}``) kept under
+``ocrvl-identity`` inside the LMDB (every shard holds the same one), so a rerun resumes only under the same hash
+and refuses to mix outputs of two configs. What goes into the identity is the producer's business
+(``layout/outputs.py``); ``code`` names the code that first wrote it and is not hashed.
 """
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from ocrvl_ray.core.config import config_hash
 
 
+def code_version() -> dict:
+    """The code writing a record: the installed ocrvl-ray version and, run from a git checkout, its commit."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ocrvl-ray")
+    except metadata.PackageNotFoundError:
+        version = None
+    root, commit = Path(__file__).resolve().parents[2], None
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {"ocrvl_ray": version, "git_commit": commit}
+
+
 def identity_record(identity: dict) -> bytes:
-    return json.dumps({"hash": config_hash(identity), "identity": identity}, sort_keys=True).encode()
+    """``{"hash", "identity", "code"}``: ``code`` (``code_version``) is recorded beside the identity, outside
+    its hash, so an upgrade resumes unless what the identity holds (``COMPOSE_VERSION``, the schema) moved."""
+    return json.dumps({"hash": config_hash(identity), "identity": identity, "code": code_version()},
+                      sort_keys=True).encode()
 
 
 def stored_identity(path: str) -> dict | None:

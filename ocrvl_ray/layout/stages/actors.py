@@ -64,6 +64,13 @@ def official_model_cache(model_name: str) -> Path:
     return Path(os.environ["PADDLE_PDX_CACHE_HOME"]) / "official_models" / model_name
 
 
+#: The files of a model folder that ``check_model_dir`` looks for (and paddlex loads); an LMDB's identity hashes
+#: every one of them a folder holds (``layout/outputs.model_identity``). ``preprocessor_config.json``: the
+#: transformers-style folder's image processor.
+MODEL_FILES = ("inference.yml", "inference.json", "inference.pdmodel", "inference.pdiparams", "model.safetensors",
+               "model_state.pdparams", "config.json", "preprocessor_config.json")
+
+
 def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
     """A given model_dir must hold a model paddlex can load; None means paddleocr downloads the official one.
 
@@ -74,8 +81,7 @@ def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
     if model_dir is None:
         return None
     d = Path(model_dir)
-    has = {f for f in ("inference.yml", "inference.json", "inference.pdmodel", "inference.pdiparams", "model.safetensors",
-                       "model_state.pdparams", "config.json") if (d / f).is_file()}
+    has = {f for f in MODEL_FILES if (d / f).is_file()}
     if "inference.yml" not in has:
         raise OcrvlError(f"{key}={model_dir}: no {what} model there (inference.yml missing); "
                          f"point it at an exported model directory or set demo_models=true")
