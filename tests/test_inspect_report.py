@@ -206,3 +206,52 @@ def test_html_flag_before_the_lmdb_keeps_the_path(good_lmdb, tmp_path, capsys):
     assert main(["inspect", "--html", str(tmp_path / "r.html")]) == 2
     assert capsys.readouterr().err == ("ocrvl inspect: error: give the LMDB folder to inspect, e.g. "
                                        "ocrvl inspect out/sample_layout.lmdb --html\n")
+
+
+def test_shows_the_snapshot_of_what_made_it(tmp_path, capsys):
+    """The identity record a layout run stores (resolved recipes, models with file hashes, compose version) is
+    on the console in three lines and in full in the HTML report."""
+    import hashlib
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.demo.sample import sample_manifest
+    from ocrvl_ray.layout.compose import COMPOSE_VERSION
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.layout.outputs import layout_identity
+    from ocrvl_ray.lmdb.identity import identity_record
+
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = b"static weights"
+    for name, data in (("inference.yml", b"Global: {}\n"), ("inference.json", b"{}"), ("inference.pdiparams", weights)):
+        (model / name).write_bytes(data)
+    manifest = str(sample_manifest())
+    cfg = load_config(LayoutConfig, overrides=[f"layout.model_dir={model}", "mask=words"], env={})
+    path = _write(tmp_path / "made_layout.lmdb", SAMPLES[:2])
+    env = lmdb.open(path, map_size=1 << 26)
+    with env.begin(write=True) as t:
+        t.put(schema.IDENTITY_KEY, identity_record(layout_identity(cfg, manifest, "train")))
+    env.close()
+
+    assert main(["inspect", path, "--html"]) == 0
+    console = capsys.readouterr().out.splitlines()
+    made = [i for i, ln in enumerate(console) if ln.startswith("made by: ")]
+    assert len(made) == 1
+    head, models, compose = console[made[0]:made[0] + 3]
+    assert f"compose v{COMPOSE_VERSION}," in head and "split train" in head
+    assert f"inference.pdiparams {hashlib.sha256(weights).hexdigest()[:8]}" in models
+    assert "cells RT-DETR-L_wired_table_cell_det (official weights" in models
+    datasets = sorted(pc.unique(pq.read_table(manifest, columns=["dataset"]).column("dataset")).to_pylist())
+    assert compose.startswith(f"  mask words, jpeg_quality 80; recipes {', '.join(datasets)} (differ in ")
+    assert "crop" in compose.split("differ in ")[1]       # text_in_wild crops words, the others regions
+    html = (tmp_path / "made_layout.lmdb.report.html").read_text(encoding="utf-8")
+    assert "recipes, resolved per dataset" in html and "column_requires_tall_words" in html
+    assert hashlib.sha256(weights).hexdigest()[:16] in html and "compose_version" in html
+
+    bare = _write(tmp_path / "bare_layout.lmdb", SAMPLES[:1])
+    assert inspect_lmdb(bare)["identity"] is None
+    main(["inspect", bare])
+    assert "made by: (no identity record" in capsys.readouterr().out

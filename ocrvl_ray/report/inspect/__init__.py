@@ -1,6 +1,6 @@
 """``ocrvl inspect``: a data report of a layout LMDB.
 
-collect.py  one streaming pass: counts, histograms, character classes, suspicious samples, health
+collect.py  one streaming pass: counts, histograms, character classes, suspicious samples, health, identity
 text.py     the console summary
 html.py     the self-contained HTML report
 """
@@ -27,7 +27,8 @@ def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None 
     """Summarise the LMDB at ``path``; write a self-contained HTML report to ``html`` when given
     (``html=True``: ``default_html_path(path)``).
 
-    Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health).
+    Returns a JSON-serialisable dict (counts, histograms, char classes, suspicious, contact, health, and
+    ``identity``: the recorded snapshot of what made the LMDB, or None).
     A shard folder (``shards=N``): one report per shard under ``shards`` (HTML beside each shard, or ``html``
     with the shard's name before the suffix), ``health.ok`` of them all, ``html`` the list of files.
     """
@@ -41,6 +42,7 @@ def inspect_lmdb(path: str | os.PathLike, html: str | os.PathLike | bool | None 
             parts.append(inspect_lmdb(shard, one, contact, examples=examples, long_label=long_label,
                                       blank_std=blank_std))
         return {"path": os.fspath(path), "shards": parts, "num_samples": sum(p["num_samples"] or 0 for p in parts),
+                "identity": parts[0]["identity"] if parts else None,   # every shard holds the same record
                 "health": {"ok": all(p["health"]["ok"] for p in parts)},
                 "html": [p["html"] for p in parts] if html else None}
     if html is True:

@@ -1,5 +1,5 @@
 """Collecting the data report of a layout LMDB (``ocrvl inspect``): counts, histograms, character classes,
-suspicious samples, a sampled contact sheet and a health line.
+suspicious samples, a sampled contact sheet, a health line and the recorded snapshot of what made it.
 
 Streams: one ``get`` per key of each sample, aggregates in fixed-size counters and histograms, keeps at
 most ``examples`` flagged samples per reason. Every crop is decoded once at 1/8 scale for the blank
@@ -370,4 +370,14 @@ def _collect(txn, path: Path, contact: int, examples: int, long_label: int, blan
         "thresholds": {"blank_std": blank_std, "long_label": long_label},
     }
     report["health"] = _health(n, declared, base, scan, stats)
+    report["identity"] = _identity(txn.get(schema.IDENTITY_KEY))
     return report
+
+
+def _identity(raw: bytes | None) -> dict | None:
+    """The record of what made the LMDB (``lmdb/identity.py``: hash, resolved identity, code); None if absent."""
+    try:
+        rec = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None

@@ -1,6 +1,7 @@
-"""Self-contained HTML for an ``inspect_lmdb`` report: UTF-8, inline CSS, CSS bar charts, crops as
-base64 data URIs, the Korean glyphs it uses as an embedded font subset (``report/font.py``). No scripts and
-no external resources, so it opens offline, renders Hangul without Korean fonts and can be mailed around."""
+"""Self-contained HTML for an ``inspect_lmdb`` report, with the recorded snapshot of what made the LMDB: UTF-8,
+inline CSS, CSS bar charts, crops as base64 data URIs, the Korean glyphs it uses as an embedded font subset
+(``report/font.py``). No scripts and no external resources, so it opens offline, renders Hangul without Korean
+fonts and can be mailed around."""
 from __future__ import annotations
 
 from html import escape
@@ -27,6 +28,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .meta{color:#777;font-size:11px;margin-top:4px}
 .uc{background:#ffd54f;color:#000;font-family:monospace;font-size:11px;padding:0 2px;border-radius:2px}
 .detail{color:#8b1a1a;font-size:12px}
+tr.differ td{font-weight:600;background:#fff8e1}
 """
 
 
@@ -74,6 +76,46 @@ def _card(item: dict, thumbs: dict[int, bytes], detail: str = "") -> str:
             f'{det}<div class="meta">{meta}</div></div>')
 
 
+def _value(v) -> str:
+    return "—" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _flat(d: dict, prefix: str = ""):
+    """(dotted key, value) of a nested dict, in order (``layout.files.model.safetensors``)."""
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _snapshot(rec: dict | None) -> str:
+    """What made the LMDB (its identity record): code, versions, detectors with model file hashes, compose
+    options, and every resolved recipe key per dataset (rows where the datasets differ highlighted)."""
+    title = "<h2>What made it</h2>"
+    if not rec or not isinstance(rec.get("identity"), dict):
+        return f"{title}<p>no identity record (not written by <code>ocrvl layout</code>, or by a version before " \
+               "records)</p>"
+    ident, code = dict(rec["identity"]), rec.get("code") or {}
+    recipes = ident.pop("recipes", None) or {}
+    rows = [("identity hash", rec.get("hash")), ("ocrvl-ray", code.get("ocrvl_ray")),
+            ("git commit", code.get("git_commit")), *_flat(ident)]
+    parts = [title, "<table>" + "".join(f"<tr><td>{escape(k)}</td><td>{escape(_value(v))}</td></tr>"
+                                        for k, v in rows) + "</table>"]
+    if recipes:
+        names = list(recipes)
+        keys = list(dict.fromkeys(k for r in recipes.values() for k in r if k != "name"))
+        body = ""
+        for k in keys:
+            vals = [_value(recipes[n].get(k)) for n in names]
+            body += (f'<tr{" class=differ" if len(set(vals)) > 1 else ""}><td>{escape(k)}</td>'
+                     + "".join(f"<td>{escape(v)}</td>" for v in vals) + "</tr>")
+        head = "".join(f"<th>{escape(n)}</th>" for n in names)
+        parts.append(f"<h3>recipes, resolved per dataset (every key)</h3><table><tr><th>key</th>{head}</tr>"
+                     f"{body}</table>")
+    return "".join(parts)
+
+
 def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
     """The report page as one UTF-8 string."""
     h = r["health"]
@@ -83,6 +125,7 @@ def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
         f" · label_format {escape(str(s['label_format']))}</div>",
         f'<div class="health {"ok" if h["ok"] else "bad"}">{escape(h["line"])}</div>',
         *(f"<p>note: {escape(n)}</p>" for n in h["notes"]),
+        _snapshot(r.get("identity")),
         '<h2>Counts</h2><div class="grid">',
         _bars("by dataset", list(r["counts"]["dataset"].items())),
         _bars("by sample kind", list(r["counts"]["sample_kind"].items())),
