@@ -4,7 +4,7 @@ Times are process CPU time (core-ms, OpenCV on one thread), so a loaded machine 
 wall time would.
 
 Pages: the sample template rendered at 300 dpi on shaded, noisy paper, plus ink nobody annotated (a red
-stamp, printed guide text in the paragraphs' margins). Regions are shrunk by 4% on the right, so edge words
+stamp, printed guide text in the paragraphs' margins, a solid logo beside the heading, a black bar in a cell). Regions are shrunk by 4% on the right, so edge words
 fall partly outside; layout samples are kept beside cell samples (cells_replace=table, the default).
 
 Per page, side by side:
@@ -46,6 +46,9 @@ def synthetic(seed: int):
     # unannotated ink: a stamp over the first paragraph, guide text in the second paragraph's margin
     cv2.circle(image, (int(0.8 * w), int(0.2 * h)), 110, (40, 40, 200), 8)
     cv2.putText(image, "GUIDE TEXT", (int(0.09 * w), int(0.528 * h)), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (90, 90, 90), 2)
+    # solid unannotated ink as large as a paper block: a logo beside the heading, a black bar in a table cell
+    cv2.rectangle(image, (int(0.40 * w), int(0.322 * h)), (int(0.48 * w), int(0.348 * h)), (60, 50, 40), -1)
+    cv2.rectangle(image, (int(0.22 * w), int(0.64 * h)), (int(0.28 * w), int(0.66 * h)), (10, 10, 10), -1)
     page = Page(f"p{seed}", "ocr_public", "train", f"page_{seed}.png", None, w, h,
                 [Word(str(i), [x1, y1, x2, y1, x2, y2, x1, y2], wd["text"])
                  for i, wd in enumerate(words) for x1, y1, x2, y2 in [wd["box"]]])

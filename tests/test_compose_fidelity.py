@@ -88,6 +88,33 @@ def test_mask_all_removes_every_ink_outside_the_label_words():
     assert run(page, img, [layout(0, 0, 170, 100)]).skips.counts[Guard.PARTIAL_WORD_REMOVED.value] == 1
 
 
+@pytest.mark.parametrize("size, region, blob", [
+    (400, (20, 20, 220, 150), (140, 70, 200, 130)),       # issue 25: a 60x60 block, crop < 3 paper blocks high
+    (400, (20, 20, 260, 200), (150, 100, 210, 160)),      # the same in a crop of 3x4 blocks
+    (400, (20, 20, 260, 200), (20, 120, 260, 180)),       # a black bar across the crop
+    (400, (20, 20, 260, 200), (20, 70, 260, 200)),        # more than half of the crop
+    (1200, (0, 0, 1200, 1200), (300, 300, 700, 700)),     # 400x400 in a 19x19-block crop (3x3 median too small)
+])
+def test_mask_all_erases_unannotated_ink_of_any_size(size, region, blob):
+    """Bug 5: every pixel outside the label word's (dilated) box ends as paper, however large the ink."""
+    paper_grey, blob_grey = 240, 30
+    label = word(1, 40, 40, 120, 60, "이름")
+    img = np.full((size, size, 3), paper_grey, np.uint8)
+    strokes(img, label.aabb)
+    bx1, by1, bx2, by2 = blob
+    img[by1:by2, bx1:bx2] = blob_grey                     # a stamp, logo, photo or bar nobody annotated
+    page = Page("p1", "ocr_public", "train", "scan_7.png", None, size, size, [label], source="l.json")
+    [s] = run(page, img, [layout(*region)]).samples
+    assert s.text == "이름"
+    crop = decode(s)
+    x0, y0 = region[:2]
+    near = np.zeros(crop.shape, bool)                     # the label word's box, dilated (2 px) and feathered
+    near[40 - 6 - y0:60 + 6 - y0, 40 - 6 - x0:120 + 6 - x0] = True
+    assert np.abs(crop[~near] - paper_grey).max() <= 6    # JPEG noise only, not the blob (30)
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(float)
+    assert np.abs(crop[40 - y0:60 - y0, 40 - x0:120 - x0] - grey[40:60, 40:120]).max() < 12   # the word stays
+
+
 def test_mask_words_hides_annotated_words_only_and_none_hides_nothing():
     page, img = form_page()
     [w] = run(page, img, [layout(0, 0, 170, 100)], mask="words").samples
@@ -100,22 +127,26 @@ def test_mask_words_hides_annotated_words_only_and_none_hides_nothing():
         ComposeOptions(mask="some")
 
 
-def test_keep_only_is_exact_inside_the_words_and_follows_the_background():
+def test_keep_only_is_exact_inside_the_words_and_follows_the_paper_around_them():
     h, w = 200, 300
     yy, xx = np.mgrid[0:h, 0:w]
-    bg = (150 + 80 * xx / w).astype(np.uint8)               # a lit-from-the-right photo: 150 .. 230
+    bg = (150 + 80 * xx / w).astype(np.uint8)               # paper lit from the right: 150 .. 230
     crop = np.repeat(bg[:, :, None], 3, axis=2)
-    strokes(crop, (40, 40, 120, 60))                         # the label word
-    strokes(crop, (180, 120, 280, 150))                      # other ink
-    poly = np.array([[40, 40], [120, 40], [120, 60], [40, 60]], float)
-    out = keep_only(crop, [poly], dilate=2, feather=1)
+    boxes = [(20, 30, 80, 50), (120, 30, 180, 50), (220, 30, 280, 50), (20, 150, 80, 170), (220, 150, 280, 170)]
+    for box in boxes:
+        strokes(crop, box)                                   # the label words
+    strokes(crop, (120, 120, 180, 150))                      # other ink
+    polys = [np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], float) for x1, y1, x2, y2 in boxes]
+    out = keep_only(crop, polys, dilate=2, feather=1)
     assert out.shape == crop.shape and out.dtype == np.uint8 and out is not crop
-    assert np.array_equal(out[40:61, 40:121], crop[40:61, 40:121])           # the word, untouched
-    other = out[120:150, 180:280, 0].astype(float)
-    assert np.abs(other - bg[120:150, 180:280]).max() < 12                   # other ink -> local paper
+    for x1, y1, x2, y2 in boxes:
+        assert np.array_equal(out[y1:y2 + 1, x1:x2 + 1], crop[y1:y2 + 1, x1:x2 + 1])   # the words, untouched
+    err = np.abs(out[:, :, 0].astype(float) - bg)
+    assert err[120:150, 120:180].max() < 6                   # other ink -> the paper between the words
     far = np.ones((h, w), bool)
-    far[30:71, 30:131] = False
-    assert np.abs(out[:, :, 0].astype(float) - bg)[far].mean() < 4            # fill follows the gradient
+    for x1, y1, x2, y2 in boxes:
+        far[y1 - 6:y2 + 7, x1 - 6:x2 + 7] = False
+    assert err[far].mean() < 6                               # the fill follows the shading the words sit on
     # light text on a dark sign: the fill is the sign's colour, not white
     sign = np.full((60, 200, 3), 30, np.uint8)
     strokes(sign, (20, 20, 80, 40), 240)
@@ -124,13 +155,13 @@ def test_keep_only_is_exact_inside_the_words_and_follows_the_background():
     assert sout[20:40, 120:180].max() < 40
 
 
-def test_paper_ignores_the_excluded_label_ink():
+def test_paper_samples_only_where_told():
     crop = np.full((40, 120, 3), 200, np.uint8)
-    crop[5:35, 5:115] = 10                                   # a solid black label word over most of the crop
-    exclude = np.zeros((40, 120), bool)
-    exclude[5:35, 5:115] = True
-    assert paper(crop)[0, 0, 0] == 10                        # without exclusion the ink wins
-    assert np.all(paper(crop, exclude) == 200)
+    crop[5:35, 5:115] = 10                                   # a solid black blob over most of the crop
+    around = np.zeros((40, 120), bool)
+    around[:3] = True                                        # the paper above it
+    assert paper(crop)[0, 0, 0] == 10                        # sampling everything: the blob wins
+    assert np.all(paper(crop, around) == 200)
 
 
 # ---------------------------------------------------------------- items 2-4, 10: reading order

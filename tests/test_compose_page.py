@@ -81,16 +81,47 @@ def test_neighbour_region_word_is_hidden_in_overlapping_crop():
     assert right[12:28, 12:48].mean() < 40       # "right" at x 70..110 -> crop x 10..50
 
 
-def test_best_region_wins_and_ties_go_to_the_first_in_reading_order():
+@pytest.mark.parametrize("region_order", ["rank", "detector"])
+def test_best_region_wins_and_ties_go_to_the_first_the_detector_returned(region_order):
+    """Bug 6: on a tie the region first in the detector's output wins (the original), under either region_order:
+    that key numbers and orders the samples, it never moves a word."""
     w = word(1, 40, 10, 60, 30, "mid")           # half in each region
     page, img = page_of([w])
-    res = run(page, img, [layout(0, 0, 50, 50, order=2), layout(50, 0, 100, 50, order=1)])
-    assert [s.box for s in res.samples] == [(50, 0, 100, 50)]
+    regions = [layout(0, 0, 50, 50, order=2), layout(50, 0, 100, 50, order=1)]
+    res = run(page, img, regions, overrides={"region_order": region_order})
+    number = "01" if region_order == "rank" else "00"
+    assert [(s.box, s.filename) for s in res.samples] == [((0, 0, 50, 50), f"scan_001_layout_{number}.jpg")]
     assert res.skips.counts[Skip.EMPTY_LABEL.value] == 1
-    skew = word(2, 30, 10, 60, 30, "skew")       # 20 px in the left region, 10 px in the right one
+    both = word(2, 40, 60, 60, 80, "both")       # fully inside a region and a smaller one inside it
+    page, img = page_of([both])
+    res = run(page, img, [layout(0, 50, 100, 100, order=2), layout(30, 55, 70, 95, order=1)],
+              overrides={"region_order": region_order})
+    assert [(s.text, s.box) for s in res.samples] == [("both", (0, 50, 100, 100))]
+    skew = word(3, 30, 10, 60, 30, "skew")       # 20 px in the left region, 10 px in the right one
     page, img = page_of([skew])
-    res = run(page, img, [layout(0, 0, 50, 50, order=2), layout(50, 0, 100, 50, order=1)])
+    res = run(page, img, regions[::-1], overrides={"region_order": region_order})
     assert [s.box for s in res.samples] == [(0, 0, 50, 50)]
+
+
+@pytest.mark.parametrize("text_first", [True, False])
+def test_a_word_is_labelled_once_when_a_text_region_lies_inside_a_table(text_first):
+    """Bug 6: a ranked text region inside an (unranked) table, cells_replace: table. Whichever region owns the
+    words, the cells label them; a layout sample never labels a word a cell sample of the page holds."""
+    words = [word(1, 110, 110, 140, 130, "k1"), word(2, 160, 110, 190, 130, "v1"), word(3, 10, 10, 90, 30, "para"),
+             word(4, 110, 145, 190, 160, "note")]
+    page, img = page_of(words, h=300)
+    table = layout(100, 100, 200, 140, "table")
+    inner = layout(105, 105, 195, 165, order=2)       # covers both cells' words and a line under the table
+    regions = [inner, table, layout(0, 0, 200, 50, order=1)]
+    if not text_first:
+        regions[:2] = regions[1::-1]
+    t = regions.index(table)
+    cells = [cell(100, 100, 150, 140, table=t), cell(150, 100, 200, 140, table=t)]
+    res = run(page, img, regions, cells)
+    assert [(s.kind, s.text) for s in res.samples] == [
+        ("layout", "para"), ("layout", "note"), ("cell", "k1"), ("cell", "v1")]
+    crop = decode(res.samples[1])   # the inner region shows its own word only: the cells' words are masked out
+    assert crop[5:25, 5:85].min() > 200 and crop[40:55, 5:85].max() < 60
 
 
 @pytest.mark.parametrize("dataset,inside,expected", [

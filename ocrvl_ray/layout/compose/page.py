@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 
@@ -23,26 +24,35 @@ from ocrvl_ray.layout.compose.orient import page_orientation, word_orientation
 from ocrvl_ray.layout.compose.reading import column_mode, compose_text, region_order
 from ocrvl_ray.layout.compose.recipes import Recipe
 from ocrvl_ray.layout.compose.render import blank_outside, encode_jpeg, hide_words
+from ocrvl_ray.layout.config import ComposeConfig, LayoutConfig
 
 
 #: Crop masking: "all" keeps only the label's words (the original), "words" hides the annotated words the
-#: label lacks (unannotated ink stays), "none" leaves the crop as it is.
-MASKS = ("all", "words", "none")
+#: label lacks (unannotated ink stays), "none" leaves the crop as it is. Spelled once, by the config's key.
+MASKS: tuple[str, ...] = get_args(LayoutConfig.model_fields["mask"].annotation)
+_JOB, _KNOBS = LayoutConfig.model_fields, ComposeConfig()
 
 
-@dataclass
+@dataclass(frozen=True)
 class ComposeOptions:
-    jpeg_quality: int = 80
-    mask: str = "all"             # one of MASKS
-    inpaint_radius: int = 3       # mask "words": cv2.inpaint radius
-    dilate_factor: float = 0.12   # masked/kept polygons grow by max(dilate_min, round(factor * median word height))
-    dilate_min: int = 2
-    feather_factor: float = 0.06  # mask "all": edge blend sigma max(feather_min, round(factor * median word height))
-    feather_min: int = 1
+    """How crops are masked and encoded; every default is the layout config's (``jpeg_quality``, ``mask``,
+    ``compose.*``, described there). The job builds it with ``from_config``."""
+    jpeg_quality: int = _JOB["jpeg_quality"].default
+    mask: str = _JOB["mask"].default                   # one of MASKS
+    inpaint_radius: int = _KNOBS.inpaint_radius
+    dilate_factor: float = _KNOBS.dilate_factor
+    dilate_min: int = _KNOBS.dilate_min
+    feather_factor: float = _KNOBS.feather_factor
+    feather_min: int = _KNOBS.feather_min
 
     def __post_init__(self):
         if self.mask not in MASKS:
             raise ValueError(f"mask={self.mask!r}: use one of {', '.join(MASKS)}")
+
+    @classmethod
+    def from_config(cls, jpeg_quality: int, mask: str, compose: ComposeConfig) -> "ComposeOptions":
+        """The options of a layout config: ``cfg.jpeg_quality``, ``cfg.mask``, ``cfg.compose``."""
+        return cls(jpeg_quality=jpeg_quality, mask=mask, **compose.model_dump())
 
 
 @dataclass
@@ -213,8 +223,9 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     layout_cands: list[_Candidate] = []
     usable = False
     if recipe.layout:
-        allowed = [i for i in region_order(regions, recipe.region_order)
-                   if regions[i].label in recipe.labels and regions[i].kind != "table_only"]
+        # words are assigned in the detector's output order (ties: the first it returned, as the original);
+        # region_order only numbers and orders the samples
+        allowed = [i for i, r in enumerate(regions) if r.label in recipe.labels and r.kind != "table_only"]
         keep, boxes = _usable_boxes([regions[i] for i in allowed], width, height, skips, f"{stem} region")
         usable |= bool(keep)
         polys = [regions[allowed[k]].polygon for k in keep]
@@ -222,13 +233,13 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
                   for p, b in zip(polys, boxes)]
         members, partial = _assign(words, boxes, recipe.layout_threshold, recipe.layout_min_coverage,
                                    recipe.center_inside, shapes)
-        for k, ws, np_, poly in zip(keep, members, partial, polys):
-            ri = allowed[k]
-            crop = geo.region_box(regions[ri].box, width, height)
-            if ws and recipe.crop == "words":
-                crop = geo.union_box(words.boxes[ws], width, height)
-            layout_cands.append(_Candidate("layout", ri, regions[ri].label, crop, ws, number=len(layout_cands),
-                                           partial=0 if recipe.center_inside else np_, polygon=poly))
+        owned = {allowed[k]: (ws, np_, poly) for k, ws, np_, poly in zip(keep, members, partial, polys)}
+        for ri in (i for i in region_order(regions, recipe.region_order) if i in owned):
+            ws, np_, poly = owned[ri]
+            layout_cands.append(_Candidate("layout", ri, regions[ri].label,
+                                           geo.region_box(regions[ri].box, width, height), ws,
+                                           number=len(layout_cands), partial=0 if recipe.center_inside else np_,
+                                           polygon=poly))
     cell_cands: list[_Candidate] = []
     if recipe.cells and cells:
         order = sorted(range(len(cells)), key=lambda i: (
@@ -273,7 +284,14 @@ def compose_page(page: Page, image: np.ndarray, regions: list[Region], cells: li
     if cell_samples:  # cells replace layout samples: of their own table, or of the whole page (the original)
         tables = {c.table for c, _ in cell_samples}
         layout_cands = [] if recipe.cells_replace == "page" else [c for c in layout_cands if c.index not in tables]
+        in_cells = {i for c, _ in cell_samples for i in c.words}
+        for c in layout_cands:  # a word a cell sample labels is in no layout label (masked from its crop)
+            c.words = [i for i in c.words if i not in in_cells]
         layout_beside_cells = True
+    if recipe.crop == "words":
+        for c in layout_cands:
+            if c.words:
+                c.crop = geo.union_box(words.boxes[c.words], width, height)
     layout_samples = render(layout_cands, flatten)
     if layout_beside_cells and layout_samples:
         skips.add(Guard.LAYOUT_BESIDE_CELLS.value, stem, n=len(layout_samples))
