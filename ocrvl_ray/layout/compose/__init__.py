@@ -6,7 +6,7 @@ page rotation (orient.py), crop masking and JPEG (render.py), and the page step 
 #: Changes whenever composition output changes for the same page, detections and options (bump it in the same
 #: commit: tests/test_compose_version.py pins the bundled sample's output to it). Part of every LMDB's identity,
 #: so a resume after an upgrade that composes differently is refused instead of mixing two compositions.
-COMPOSE_VERSION = 1
+COMPOSE_VERSION = 2
 
 from ocrvl_ray.layout.compose.orient import orient_page  # noqa: E402
 from ocrvl_ray.layout.compose.page import ComposeOptions, PageResult, Sample, compose_page  # noqa: E402
