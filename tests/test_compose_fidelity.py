@@ -266,6 +266,23 @@ def test_mask_config_and_the_old_inpaint_key():
         load_config(LayoutConfig, overrides=["mask=blur"], env={})
 
 
+def test_compose_options_take_every_default_from_the_layout_config():
+    """One default, one place: ComposeOptions() is the default config's options, and every compose.* knob and
+    top-level key it reads reaches it through from_config."""
+    from dataclasses import asdict
+
+    from ocrvl_ray.layout.config import ComposeConfig
+
+    cfg = LayoutConfig()
+    assert ComposeOptions() == ComposeOptions.from_config(cfg.jpeg_quality, cfg.mask, cfg.compose)
+    assert set(asdict(ComposeOptions())) == {"jpeg_quality", "mask", *ComposeConfig.model_fields}
+    cfg = load_config(LayoutConfig, overrides=["jpeg_quality=60", "mask=words", "compose.inpaint_radius=5",
+                                               "compose.dilate_min=4", "compose.feather_factor=0.1"], env={})
+    opts = ComposeOptions.from_config(cfg.jpeg_quality, cfg.mask, cfg.compose)
+    assert (opts.jpeg_quality, opts.mask, opts.inpaint_radius, opts.dilate_min, opts.feather_factor) == (
+        60, "words", 5, 4, 0.1)
+
+
 def test_run_report_counts_guards_apart_from_skips():
     cfg = LayoutConfig()
     summary = {"pages": {"ok": 2}, "item_skips": {
