@@ -40,7 +40,8 @@ class Recipe(BaseModel):
     cell_threshold: float = Field(0.2, ge=0, le=1)
     cell_min_coverage: float = Field(0.5, ge=0, le=1)
     # reading order (see reading.py). Regions: "rank" = ranked labels by the detector's rank, then unranked
-    # ones (table, figure_title, ...) top-to-bottom; "detector" = the detector's own order for all of them
+    # ones (table, figure_title, ...) top-to-bottom; "detector" = the detector's own order for all of them.
+    # It numbers and orders the samples; word ownership ties always go to the detector's first region
     region_order: Literal["rank", "detector"] = "rank"
     # words inside a region
     row_gap_min: float = Field(8.0, ge=0)
