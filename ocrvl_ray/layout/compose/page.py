@@ -3,7 +3,8 @@
 Steps: clean the words (count what cannot be used) -> assign words to layout regions (best overlap wins, ties
 to the region the detector returned first) and to table cells (every cell a word covers enough) -> compose
 each label in reading order -> crop, mask (keep only the label's words), encode -> pick the samples the recipe
-keeps (cells replace layout; a word a cell sample labels is in no layout label; word fallback). Departures from the original are counted as guards (``report.skips.Guard``).
+keeps (cells replace layout; a word a cell sample labels is in no layout label; word fallback). Departures
+from the original are counted as guards (``report.skips.Guard``).
 A region with a polygon (PP-DocLayoutV3) takes words by their overlap with the polygon (inside its box), and
 its crop is blanked outside the polygon as PaddleOCR-VL's pipeline crops it (``render.blank_outside``).
 """
