@@ -5,8 +5,8 @@ wall time would.
 
 Pages: the sample template rendered at 300 dpi on shaded, noisy paper, plus ink nobody annotated (a red
 stamp, printed guide text in the paragraphs' margins, a solid logo beside the heading, a black bar in a
-cell). Regions are shrunk by 4% on the right, so edge words
-fall partly outside; layout samples are kept beside cell samples (cells_replace=table, the default).
+cell). Regions are shrunk by 4% on the right, so edge words fall partly outside; layout samples are kept
+beside cell samples (cells_replace=table, the default).
 
 Per page, side by side:
   compose_page with mask=all (ours: paper fill + feather), mask=words, mask=none;
