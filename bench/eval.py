@@ -61,6 +61,7 @@ def main() -> None:
     from ocrvl_ray.eval.models import parse_model
     from ocrvl_ray.eval.predictions import write_predictions
     from ocrvl_ray.eval.run import run_eval_job
+    from ocrvl_ray.eval.config import ScoreOptions
     from ocrvl_ray.eval.score import score_file
     from ocrvl_ray.core.runtime import init_ray
     from ocrvl_ray.testing.tiny_vl import build_tiny_ocrvl
@@ -93,7 +94,7 @@ def main() -> None:
 
         write_predictions(_pairs(a.pairs), tmp / "pairs.parquet")
         t0 = time.perf_counter()
-        score_file(tmp / "pairs.parquet", tmp / "scored", n_boot=a.bootstrap)
+        score_file(tmp / "pairs.parquet", tmp / "scored", ScoreOptions(bootstrap=a.bootstrap))
         score_s = time.perf_counter() - t0
 
     print(f"eval: {n} samples in {eval_s:.2f} s (job incl. model load, scoring, report)")

@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--num-cpus", type=int, default=None)
     args = ap.parse_args()
     from ocrvl_ray.core.runtime import init_ray
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = tempfile.mkdtemp(prefix="ocrvl-bench-ingest-")
     try:
@@ -86,8 +86,8 @@ def main() -> None:
         print(f"json.load loop     : {n} files in {t_json:.2f} s = {n / t_json:.0f} pages/s")
 
         t = time.perf_counter()
-        s = prepare("finance_logistics", [labels], lookup=lookup, out=os.path.join(root, "local.parquet"),
-                    use_ray=False, progress=False)
+        s = prepare(PrepareConfig(dataset="finance_logistics", labels=[labels], lookup=lookup,
+                                  out=os.path.join(root, "local.parquet"), quiet=True), use_ray=False)
         t_local = time.perf_counter() - t
         print(f"prepare in-process : {s['pages']} pages, {s['words']} words in {t_local:.2f} s "
               f"= {s['pages'] / t_local:.0f} pages/s")
@@ -96,11 +96,11 @@ def main() -> None:
         ray = init_ray(num_cpus=args.num_cpus)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         print(f"ray.init           : {time.perf_counter() - t:.1f} s ({cpus} CPUs; not in the figures below)")
-        prepare("finance_logistics", [labels], lookup=lookup, out=os.path.join(root, "warm.parquet"),
-                use_ray=True, progress=False)  # warm-up: worker processes start and import pyarrow
+        prepare(PrepareConfig(dataset="finance_logistics", labels=[labels], lookup=lookup,
+                              out=os.path.join(root, "warm.parquet"), quiet=True), use_ray=True)  # warm-up: worker processes start and import pyarrow
         t = time.perf_counter()
-        s = prepare("finance_logistics", [labels], lookup=lookup, out=os.path.join(root, "ray.parquet"),
-                    use_ray=True, progress=False)
+        s = prepare(PrepareConfig(dataset="finance_logistics", labels=[labels], lookup=lookup,
+                                  out=os.path.join(root, "ray.parquet"), quiet=True), use_ray=True)
         t_ray = time.perf_counter() - t
         assert s["pages"] == args.files and not s["skipped"]["counts"], s["skipped"]
         print(f"prepare on Ray     : {s['pages']} pages, {s['words']} words in {t_ray:.2f} s "

@@ -58,7 +58,7 @@ def main() -> None:
     from ocrvl_ray.core.config import load_config
     from ocrvl_ray.demo.models import demo_models
     from ocrvl_ray.demo.sample import make_sample_dataset
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
     from ocrvl_ray.layout.config import LayoutConfig
 
     work = Path(tempfile.mkdtemp(prefix="bench-layout-"))
@@ -66,8 +66,8 @@ def main() -> None:
         t = time.perf_counter()
         data = make_sample_dataset(work / "ds", n_pages=args.pages, seed=11, size=size, image_format="jpeg")
         manifest = work / "manifest.parquet"
-        prepare("ocr_public", [data["labels_dir"]], images=[data["images_dir"]], out=str(manifest),
-                progress=False, use_ray=False)
+        prepare(PrepareConfig(dataset="ocr_public", labels=[data["labels_dir"]], images=[data["images_dir"]],
+                              out=str(manifest), quiet=True), use_ray=False)
         layout_dir, cell_dir = demo_models(work / "models")
         if args.detector == "real":
             from ocrvl_ray.testing.models import build_tiny_real_layout_model

@@ -14,6 +14,7 @@ recorded done only when its outputs exist under the hash it ran with.
       overrides: {num_workers: 4, ernie_root: /opt/ERNIE, output_dir: runs/finance-v1/sft}
     merge: {base: /models/PaddleOCR-VL, out: runs/finance-v1/export}
     eval: {options: {limit: 500}}                # base vs export on the layout's validation LMDB
+    model_version: v1.5                          # optional: the generation of every stage that needs one
 """
 from __future__ import annotations
 
@@ -25,41 +26,46 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ocrvl_ray.core.config import JobConfig, config_hash, parse_size
+from ocrvl_ray.core.config import JobConfig, config_hash
 from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.core.generations import ModelVersion
+from ocrvl_ray.export.config import MergeOptions
 
 STAGES = ("layout", "train", "merge", "eval")
 
 
 class TrainStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    config: Optional[str] = None                 # erniekit YAML (the user's file, unchanged)
-    overrides: dict[str, Any] = Field(default_factory=dict)  # key=value pairs, erniekit's and ours
+    config: Optional[str] = Field(None, description="erniekit YAML (the user's file, unchanged)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="key=value pairs, erniekit's and ours "
+                                                                         "(ocrvl train --help)")
 
 
-class MergeStage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    base: str                                    # HF folder of the base model
-    out: Optional[str] = None                    # default: <run_dir>/export
-    max_shard_size: str = "5GB"
-    verify: bool = True
+class MergeStage(MergeOptions):
+    """``ocrvl merge``'s options (max_shard_size, verify) plus where: the train stage gives the checkpoint."""
+    base: str = Field(description="HF folder of the base model")
+    out: Optional[str] = Field(None, description="the export folder; null = <run_dir>/export")
 
 
 class EvalStage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    data: Optional[str] = None                   # default: the layout stage's validation LMDB
-    export: Optional[str] = None                 # default: the merge stage's export
-    out: Optional[str] = None                    # default: <run_dir>/eval
-    options: dict[str, Any] = Field(default_factory=dict)   # EvalConfig keys (limit, engine, device, ...)
+    data: Optional[str] = Field(None, description="null: the layout stage's validation LMDB")
+    export: Optional[str] = Field(None, description="null: the merge stage's export")
+    out: Optional[str] = Field(None, description="null: <run_dir>/eval")
+    options: dict[str, Any] = Field(default_factory=dict, description="EvalConfig keys (limit, engine, device, ...; "
+                                                                       "ocrvl eval --help)")
 
 
 class PipelineConfig(JobConfig):
-    run_dir: str
-    stages: list[str] = Field(default_factory=lambda: list(STAGES))
-    layout: dict[str, Any] = Field(default_factory=dict)   # LayoutConfig keys
+    run_dir: str = Field(description="the run's folder: run_manifest.json and default outputs")
+    stages: list[str] = Field(default_factory=lambda: list(STAGES), description="the stages to run, in order")
+    layout: dict[str, Any] = Field(default_factory=dict, description="LayoutConfig keys (ocrvl layout --help)")
     train: TrainStage = Field(default_factory=TrainStage)
-    merge: Optional[MergeStage] = None
+    merge: Optional[MergeStage] = Field(None, description="needed by the merge and eval stages")
     eval: EvalStage = Field(default_factory=EvalStage)
+    model_version: Optional[ModelVersion] = Field(
+        None, description="PaddleOCR-VL generation for every stage that needs one, unless the stage sets its own: "
+                          "layout.model_version, eval.options.model_version, and train (engine=paddleformers)")
 
 
 class RunManifest:
@@ -84,7 +90,8 @@ def _layout_cfg(cfg: PipelineConfig):
     from ocrvl_ray.core.config import load_config
     from ocrvl_ray.layout.config import LayoutConfig
 
-    return load_config(LayoutConfig, overrides=cfg.layout)
+    version = {"model_version": cfg.model_version} if cfg.model_version else {}
+    return load_config(LayoutConfig, overrides={**version, **cfg.layout})
 
 
 def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
@@ -95,7 +102,17 @@ def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
         over["train_lmdb_paths"] = lmdb
     over.setdefault("output_dir", str(Path(cfg.run_dir) / "sft"))
     items = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in over.items()]
-    return load_train_config(cfg.train.config, items)
+    ours, args = load_train_config(cfg.train.config, items)
+    if cfg.model_version and ours.engine == "paddleformers" and ours.model_version is None:
+        ours.model_version = args["model_version"] = cfg.model_version
+    return ours, args
+
+
+def _eval_stage(cfg: PipelineConfig) -> EvalStage:
+    """The eval section with the pipeline's ``model_version`` in its options unless they set one."""
+    if not cfg.model_version or "model_version" in cfg.eval.options:
+        return cfg.eval
+    return cfg.eval.model_copy(update={"options": {**cfg.eval.options, "model_version": cfg.model_version}})
 
 
 def check_pipeline(cfg: PipelineConfig) -> None:
@@ -139,7 +156,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
         elif name == "train":
             lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
             ours, args = _train_cfg(cfg, _pick(lmdbs, ("train",)))
-            key = config_hash([ours.model_dump(mode="json"), args])
+            # model_version, when set, is in args too: left out of ours, older runs' hashes stay valid
+            key = config_hash([ours.model_dump(mode="json", exclude={"model_version"}), args])
             inputs, run = {"train_lmdb_paths": args.get("train_lmdb_paths")}, (lambda: _run_train(ours, args))
         elif name == "merge":
             lora = lora or man.stage("train").get("outputs", {}).get("checkpoint")
@@ -155,10 +173,11 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
             if not export or not data:
                 raise OcrvlError("eval needs the merge stage's export and a validation LMDB (a 'valid' split in "
                                  "the layout manifest, or eval.data=PATH); run those stages first")
-            out = cfg.eval.out or str(Path(cfg.run_dir) / "eval")
-            key = config_hash([cfg.eval.model_dump(mode="json"), cfg.merge.base, export, data, out])
+            ev = _eval_stage(cfg)
+            out = ev.out or str(Path(cfg.run_dir) / "eval")
+            key = config_hash([ev.model_dump(mode="json"), cfg.merge.base, export, data, out])
             inputs = {"base": cfg.merge.base, "export": export, "data": data}
-            run = (lambda: _run_eval(cfg.merge.base, export, data, out, cfg.eval.options))
+            run = (lambda: _run_eval(cfg.merge.base, export, data, out, ev.options))
         if not invalidated and rec.get("status") == "done" and rec.get("config_hash") == key:
             log(f"[{name}] done before with the same config ({key}); skipping")
             outputs = rec.get("outputs", {})
@@ -218,7 +237,7 @@ def _run_eval(base: str, export: str, data: str, out: str, options: dict) -> dic
 def _run_merge(m: MergeStage, lora: str, out: str) -> dict:
     from ocrvl_ray.export.task import merge_on_ray
 
-    res = merge_on_ray(m.base, lora, out, max_shard_bytes=parse_size(m.max_shard_size), overwrite=True,
+    res = merge_on_ray(m.base, lora, out, max_shard_bytes=m.max_shard_bytes, overwrite=True,
                        verify=m.verify)
     if m.verify and not res.get("verified"):
         raise OcrvlError("merged export failed verification:\n" + "\n".join(res.get("verify_lines", [])))

@@ -70,7 +70,7 @@ def test_eval_base_lora_and_export(models, valid_lmdb, tmp_path, capsys):
     assert [(c["a"], c["b"]) for c in m["comparisons"]] == [("base", "ft"), ("base", "merged"), ("ft", "merged")]
     assert m["comparisons"][2]["overall"]["same"] == LIMIT
     assert [x["kind"] for x in m["run"]["models"]] == ["base", "base+lora", "export"]
-    assert {x["template"] for x in m["run"]["models"]} == {"v1"}
+    assert {x["model_version"] for x in m["run"]["models"]} == {"v1"}
     assert "<h2>Headline</h2>" in (out / "report.html").read_text("utf-8")
     assert "ft vs base:" in capsys.readouterr().out
 

@@ -54,9 +54,12 @@ def test_lora_models_are_refused_for_vllm():
         processor_kwargs(ModelSpec("ft", "/models/base", "/runs/ckpt-10"), _cfg())
 
 
-def test_template_detection():
-    from ocrvl_ray.eval.engines import detect_generation
+def test_model_generation_detected_or_given():
+    from ocrvl_ray.eval.engines import model_generation
 
-    assert detect_generation("{{- 'Assistant: ' -}}") == "v1"
-    assert detect_generation("{{- 'Assistant:\\n' -}}") == "1.5"
-    assert detect_generation("") == "v1"
+    assert model_generation(None, "{{- 'Assistant: ' -}}") == "v1"
+    assert model_generation(None, "{{- 'Assistant:\\n' -}}") == "v1.5"
+    assert model_generation(None, "") == "v1"
+    # an explicit model_version wins over the chat template, in every spelling
+    assert model_generation("1.6", "{{- 'Assistant: ' -}}") == "v1.6"
+    assert model_generation("v1", "{{- 'Assistant:\\n' -}}") == "v1"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrvl_ray.ingest.prepare import prepare
+from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 from ocrvl_ray.demo.sample import make_sample_dataset, sample_dataset_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,16 +34,16 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 @pytest.mark.parametrize("family", ["ocr_public", "finance_logistics", "handwriting"])
 def test_auto_detect_reads_the_label_files_we_generate(tmp_path, family):
     made = make_sample_dataset(tmp_path / family, n_pages=2, seed=3, dataset=family)
-    s = prepare("auto", [made["labels_dir"]], images=[made["images_dir"]], out=str(tmp_path / "m.parquet"),
-                use_ray=False, progress=False)
+    s = prepare(PrepareConfig(dataset="auto", labels=[made["labels_dir"]], images=[made["images_dir"]],
+                              out=str(tmp_path / "m.parquet"), quiet=True), use_ray=False)
     assert s["by_split"] == {f"{family}/train": 2}
     assert s["skipped"]["counts"] == {}
 
 
 def test_auto_detect_reads_the_bundled_sample(tmp_path):
     root = str(sample_dataset_dir())
-    s = prepare("auto", [root], images=[root], out=str(tmp_path / "m.parquet"), split="train", use_ray=False,
-                progress=False)
+    s = prepare(PrepareConfig(dataset="auto", labels=[root], images=[root], out=str(tmp_path / "m.parquet"),
+                              split="train", quiet=True), use_ray=False)
     assert s["by_split"] == {"ocr_public/train": 2, "finance_logistics/train": 1, "handwriting/train": 1,
                              "public_admin/train": 1, "text_in_wild/train": 1}
     assert s["skipped"]["counts"] == {}
@@ -54,8 +54,8 @@ def test_skip_examples_name_the_missing_image_and_the_json_position(tmp_path):
     bad = tmp_path / "d" / "bad.json"
     bad.write_text('{"Images": {"width": 10,\n  "height" 20}}', encoding="utf-8")
     only_first = made["pages"][0]["image"]
-    s = prepare("ocr_public", [made["labels_dir"], str(bad)], images=[only_first], out=str(tmp_path / "m.parquet"),
-                use_ray=False, progress=False)
+    s = prepare(PrepareConfig(dataset="ocr_public", labels=[made["labels_dir"], str(bad)], images=[only_first],
+                              out=str(tmp_path / "m.parquet"), quiet=True), use_ray=False)
     missing = made["pages"][1]["id"]
     [unmatched] = s["skipped"]["examples"]["image_unmatched"]
     assert f"no image {missing}{{.png,.jpg,.jpeg}}" in unmatched and f"{missing}.json" in unmatched

@@ -10,7 +10,7 @@ import pytest
 from ocrvl_ray.cli import main as ocrvl
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.records import PAGE_SCHEMA, Page
-from ocrvl_ray.ingest.prepare import prepare
+from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
 
 def write(path: Path, obj) -> Path:
@@ -66,6 +66,10 @@ def build_corpus(root: Path) -> dict:
     return expected
 
 
+def _cfg(labels: list[str], **keys) -> PrepareConfig:
+    return PrepareConfig(labels=labels, quiet=True, **keys)
+
+
 def read_manifest(path) -> list[Page]:
     table = pq.read_table(path)
     assert table.schema.equals(PAGE_SCHEMA, check_metadata=False)
@@ -75,11 +79,11 @@ def read_manifest(path) -> list[Page]:
 def test_prepare_all_families_stable_across_parallelism(ray_local, tmp_path):
     expected = build_corpus(tmp_path)
     labels, images = [str(tmp_path / "labels")], [str(tmp_path / "images")]
-    a = prepare("auto", labels, images=images, out=str(tmp_path / "a.parquet"), use_ray=True,
-                files_per_task=2, window=2, progress=False)
-    b = prepare("auto", labels, images=images, out=str(tmp_path / "b.parquet"), use_ray=True,
-                files_per_task=64, window=16, progress=False)
-    c = prepare("auto", labels, images=images, out=str(tmp_path / "c.parquet"), use_ray=False, progress=False)
+    a = prepare(_cfg(labels, images=images, out=str(tmp_path / "a.parquet"), files_per_task=2), use_ray=True,
+                window=2)
+    b = prepare(_cfg(labels, images=images, out=str(tmp_path / "b.parquet"), files_per_task=64), use_ray=True,
+                window=16)
+    c = prepare(_cfg(labels, images=images, out=str(tmp_path / "c.parquet")), use_ray=False)
     pages = read_manifest(tmp_path / "a.parquet")
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "c.parquet"))
@@ -101,8 +105,8 @@ def test_prepare_all_families_stable_across_parallelism(ray_local, tmp_path):
     assert report["pages"] == a["pages"] and report["manifest"] == str(tmp_path / "a.parquet")
 
     # huge-file path: every collection streamed through Ray gives the same pages
-    s = prepare("auto", labels, images=images, out=str(tmp_path / "s.parquet"), use_ray=True,
-                stream_above_mb=0.0001, partition_mb=0.001, progress=False)
+    s = prepare(_cfg(labels, images=images, out=str(tmp_path / "s.parquet"), stream_above_mb=0.0001,
+                     partition_mb=0.001), use_ray=True)
     assert s["streamed_files"] == 14 + 3 + 2 and s["skipped"]["counts"] == {}
     key = lambda p: p.page_id  # noqa: E731
     assert sorted(read_manifest(tmp_path / "s.parquet"), key=key) == sorted(pages, key=key)
@@ -157,8 +161,8 @@ def test_prepare_counts_every_bad_input(ray_local, tmp_path, capsys):
     assert ok.source.endswith("labels/Training/IMG_OCR_6_F_ok.json")   # the first in path order is kept
 
     # the same input with every file over 100 bytes streamed through Ray: the same counts and pages
-    streamed = prepare("auto", [str(tmp_path / "labels")], images=[str(images)], out=str(tmp_path / "s.parquet"),
-                       use_ray=True, stream_above_mb=100 / 2 ** 20, partition_mb=0.0005, progress=False)
+    streamed = prepare(_cfg([str(tmp_path / "labels")], images=[str(images)], out=str(tmp_path / "s.parquet"),
+                            stream_above_mb=100 / 2 ** 20, partition_mb=0.0005), use_ray=True)
     assert streamed["streamed_files"] == 5          # all but the three tiny broken files
     assert streamed["skipped"]["counts"] == counts
     assert sorted(p.page_id for p in read_manifest(tmp_path / "s.parquet")) == sorted(p.page_id for p in pages)
@@ -167,17 +171,18 @@ def test_prepare_counts_every_bad_input(ray_local, tmp_path, capsys):
 def test_prepare_user_errors(tmp_path):
     write(tmp_path / "l" / "a.json", page_doc(1, 0))
     with pytest.raises(OcrvlError, match="did you mean 'handwriting'"):
-        prepare("handwritting", [str(tmp_path / "l")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet"))
+        prepare(_cfg([str(tmp_path / "l")], dataset="handwritting", images=[str(tmp_path)],
+                     out=str(tmp_path / "m.parquet")))
     with pytest.raises(OcrvlError, match="must be a plain name"):
-        prepare("auto", [str(tmp_path / "l")], images=[str(tmp_path)], split="my split")
+        prepare(_cfg([str(tmp_path / "l")], images=[str(tmp_path)], split="my split"))
     with pytest.raises(OcrvlError, match="exactly one of --images"):
-        prepare("auto", [str(tmp_path / "l")], out=str(tmp_path / "m.parquet"))
+        prepare(_cfg([str(tmp_path / "l")], out=str(tmp_path / "m.parquet")))
     with pytest.raises(OcrvlError, match="does not exist"):
-        prepare("auto", [str(tmp_path / "nope")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet"),
+        prepare(_cfg([str(tmp_path / "nope")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet")),
                 use_ray=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(OcrvlError, match="no \\*.json label files"):
-        prepare("auto", [str(tmp_path / "empty")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet"),
+        prepare(_cfg([str(tmp_path / "empty")], images=[str(tmp_path)], out=str(tmp_path / "m.parquet")),
                 use_ray=False)
     assert ocrvl(["prepare", "--dataset", "nope", "--labels", str(tmp_path / "l"), "--images", str(tmp_path),
                   "--no-ray"]) == 2

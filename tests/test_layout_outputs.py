@@ -91,13 +91,13 @@ def test_model_identity_hashes_a_transformers_style_folder(tmp_path):
 @pytest.fixture(scope="module")
 def one_page(tmp_path_factory):
     """A real manifest of one ocr_public page (split train), and an accepted layout model folder."""
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = tmp_path_factory.mktemp("one")
     make_sample_dataset(root / "ds", n_pages=1, seed=7, size=SMALL, split="Training")
     manifest = root / "manifest.parquet"
-    prepare("ocr_public", [str(root / "ds")], images=[str(root / "ds")], out=str(manifest), progress=False,
-            use_ray=False)
+    prepare(PrepareConfig(dataset="ocr_public", labels=[str(root / "ds")], images=[str(root / "ds")],
+                          out=str(manifest), quiet=True), use_ray=False)
     model = _model_dir(root / "model", config__json=b"{}", model__safetensors=b"w")
     return {"root": root, "manifest": str(manifest), "model": model}
 
@@ -166,14 +166,14 @@ def test_resume_under_another_compose_version_is_refused(one_page, tmp_path, mon
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory, ray_local, demo_model_dirs):
     """Two Training pages and one Validation page (AI-Hub folders) in one manifest."""
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = tmp_path_factory.mktemp("mixed")
     tr = make_sample_dataset(root / "ds", n_pages=2, seed=5, size=SMALL, split="Training")
     va = make_sample_dataset(root / "ds", n_pages=1, seed=6, size=SMALL, split="Validation")
     manifest = root / "manifest.parquet"
-    prepare("ocr_public", [str(root / "ds")], images=[str(root / "ds")], out=str(manifest), progress=False,
-            use_ray=False)
+    prepare(PrepareConfig(dataset="ocr_public", labels=[str(root / "ds")], images=[str(root / "ds")],
+                          out=str(manifest), quiet=True), use_ray=False)
     layout_dir, cell_dir = demo_model_dirs
     return {"root": root, "manifest": str(manifest), "layout": str(layout_dir), "cells": str(cell_dir),
             "train_ids": {p["id"] for p in tr["pages"]}, "valid_ids": {p["id"] for p in va["pages"]}}

@@ -104,14 +104,14 @@ def test_shard_count_and_kind_must_match(ray_local, tmp_path):
 def test_layout_job_with_shards_matches_one_lmdb(ray_local, demo_model_dirs, tmp_path):
     from ocrvl_ray.core.config import load_config
     from ocrvl_ray.demo.sample import make_sample_dataset
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
     from ocrvl_ray.layout.config import LayoutConfig
     from ocrvl_ray.layout.job import run_layout
 
     data = make_sample_dataset(tmp_path / "ds", n_pages=5, seed=8, size=(620, 877))
     manifest = tmp_path / "m.parquet"
-    prepare("ocr_public", [data["labels_dir"]], images=[data["images_dir"]], out=str(manifest), progress=False,
-            use_ray=False)
+    prepare(PrepareConfig(dataset="ocr_public", labels=[data["labels_dir"]], images=[data["images_dir"]],
+                          out=str(manifest), quiet=True), use_ray=False)
 
     def run(out, **over):
         o = {"manifest": str(manifest), "output": str(out), "progress": False, "report_html": False,

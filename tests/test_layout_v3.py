@@ -225,13 +225,14 @@ def test_v3_polygons_reach_the_lmdb_meta(ray_local, tmp_path):
     from shapely.geometry import Polygon, box as sbox
 
     from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, make_sample_dataset
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
     from ocrvl_ray.layout.job import run_layout
 
     w, h = 620, 877
     data = make_sample_dataset(tmp_path / "ds", n_pages=1, seed=11, size=(w, h))
     manifest = tmp_path / "m.parquet"
-    prepare("ocr_public", [data["labels_dir"]], images=[data["images_dir"]], out=str(manifest), progress=False)
+    prepare(PrepareConfig(dataset="ocr_public", labels=[data["labels_dir"]], images=[data["images_dir"]],
+                          out=str(manifest), quiet=True))
     x1, y1, x2, y2 = (v * s for v, s in zip(TEMPLATE_REGIONS[2][2:6], (w, h, w, h)))  # the first "text"
     band = rotated((x1 + x2) / 2, (y1 + y2) / 2, 0.985 * (x2 - x1), 0.45 * (y2 - y1), 8)
     assert sbox(x1, y1, x2, y2).contains(Polygon(band))

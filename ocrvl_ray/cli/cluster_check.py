@@ -4,23 +4,31 @@ Exit 0 = OK, 1 = problems (one line each), 2 = Ray rejects the cluster config or
 """
 from __future__ import annotations
 
-import argparse
+from typing import Optional
+
+from pydantic import Field
+
+from ocrvl_ray.cli import Spec
+from ocrvl_ray.core.config import JobConfig
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("cluster", help="the cluster.yaml given to `ray up`")
-    p.add_argument("layout", nargs="?", help="a LayoutConfig YAML to fit (e.g. configs/cluster_layout.yaml)")
-    p.add_argument("--train-workers", type=int, default=0, help="Ray Train workers (num_workers) to fit")
-    p.add_argument("--gpus-per-worker", type=float, default=1, help="1 in-process; GPUs per node in launcher mode")
-    p.add_argument("--cpus-per-worker", type=float, default=1)
+class ClusterCheckConfig(JobConfig):
+    cluster: str = Field(description="the cluster.yaml given to `ray up`")
+    layout: Optional[str] = Field(None, description="a LayoutConfig YAML to fit (e.g. configs/cluster_layout.yaml)")
+    train_workers: int = Field(0, ge=0, description="Ray Train workers (num_workers) to fit")
+    gpus_per_worker: float = Field(1, ge=0, description="1 in-process; GPUs per node in launcher mode")
+    cpus_per_worker: float = Field(1, ge=0, description="CPUs per training worker")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(cfg: ClusterCheckConfig) -> int:
     from ocrvl_ray.cluster import check_cluster
 
-    problems = check_cluster(args.cluster, args.layout, args.train_workers, args.gpus_per_worker,
-                             args.cpus_per_worker)
+    problems = check_cluster(cfg.cluster, cfg.layout, cfg.train_workers, cfg.gpus_per_worker, cfg.cpus_per_worker)
     for p in problems:
         print(f"problem: {p}")
-    print(f"{args.cluster}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    print(f"{cfg.cluster}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     return 1 if problems else 0
+
+
+SPEC = Spec("ocrvl_ray.cli.cluster_check:ClusterCheckConfig", run,
+            usage="CLUSTER.yaml [LAYOUT.yaml] [--train-workers N] [key=value ...]", positionals=("cluster", "layout"))

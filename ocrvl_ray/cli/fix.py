@@ -1,20 +1,26 @@
 """``ocrvl fix --file merged.safetensors --base BASE --out fixed.safetensors``: Paddle layout -> HF layout."""
 from __future__ import annotations
 
-import argparse
+from pydantic import Field
+
+from ocrvl_ray.cli import Spec
+from ocrvl_ray.core.config import JobConfig
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--file", required=True, help="merged safetensors file in Paddle layout (or its index.json)")
-    p.add_argument("--base", required=True, help="the Hugging Face base model folder it was fine-tuned from")
-    p.add_argument("--out", required=True, help="fixed safetensors file to write (atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+class FixConfig(JobConfig):
+    file: str = Field(description="merged safetensors file in Paddle layout (or its index.json)")
+    base: str = Field(description="the Hugging Face base model folder it was fine-tuned from")
+    out: str = Field(description="fixed safetensors file to write (atomically)")
+    overwrite: bool = Field(False, description="replace an existing out file")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(cfg: FixConfig) -> int:
     from ocrvl_ray.export.fix import fix_file
 
-    res = fix_file(args.file, args.base, args.out, overwrite=args.overwrite)
+    res = fix_file(cfg.file, cfg.base, cfg.out, overwrite=cfg.overwrite)
     for key, (choice, d_keep, d_t) in res.square_decisions.items():
         print(f"  square {key}: {choice} (distance to base {d_keep:.3g} as stored, {d_t:.3g} transposed)")
     return 0
+
+
+SPEC = Spec("ocrvl_ray.cli.fix:FixConfig", run, usage="--file MERGED --base BASE --out FIXED [--overwrite] [key=value ...]")

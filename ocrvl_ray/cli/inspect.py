@@ -1,45 +1,51 @@
 """``ocrvl inspect LMDB [--html [report.html]]``: console summary and optional self-contained HTML report."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+from typing import Optional, Union
+
+from pydantic import Field
+
+from ocrvl_ray.cli import Spec
+from ocrvl_ray.core.config import JobConfig
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("lmdb", nargs="?", help="the LMDB directory (e.g. out/sample_layout.lmdb)")
-    p.add_argument("--html", nargs="?", const="", default=None, metavar="FILE",
-                   help="write the HTML report (default file: <lmdb>.report.html)")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--contact", type=int, default=48, metavar="N", help="crops on the contact sheet (default 48)")
-    p.add_argument("--examples", type=int, default=12, metavar="N",
-                   help="examples kept per suspicious reason (default 12)")
-    p.add_argument("--long-label", type=int, default=1000, metavar="CHARS",
-                   help="labels longer than this are flagged (default 1000)")
-    p.add_argument("--blank-std", type=float, default=3.0, metavar="STD",
-                   help="crops with grayscale std below this are flagged near-blank (default 3.0)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when the health check finds problems")
+class InspectConfig(JobConfig):
+    lmdb: Optional[str] = Field(None, description="the LMDB directory (e.g. out/sample_layout.lmdb)")
+    html: Union[bool, str] = Field(False, description="write the HTML report: true = <lmdb>.report.html, or a "
+                                                      "file name (--html [FILE])")
+    json_file: Optional[str] = Field(None, description="also write the report as JSON (--json FILE)")
+    contact: int = Field(48, ge=0, description="crops on the contact sheet")
+    examples: int = Field(12, ge=0, description="examples kept per suspicious reason")
+    long_label: int = Field(1000, ge=1, description="labels longer than this (characters) are flagged")
+    blank_std: float = Field(3.0, ge=0, description="crops with grayscale std below this are flagged near-blank")
+    strict: bool = Field(False, description="exit 1 when the health check finds problems")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(cfg: InspectConfig) -> int:
     from ocrvl_ray.report.inspect import format_summary, inspect_lmdb
 
-    lmdb, html = _lmdb_and_html(args.lmdb, args.html)
-    report = inspect_lmdb(lmdb, html=html, contact=args.contact, examples=args.examples,
-                          long_label=args.long_label, blank_std=args.blank_std)
+    lmdb, html = _lmdb_and_html(cfg.lmdb, cfg.html)
+    report = inspect_lmdb(lmdb, html=html, contact=cfg.contact, examples=cfg.examples,
+                          long_label=cfg.long_label, blank_std=cfg.blank_std)
     print(format_summary(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    return 1 if args.strict and not report["health"]["ok"] else 0
+    if cfg.json_file:
+        Path(cfg.json_file).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 1 if cfg.strict and not report["health"]["ok"] else 0
 
 
-def _lmdb_and_html(lmdb: str | None, html: str | None) -> tuple[str, str | bool | None]:
+def _lmdb_and_html(lmdb: str | None, html: bool | str) -> tuple[str, str | bool | None]:
     """(LMDB path, ``inspect_lmdb``'s ``html``). ``--html X.lmdb`` with no other path means the default report
-    of X.lmdb: argparse hands the path to ``--html``, which takes an optional file."""
+    of X.lmdb: the flag takes an optional file, so the path lands in ``html``."""
     from ocrvl_ray.core.errors import OcrvlError
 
-    if lmdb is None and html and not html.lower().endswith((".html", ".htm")):
-        lmdb, html = html, ""
+    if lmdb is None and isinstance(html, str) and html and not html.lower().endswith((".html", ".htm")):
+        lmdb, html = html, True
     if lmdb is None:
         raise OcrvlError("give the LMDB folder to inspect, e.g. ocrvl inspect out/sample_layout.lmdb --html")
-    return lmdb, None if html is None else (html or True)
+    return lmdb, None if html is False else (html or True)
+
+
+SPEC = Spec("ocrvl_ray.cli.inspect:InspectConfig", run, usage="LMDB [--html [FILE]] [--json FILE] [key=value ...]",
+            positionals=("lmdb",), aliases={"--json": "json_file"})

@@ -1,38 +1,59 @@
-"""``ocrvl train CONFIG.yaml [key=value ...]``: erniekit's config and overrides, run under Ray Train."""
+"""``ocrvl train CONFIG.yaml [key=value ...]``: erniekit's config and overrides, run under Ray Train.
+
+The one convention of every command, with one difference: keys that are not ours (:class:`TrainConfig`) are
+erniekit's and go to the entry untouched, so an unknown key is not refused here (erniekit refuses it).
+"""
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
+from typing import Any, Optional
 
-from ocrvl_ray.core.config import ConfigError, split_cli_args
+from pydantic import Field
+
+from ocrvl_ray.cli import Spec
+from ocrvl_ray.core.config import ConfigError
 from ocrvl_ray.core.errors import unwrap_ray
+from ocrvl_ray.train.config import TrainConfig
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="erniekit training YAML (e.g. run_ocr_vl_sft_16k.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="erniekit keys (max_steps=100, output_dir=...) and ours (num_workers=8, "
-                             "storage_path=s3://..., run_name=..., max_failures=2, entry=mod:fn, "
-                             "ernie_root=..., mode=launcher); see docs/train.md")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved config and the pre-flight findings, do not train")
+class TrainCommand(TrainConfig):
+    """Our training keys plus the command's own switch."""
+    dry_run: bool = Field(False, description="print the resolved config and the pre-flight findings, do not train")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ocrvl_ray.train.config import DEFAULT_ENTRY, load_train_config, run_name_for
+@dataclass
+class TrainArgs:
+    ours: TrainConfig
+    erniekit: dict[str, Any]
+    yaml_path: Optional[str]
+    dry_run: bool
+
+
+def load(argv: list[str]) -> TrainArgs:
+    from ocrvl_ray.core.config import parse_argv, truthy
+    from ocrvl_ray.train.config import load_train_config
+
+    yaml_path, overrides = parse_argv(TrainCommand, argv, yaml=True)
+    dry_run = truthy(overrides.pop("dry_run", False))
+    ours, train_args = load_train_config(yaml_path, overrides)
+    return TrainArgs(ours, train_args, yaml_path, dry_run)
+
+
+def run(a: TrainArgs) -> int:
+    from ocrvl_ray.train.config import DEFAULT_ENTRY, run_name_for
     from ocrvl_ray.train.run import check
 
-    yaml_path, overrides = split_cli_args(([args.config] if args.config else []) + list(args.overrides))
-    ours, train_args = load_train_config(yaml_path, overrides)
-    if yaml_path is None and ours.entry == DEFAULT_ENTRY:   # erniekit's model, data and LoRA keys live there
+    ours, train_args = a.ours, a.erniekit
+    if a.yaml_path is None and ours.entry == DEFAULT_ENTRY:   # erniekit's model, data and LoRA keys live there
         raise ConfigError("pass the erniekit YAML (e.g. ocrvl train run_ocr_vl_sft_16k.yaml output_dir=/data/run1 "
                           "max_steps=100); only a custom entry=module:function runs without one")
-    if args.dry_run:
+    if a.dry_run:
         import yaml
         print(yaml.safe_dump({"ocrvl": ours.model_dump(), "run_name": run_name_for(ours, train_args),
                               "erniekit": train_args}, allow_unicode=True, sort_keys=False), end="")
     check(ours, train_args)
-    if args.dry_run:
+    if a.dry_run:
         return 0
 
     from ray.train import TrainingFailedError
@@ -54,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"ocrvl train: done; latest checkpoint {result.checkpoint.path}", file=sys.stderr)
     return 0
+
+
+SPEC = Spec("ocrvl_ray.cli.train:TrainCommand", run, usage="ERNIEKIT.yaml [key=value ...] [--dry-run]", yaml=True,
+            load=load, note="Any other key is erniekit's and goes to the entry untouched (max_steps=100, "
+                            "output_dir=..., see docs/train.md); such keys are not checked here.")
 
 
 def _cause(error: Exception) -> str:

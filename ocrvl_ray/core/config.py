@@ -16,6 +16,7 @@ import re
 import textwrap
 import typing
 from pathlib import Path
+from types import UnionType
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import yaml
@@ -35,6 +36,8 @@ class JobConfig(BaseModel):
 
     #: FAST_* environment variable -> (dotted key, converter); subclasses fill it in.
     ENV_OVERRIDES: ClassVar[dict[str, tuple[str, Any]]] = {}
+    #: old key -> what replaced it; a config that still uses the old key is refused with this hint.
+    RENAMED: ClassVar[dict[str, str]] = {}
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -123,6 +126,15 @@ def _cli_value(v: Any) -> str:
     return str(v) if str(v) else "''"
 
 
+def _choices(annotation: Any) -> list[Any]:
+    """The allowed values of a ``Literal`` field (also inside ``Optional`` / ``Annotated``), else []."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _choices(typing.get_args(annotation)[0])
+    return [c for a in typing.get_args(annotation) if a is not type(None) for c in _choices(a)]
+
+
 def describe_keys(model: type[BaseModel]) -> list[str]:
     """One aligned line per config key of ``model`` (nested sections as dotted keys): ``key=default``, the
     field's description, its allowed values and the environment variable that sets it."""
@@ -142,8 +154,7 @@ def describe_keys(model: type[BaseModel]) -> list[str]:
             if sub is not None and (isinstance(default, BaseModel) or default is None):
                 walk(sub, default if isinstance(default, BaseModel) else None, key + ".")
                 continue
-            choices = [a for ann in (f.annotation, *typing.get_args(f.annotation))
-                       if typing.get_origin(ann) is typing.Literal for a in typing.get_args(ann)]
+            choices = _choices(f.annotation)
             notes = ["one of " + "|".join(_cli_value(c) for c in choices) if choices else "",
                      f.description or "", f"env {env[key]}" if key in env else ""]
             rows.append((f"{key}={_cli_value(default)}", "; ".join(n for n in notes if n)))
@@ -160,7 +171,10 @@ def describe_keys(model: type[BaseModel]) -> list[str]:
 
 def _check_unknown(model: type[BaseModel], data: Mapping, prefix: str = "") -> None:
     fields = model.model_fields
+    renamed = getattr(model, "RENAMED", {})
     for key, value in data.items():
+        if key in renamed:
+            raise ConfigError(f"config key {prefix + str(key)!r} was renamed: {renamed[key]}")
         if key not in fields:
             full = prefix + str(key)
             valid = _valid_keys(model, prefix)
@@ -212,6 +226,8 @@ def validation_message(e: ValidationError, what: str, key_prefix: str = "") -> s
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"config key {key_prefix + loc!r} is required (give {key_prefix + loc}=...)"
     if not loc:
         return f"invalid {what}: {msg}"
     return f"config key {key_prefix + loc!r}: {msg} (got {err.get('input')!r})"
@@ -228,6 +244,100 @@ def split_cli_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         else:
             raise ConfigError(f"argument {a!r} is neither a .yaml config nor key=value")
     return yaml_path, rest
+
+
+def _flag_kind(annotation: Any) -> str | None:
+    """How a top-level key reads as a ``--flag``: ``bool`` (no value; ``--no-KEY`` for false), ``list`` (the values
+    up to the next option or key=value), ``bool|str`` (an optional value), ``value`` (one value); None: only
+    key=value (config sections, mappings)."""
+    args = [a for a in (typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, UnionType)
+                        else (annotation,)) if a is not type(None)]
+    if any(_submodel(a) or a is dict or typing.get_origin(a) is dict for a in args):
+        return None
+    if args == [bool]:
+        return "bool"
+    if bool in args:
+        return "bool|str"
+    if any(a is list or typing.get_origin(a) is list for a in args):
+        return "list"
+    return "value"
+
+
+def flag_names(model: type[BaseModel], aliases: Mapping[str, str] = {}) -> dict[str, str]:
+    """``--flag`` -> top-level key: every key with a flag form as ``--key-name``, plus ``aliases``."""
+    out = {f"--{name.replace('_', '-')}": name for name, f in model.model_fields.items() if _flag_kind(f.annotation)}
+    return {**out, **aliases}
+
+
+def parse_argv(model: type[BaseModel], argv: Sequence[str], *, positionals: Sequence[str] = (), yaml: bool = False,
+               aliases: Mapping[str, str] = {}) -> tuple[str | None, dict[str, Any]]:
+    """A command line -> (YAML path or None, overrides for :func:`load_config`).
+
+    ``key=value`` is the one form of every key; ``--key-name VALUE`` (``--key-name=VALUE``) is the same key
+    (booleans: ``--key`` / ``--no-key``; a list key takes the values up to the next option or key=value), as
+    are the ``aliases`` (an alias of a list key adds one value per use, e.g. ``--model a --model b``). Bare
+    arguments fill ``positionals`` in order (a list key takes the rest); with ``yaml`` a bare ``*.yaml`` /
+    ``*.yml`` is the config file. Flag values stay text: pydantic converts them as it converts YAML scalars.
+    """
+    fields = model.model_fields
+    flags = flag_names(model, aliases)
+    yaml_path, given, bare, tokens = None, {}, [], []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok.startswith("-") and len(tok) > 1 and not tok[1].isdigit():
+            flag, eq, inline = tok.partition("=")
+            flag = flag.replace("_", "-")
+            base = flags.get("--" + flag[5:]) if flag.startswith("--no-") and flag not in flags else None
+            negate = base is not None and _flag_kind(fields[base].annotation) in ("bool", "bool|str")
+            key = base if negate else flags.get(flag)
+            if key is None:
+                close = difflib.get_close_matches(flag, list(flags), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; use key=value ({', '.join(fields)})"
+                raise ConfigError(f"unknown option {flag!r}{hint}")
+            kind = _flag_kind(fields[key].annotation)
+            if negate or kind == "bool":
+                given[key] = (not negate) if not eq else inline
+            elif kind == "bool|str":
+                take = not eq and i < len(argv) and not argv[i].startswith("-") and "=" not in argv[i]
+                given[key] = inline if eq else (argv[i] if take else True)
+                i += take
+            elif kind == "list" and flag in aliases:       # one value per use
+                if not eq and i >= len(argv):
+                    raise ConfigError(f"option {flag} needs a value")
+                given.setdefault(key, []).append(inline if eq else argv[i])
+                i += not eq
+            elif kind == "list":
+                values = [inline] if eq else []
+                while not eq and i < len(argv) and not argv[i].startswith("--") and "=" not in argv[i]:
+                    values.append(argv[i])
+                    i += 1
+                if not values:
+                    raise ConfigError(f"option {flag} needs at least one value")
+                given[key] = values
+            else:
+                if not eq and i >= len(argv):
+                    raise ConfigError(f"option {flag} needs a value")
+                given[key] = inline if eq else argv[i]
+                i += not eq
+        elif "=" in tok:
+            tokens.append(tok)
+        elif yaml and yaml_path is None and tok.endswith((".yaml", ".yml")):
+            yaml_path = tok
+        else:
+            bare.append(tok)
+    for n, key in enumerate(positionals):
+        if n >= len(bare):
+            break
+        if _flag_kind(fields[key].annotation) == "list":
+            given[key], bare = bare[n:], bare[:n]
+            break
+        given[key] = bare[n]
+    if len(bare) > len(positionals):
+        what = ("a .yaml config, " if yaml else "") + (f"{', '.join(positionals)}, " if positionals else "")
+        raise ConfigError(f"argument {bare[len(positionals)]!r} is not {what}key=value or --option")
+    return yaml_path, deep_merge(given, parse_overrides(tokens))
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}

@@ -13,7 +13,9 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
+
+from pydantic import BeforeValidator
 
 from ocrvl_ray.core.errors import OcrvlError
 
@@ -48,13 +50,26 @@ GENERATIONS = {g.name: g for g in (V1, V15, V16)}
 _ALIASES = {"1": "v1", "1.0": "v1", "v1.0": "v1", "1.5": "v1.5", "1.6": "v1.6"}
 
 
-def get(name: str) -> Generation:
-    """``v1``/``v1.5``/``v1.6`` (also ``1.5``, ``1.0``...) -> its Generation; a one-line error otherwise."""
+def canonical(name: Any) -> str:
+    """``1.5``, ``v1.5``, ``V1.5 `` (also the YAML/CLI number 1.5) -> ``v1.5``; ValueError naming the valid values."""
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in GENERATIONS:
-        raise OcrvlError(f"model_version={name!r} is unknown; use one of {', '.join(GENERATIONS)}")
-    return GENERATIONS[key]
+        raise ValueError(f"unknown generation {name!r}; use one of {', '.join(GENERATIONS)} (also written 1.5, 1.6)")
+    return key
+
+
+def get(name: str) -> Generation:
+    """``v1``/``v1.5``/``v1.6`` (also ``1.5``, ``1.0``...) -> its Generation; a one-line error otherwise."""
+    try:
+        return GENERATIONS[canonical(name)]
+    except ValueError:
+        raise OcrvlError(f"model_version={name!r} is unknown; use one of {', '.join(GENERATIONS)}") from None
+
+
+#: The one config type of a generation (key ``model_version`` in every command): accepts every spelling
+#: :func:`canonical` knows and holds the canonical name.
+ModelVersion = Annotated[Literal["v1", "v1.5", "v1.6"], BeforeValidator(canonical)]
 
 
 def check_template(gen: Generation, template: Optional[str]) -> None:
@@ -148,7 +163,7 @@ def resolve(model_version: Optional[str], base: Optional[str]) -> tuple[Generati
 # -- layout side ----------------------------------------------------------------------------------
 # paddlex ``PaddleOCRVL.predict`` defaults ``layout_shape_mode`` to ``auto`` for every generation; with
 # PP-DocLayoutV2, which has no masks, ``auto`` crops plain boxes.
-VERSIONS = ("v1", "v1.5", "v1.6")
+VERSIONS = tuple(GENERATIONS)
 
 #: generation -> layout preset: ``model_name`` (paddleocr ``LayoutDetection``) and ``shape_mode``
 #: (paddlex ``layout_shape_mode``: rect | quad | poly | auto).

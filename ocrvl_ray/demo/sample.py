@@ -242,7 +242,7 @@ def sample_manifest() -> Path:
     """The bundled sample's manifest (what ``ocrvl layout`` reads without ``manifest=``): every family read by
     ``--dataset auto`` into one split, ``train``; prepared once into the cache (the package folder may be
     read-only)."""
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = sample_dataset_dir()
     files = sorted((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*.json"))
@@ -251,8 +251,8 @@ def sample_manifest() -> Path:
     out = cache / f"sample-manifest-{key}.parquet"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        prepare("auto", [str(root)], images=[str(root)], out=str(out), split="train", progress=False,
-                use_ray=False)
+        prepare(PrepareConfig(dataset="auto", labels=[str(root)], images=[str(root)], out=str(out), split="train",
+                              quiet=True), use_ray=False)
     return out
 
 

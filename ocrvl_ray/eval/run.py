@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from ocrvl_ray.eval.config import EvalConfig
 from ocrvl_ray.eval.data import read_samples, split_paths
-from ocrvl_ray.eval.engines import finish, resolve_template
+from ocrvl_ray.eval.engines import finish, model_generation
 from ocrvl_ray.eval.models import ModelSpec, parse_models, read_chat_template
 from ocrvl_ray.eval.score import score, write_outputs
 
@@ -48,11 +48,14 @@ ENGINES: dict[str, Callable] = {"paddle": predict_paddle, "vllm": predict_vllm}
 def run_eval(models: list[str], data: str | list[str], out: str, cfg: EvalConfig | dict | None = None,
              log: Callable[[str], None] = print) -> dict:
     """What ``ocrvl pipeline``'s eval stage calls: returns the metrics dict (also written to ``out``)."""
+    from ocrvl_ray.core.config import load_config
+
     if isinstance(cfg, EvalConfig):
         cfg = cfg.model_dump()
     base = {k: v for k, v in (cfg or {}).items() if k not in ("models", "data", "out")}
-    full = EvalConfig.model_validate({**base, "models": list(models),
-                                      "data": data if isinstance(data, str) else ",".join(data), "out": out})
+    full = load_config(EvalConfig, overrides={**base, "models": list(models),
+                                              "data": data if isinstance(data, str) else ",".join(data), "out": out},
+                       env={})
     return run_eval_job(full, log)["metrics"]
 
 
@@ -78,7 +81,7 @@ def run_eval_job(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     run_info: dict[str, Any] = {"data": paths, "engine": cfg.engine, "limit": cfg.limit, "prompt": cfg.prompt,
                                 "max_new_tokens": cfg.max_new_tokens, "models": []}
     for spec in specs:
-        generation = resolve_template(cfg.template, read_chat_template(spec.path))
+        generation = model_generation(cfg.model_version, read_chat_template(spec.path))
         t0 = time.perf_counter()
         rows = sorted(ENGINES[cfg.engine](ds, spec, generation, cfg), key=lambda r: int(r["row"]))
         secs = time.perf_counter() - t0
@@ -87,13 +90,13 @@ def run_eval_job(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
         cols[f"prediction:{spec.name}"] = [str(r["hyp"]) for r in rows]
         cols[f"loop:{spec.name}"] = [bool(r["loop"]) for r in rows]
         cols[f"tokens:{spec.name}"] = [int(r["tokens"]) for r in rows]
-        run_info["models"].append({**spec.describe(), "template": generation, "seconds": round(secs, 3),
+        run_info["models"].append({**spec.describe(), "model_version": generation, "seconds": round(secs, 3),
                                    "samples_per_s": round(n / secs, 3) if secs else None})
-        log(f"eval: {spec.name} ({spec.kind}, template {generation}): {n} samples in {secs:.1f} s")
+        log(f"eval: {spec.name} ({spec.kind}, model_version {generation}): {n} samples in {secs:.1f} s")
     del cols["image"]
     from ocrvl_ray.eval.predictions import Predictions
 
-    metrics, scored = score(Predictions(cols, [s.name for s in specs]), cfg.bootstrap, cfg.seed)
-    paths_out = write_outputs(metrics, scored, cfg.out, examples=cfg.examples, extra={"run": run_info})
+    metrics, scored = score(Predictions(cols, [s.name for s in specs]), cfg)
+    paths_out = write_outputs(metrics, scored, cfg.out, cfg, extra={"run": run_info})
     Path(cfg.out, "eval_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
     return {"metrics": {"run": run_info, **metrics}, "paths": paths_out}

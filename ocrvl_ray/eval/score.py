@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ocrvl_ray.eval.compare import paired_bootstrap
+from ocrvl_ray.eval.config import ScoreOptions
 from ocrvl_ray.eval.metrics import SLICE_COLUMNS, aggregate, sample_scores, slice_members
 from ocrvl_ray.eval.predictions import Predictions, read_predictions, write_predictions
 
@@ -34,9 +35,10 @@ DEFINITIONS = {
 }
 SCORE_KEYS = ("distance", "ned", "exact")
 
-def score(preds: Predictions, n_boot: int = 1000, seed: int = 0) -> tuple[dict, dict[str, list]]:
+def score(preds: Predictions, opts: ScoreOptions) -> tuple[dict, dict[str, list]]:
     """``(metrics, scored columns)``; the columns are the input columns plus ``ref_len`` and
-    ``distance:<m>``, ``ned:<m>``, ``exact:<m>`` per model."""
+    ``distance:<m>``, ``ned:<m>``, ``exact:<m>`` per model. ``opts``: bootstrap resamples and seed."""
+    n_boot, seed = opts.bootstrap, opts.seed
     refs = preds.columns["reference"]
     per = {m: sample_scores(refs, preds.hyps(m)) for m in preds.models}
     members = slice_members(refs, {c: preds.get(c) for c in SLICE_COLUMNS if preds.get(c) is not None})
@@ -68,9 +70,10 @@ def _agg(s: dict[str, np.ndarray], idx: np.ndarray | None) -> dict:
     t = s if idx is None else _take(s, idx)
     return aggregate(t["distance"], t["ref_len"], t["ned"], t["exact"])
 
-def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, *, examples: int = 12,
+def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, opts: ScoreOptions, *,
                   extra: dict | None = None) -> dict[str, str]:
-    """``predictions.parquet``, ``metrics.json`` and ``report.html`` in ``out``; returns their paths."""
+    """``predictions.parquet``, ``metrics.json`` and ``report.html`` (``opts.examples`` examples) in ``out``;
+    returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": str(write_predictions(cols, out / "predictions.parquet"))}
@@ -79,17 +82,17 @@ def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, 
     paths["metrics"] = str(out / "metrics.json")
     from ocrvl_ray.eval.report import render_report
 
-    (out / "report.html").write_text(render_report(doc, cols, examples), "utf-8")
+    (out / "report.html").write_text(render_report(doc, cols, opts.examples), "utf-8")
     paths["report"] = str(out / "report.html")
     return paths
 
-def score_file(path: str | os.PathLike, out: str | os.PathLike | None = None, n_boot: int = 1000,
-               seed: int = 0) -> tuple[dict, dict[str, str]]:
-    """``ocrvl eval score``: recompute every metric and the report from a predictions file."""
+def score_file(path: str | os.PathLike, out: str | os.PathLike | None, opts: ScoreOptions) -> tuple[dict, dict[str, str]]:
+    """``ocrvl eval score``: recompute every metric and the report from a predictions file (``out`` None: its
+    folder)."""
     preds = read_predictions(path)
-    metrics, cols = score(preds, n_boot, seed)
+    metrics, cols = score(preds, opts)
     out = Path(out) if out else Path(path).parent
-    return metrics, write_outputs(metrics, cols, out, extra={"run": {"predictions": str(Path(path).resolve())}})
+    return metrics, write_outputs(metrics, cols, out, opts, extra={"run": {"predictions": str(Path(path).resolve())}})
 
 def headline(metrics: dict) -> list[str]:
     """A few text lines: per model the overall metrics, per comparison the differences with intervals."""

@@ -23,10 +23,10 @@ import numpy as np
 
 from ocrvl_ray.core.errors import OcrvlError, check_output_path
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, module_families, pair_adapter, under_targeted
+from ocrvl_ray.export.config import DEFAULT_MAX_SHARD_BYTES
 from ocrvl_ray.export.st import (CHUNK_BYTES, FLOAT_DTYPES, Ordered, StreamWriter, TensorInfo, TensorSet, file_sha256,
                                  read_rows, row_chunks, row_nbytes)
 
-DEFAULT_MAX_SHARD = 5 * 1024**3
 WEIGHT_SUFFIXES = (".safetensors", ".pdparams", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".gguf")
 WEIGHT_INDEXES = (".safetensors.index.json", ".bin.index.json", ".pdparams.index.json")
 REPORT = "merge_report.json"
@@ -164,7 +164,7 @@ class _HashingSource:
 
 
 def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-               max_shard_bytes: int = DEFAULT_MAX_SHARD, overwrite: bool = False,
+               max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, overwrite: bool = False,
                chunk_bytes: int = CHUNK_BYTES, log: Callable[[str], None] = print) -> MergeResult:
     """Merge ``lora_dir`` into ``base_dir`` and write an HF-layout export to ``out_dir``."""
     t0 = time.perf_counter()

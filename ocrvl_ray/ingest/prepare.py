@@ -16,24 +16,48 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import Field
 from tqdm import tqdm
 
+from ocrvl_ray.core.config import JobConfig
 from ocrvl_ray.core.errors import OcrvlError, check_output_path
 from ocrvl_ray.core.records import PAGE_SCHEMA
 from ocrvl_ray.core.skips import Skip, SkipCounter
 from ocrvl_ray.ingest.batch import Source
 from ocrvl_ray.ingest.files import read_files, stream_collection
 from ocrvl_ray.ingest.lookup import MATCH_EXTS, LookupIndex, build_lookup, load_lookup, stem_of
-from ocrvl_ray.ingest.readers import READERS, Options
+from ocrvl_ray.ingest.readers import FAMILIES, READERS, Options
 from ocrvl_ray.ingest.scan import scan
 from ocrvl_ray.ingest.splits import split_of_file
 
 DEFAULT_SPLIT = "train"
+
+
+class PrepareConfig(JobConfig):
+    """``ocrvl prepare``'s keys; :func:`prepare` takes this (its defaults are the only ones)."""
+    dataset: str = Field("auto", description=f"label family: auto (detect from content) or one of "
+                                             f"{', '.join(FAMILIES)}")
+    labels: list[str] = Field(description="label files or folders (searched recursively for *.json)")
+    images: Optional[list[str]] = Field(None, description="image folders to index now (or lookup)")
+    lookup: Optional[str] = Field(None, description="lookup index (.parquet from `ocrvl lookup`, or legacy .pkl.gz); "
+                                                    "instead of images")
+    out: str = Field("manifest.parquet", description="the manifest to write (and <name>.report.json beside it)")
+    split: Optional[str] = Field(None, description="force this split for every page; null: Training/Validation "
+                                                   "folders, text_in_wild a seeded hash, otherwise 'train'")
+    seed: int = Field(42, description="text_in_wild split seed")
+    valid_fraction: float = Field(0.1, description="text_in_wild share of valid pages")
+    files_per_task: int = Field(256, ge=1, description="label files per Ray task")
+    stream_above_mb: float = Field(64, ge=0, description="label files larger than this (MB) are streamed")
+    partition_mb: float = Field(32, gt=0, description="streamed files are joined in partitions of about this much "
+                                                      "JSON; a partition needs roughly 10x its size in memory")
+    num_cpus: Optional[int] = Field(None, ge=1, description="CPUs of a local Ray (ignored on a cluster)")
+    ray: bool = Field(True, description="false (--no-ray): read in this process only (small inputs)")
+    quiet: bool = Field(False, description="no progress lines")
 
 
 @dataclass
@@ -182,29 +206,30 @@ def _check_dataset(dataset: str) -> None:
         raise OcrvlError(f"unknown dataset {dataset!r}{hint} (one of: {', '.join(valid)})")
 
 
-def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lookup: str | None = None,
-            out: str = "manifest.parquet", split: str | None = None, *, seed: int = 42,
-            valid_fraction: float = 0.1, files_per_task: int = 256, stream_above_mb: float = 64,
-            partition_mb: float = 32, window: int | None = None, use_ray: bool | None = None,
-            tmp_dir: str | None = None, progress: bool = True) -> dict:
-    """Read label files into the manifest ``out`` and write ``<out stem>.report.json``; returns that summary.
+def prepare(cfg: PrepareConfig, *, use_ray: bool | None = None, window: int | None = None,
+            tmp_dir: str | None = None) -> dict:
+    """Read ``cfg.labels`` into the manifest ``cfg.out`` and write ``<out stem>.report.json``; returns that summary.
 
-    ``dataset``: a family name or ``auto``. ``labels``: files or folders (searched for ``*.json``).
-    ``images`` (image roots, indexed now) or ``lookup`` (index file, Parquet or legacy ``.pkl.gz``).
-    ``split`` forces one split; default: the folder names (``Training``...), text_in_wild by a seeded hash of
-    the image id (``seed``, ``valid_fraction``), else ``train``. ``use_ray``: None = use Ray if initialised.
+    ``cfg.dataset``: a family name or ``auto``. ``cfg.images`` (image roots, indexed now) or ``cfg.lookup``
+    (index file, Parquet or legacy ``.pkl.gz``). ``cfg.split`` forces one split; default: the folder names
+    (``Training``...), text_in_wild by a seeded hash of the image id (``seed``, ``valid_fraction``), else
+    ``train``. ``use_ray``: None = use Ray if initialised. ``window``: units in flight (default twice the
+    cluster's CPUs). ``tmp_dir``: where streamed partitions spill.
     """
+    dataset, labels, images, lookup, split = cfg.dataset, cfg.labels, cfg.images, cfg.lookup, cfg.split
+    seed, valid_fraction, progress = cfg.seed, cfg.valid_fraction, not cfg.quiet
     t0 = time.time()
     _check_dataset(dataset)
     if not labels:
-        raise OcrvlError("no label paths given (--labels PATH ...)")
+        raise OcrvlError("no label paths given (labels=PATH or --labels PATH ...)")
     if (images is None) == (lookup is None):
-        raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE")
+        raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE "
+                         "(images=[...] / lookup=FILE)")
     if split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", split):
         raise OcrvlError(f"split {split!r} must be a plain name like train or valid (it becomes part of file names)")
     if not 0 <= valid_fraction <= 1:
         raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
-    out = check_output_path(out, "--out")
+    out = check_output_path(cfg.out, "out")
     if use_ray is None:
         try:
             import ray
@@ -230,11 +255,11 @@ def prepare(dataset: str, labels: list[str], images: list[str] | None = None, lo
         lookup_info = {"lookup": os.path.abspath(lookup), "images": len(index)}
 
     opts = Options(split=split, seed=seed, valid_fraction=valid_fraction)
-    units, defaulted = plan(listing.files, labels, split, files_per_task, int(stream_above_mb * 2 ** 20))
+    units, defaulted = plan(listing.files, labels, split, cfg.files_per_task, int(cfg.stream_above_mb * 2 ** 20))
     sizes = dict(listing.files)
 
     def partitions_for(path: str) -> int:
-        return max(1, min(1024, -(-sizes[path] // int(partition_mb * 2 ** 20))))
+        return max(1, min(1024, -(-sizes[path] // int(cfg.partition_mb * 2 ** 20))))
 
     n_files = len(listing.files)
     streamed = sum(u.stream for u in units)
@@ -288,7 +313,7 @@ def summary_lines(summary: dict) -> list[str]:
     lines += [f"  {k:<32} {v:>8} pages" for k, v in summary["by_split"].items()]
     if summary["split_defaulted_files"]:
         lines.append(f"  {summary['split_defaulted_files']} label files are in no Training/Validation folder: "
-                     f"split '{DEFAULT_SPLIT}' (use --split to choose)")
+                     f"split '{DEFAULT_SPLIT}' (use split=NAME to choose)")
     col = summary["lookup"].get("collisions")
     if col and col["names"]:
         lines.append(f"  image index: {col['names']} file names shared by {col['files']} files "

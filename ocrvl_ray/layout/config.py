@@ -6,7 +6,8 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
-from ocrvl_ray.core.generations import LAYOUT, VERSIONS
+from ocrvl_ray.lmdb.writer import DEFAULT_WRITE_BYTES
+from ocrvl_ray.core.generations import LAYOUT, VERSIONS, ModelVersion, canonical
 
 
 def _debug_limit(raw: str) -> int:
@@ -64,7 +65,7 @@ class ComposeConfig(BaseModel):
 
 
 class LayoutConfig(JobConfig):
-    model_version: Literal["v1", "v1.5", "v1.6"] = Field(
+    model_version: ModelVersion = Field(
         "v1", description="PaddleOCR-VL generation the data is for: presets layout.model_name and "
                           "layout.shape_mode (core/generations.py); keys set explicitly win")
     manifest: Optional[str] = Field(None, description="Parquet manifest from `ocrvl prepare`; null = the bundled "
@@ -101,7 +102,7 @@ class LayoutConfig(JobConfig):
         "bytes", description="what decode passes on: bytes = the encoded file (~10x fewer bytes through the object "
                              "store; the faster stream with GPU-like detectors, docs/performance.md), array = the "
                              "decoded page (one decode less, ~28 MB per page per stage at 2480x3508)")
-    write_batch_mb: int = Field(512, ge=1, description="MB of samples per LMDB write task (Ray's ~25 ms between two "
+    write_batch_mb: int = Field(DEFAULT_WRITE_BYTES >> 20, ge=1, description="MB of samples per LMDB write task (Ray's ~25 ms between two "
                                                        "tasks is paid per task; a crash redoes up to one task's "
                                                        "pages not yet committed)")
     write_batch_pages: Optional[int] = Field(None, ge=1, description="pages per LMDB write task instead of "
@@ -133,10 +134,13 @@ class LayoutConfig(JobConfig):
         """Fill layout.model_name / layout.shape_mode from the generation's preset where not set explicitly."""
         if not isinstance(data, dict):
             return data
-        preset = LAYOUT.get(data.get("model_version", VERSIONS[0]))
+        try:
+            preset = LAYOUT[canonical(data.get("model_version", VERSIONS[0]))]
+        except ValueError:
+            return data  # unknown version: the field's validation reports it
         layout = data.get("layout")
-        if preset is None or not (layout is None or isinstance(layout, dict)):
-            return data  # unknown version: the field's validation reports it; a built section stays as is
+        if not (layout is None or isinstance(layout, dict)):
+            return data  # a built section stays as is
         return {**data, "layout": {**preset, **(layout or {})}}
 
     @model_validator(mode="before")

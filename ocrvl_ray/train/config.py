@@ -15,7 +15,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 from pydantic import Field, ValidationError, model_validator
 
 from ocrvl_ray.core.config import (ConfigError, JobConfig, deep_merge, env_overrides, load_yaml, parse_overrides,
-                                   validation_message)
+                                   set_dotted, validation_message)
+from ocrvl_ray.core.generations import ModelVersion
 
 DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
 PADDLEFORMERS_ENTRY = "ocrvl_ray.train.engines.paddleformers:paddleformers_sft"
@@ -23,21 +24,27 @@ PADDLEFORMERS_ENTRY = "ocrvl_ray.train.engines.paddleformers:paddleformers_sft"
 
 class TrainConfig(JobConfig):
     """Our keys; they sit beside erniekit's in the same YAML / ``key=value`` syntax."""
-    num_workers: int = Field(1, ge=1)            # in-process: one per GPU; launcher: one per node
-    use_gpu: Optional[bool] = None              # None: use GPUs when the cluster has any
-    gpus_per_worker: int = Field(1, ge=1)       # launcher mode: GPUs per node
-    cpus_per_worker: float = Field(1.0, ge=0)
-    storage_path: Optional[str] = None          # local path, NFS or cloud URI; None: ~/ray_results
-    run_name: Optional[str] = None              # None: the basename of output_dir (re-running resumes)
-    max_failures: int = Field(1, ge=-1)         # worker-group restarts; -1 = unlimited
-    num_to_keep: Optional[int] = Field(None, ge=1)  # checkpoints kept in storage; None = all
-    entry: str = DEFAULT_ENTRY                  # module:function called in every worker with the config dict
-    ernie_root: Optional[str] = None            # the ERNIE checkout (ernie/, data_processor/, erniekit/)
-    mode: Literal["in-process", "launcher"] = "in-process"
-    watch_interval_s: float = Field(2.0, gt=0)  # how often output_dir is scanned for checkpoint-N
-    preflight: bool = True                      # audit the config before starting Ray Train
-    metrics_log: Optional[str] = None           # JSONL of every report (step, loss, lr, checkpoint, errors)
-    engine: Literal["erniekit", "paddleformers"] = "erniekit"   # paddleformers: PaddleFormers 1.x (own venv)
+    num_workers: int = Field(1, ge=1, description="in-process: one per GPU; launcher: one per node")
+    use_gpu: Optional[bool] = Field(None, description="null: use GPUs when the cluster has any")
+    gpus_per_worker: int = Field(1, ge=1, description="launcher mode: GPUs per node")
+    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs per worker")
+    storage_path: Optional[str] = Field(None, description="local path, NFS or cloud URI; null: ~/ray_results")
+    run_name: Optional[str] = Field(None, description="null: the basename of output_dir (re-running resumes)")
+    max_failures: int = Field(1, ge=-1, description="worker-group restarts; -1 = unlimited")
+    num_to_keep: Optional[int] = Field(None, ge=1, description="checkpoints kept in storage; null = all")
+    entry: str = Field(DEFAULT_ENTRY, description="module:function called in every worker with the config dict")
+    ernie_root: Optional[str] = Field(None, description="the ERNIE checkout (ernie/, data_processor/, erniekit/)")
+    mode: Literal["in-process", "launcher"] = Field("in-process", description="launcher: paddle.distributed.launch "
+                                                                             "per node (docs/train.md)")
+    watch_interval_s: float = Field(2.0, gt=0, description="how often output_dir is scanned for checkpoint-N")
+    preflight: bool = Field(True, description="audit the config before starting Ray Train")
+    metrics_log: Optional[str] = Field(None, description="JSONL of every report (step, loss, lr, checkpoint, "
+                                                         "errors)")
+    engine: Literal["erniekit", "paddleformers"] = Field("erniekit", description="paddleformers: PaddleFormers 1.x "
+                                                                                 "(own venv)")
+    model_version: Optional[ModelVersion] = Field(
+        None, description="PaddleOCR-VL generation (engine=paddleformers: its chat template and prompts); null = "
+                          "detected from model_name_or_path's files; handed to the entry as well")
 
     ENV_OVERRIDES = {"ERNIE_ROOT": ("ernie_root", str)}
 
@@ -51,12 +58,22 @@ class TrainConfig(JobConfig):
 OUR_KEYS = frozenset(TrainConfig.model_fields)
 
 
-def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str]) -> dict[str, Any]:
-    """What ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict."""
-    return deep_merge(load_yaml(yaml_path) if yaml_path else {}, parse_overrides(overrides))
+def _overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(overrides, Mapping):
+        return parse_overrides(overrides)
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        set_dotted(out, str(key), value)
+    return out
 
 
-def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+def erniekit_args(yaml_path: str | os.PathLike | None, overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """What ``erniekit train YAML k=v ...`` hands to its tuner, as a plain dict (``overrides``: ``k=v`` texts,
+    or a mapping of already typed values)."""
+    return deep_merge(load_yaml(yaml_path) if yaml_path else {}, _overrides(overrides))
+
+
+def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
                       env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
                       ) -> tuple[TrainConfig, dict[str, Any]]:
     """(our typed keys, erniekit's dict). Relative local paths (``output_dir``, ``logging_dir``,
@@ -64,7 +81,7 @@ def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Seq
     driver's working directory."""
     from_yaml = load_yaml(yaml_path) if yaml_path else {}
     merged = erniekit_args(yaml_path, overrides)
-    cli_keys = {o.split("=", 1)[0].strip().lstrip("-").split(".")[0] for o in overrides}
+    cli_keys = set(_overrides(overrides))
     ours_yaml = {k: from_yaml[k] for k in OUR_KEYS if k in from_yaml}
     ours_cli = {k: merged[k] for k in OUR_KEYS if k in merged and k in cli_keys}
     data = deep_merge(deep_merge(ours_yaml, env_overrides(TrainConfig, os.environ if env is None else env)),
@@ -74,6 +91,8 @@ def load_train_config(yaml_path: str | os.PathLike | None = None, overrides: Seq
     except ValidationError as e:
         raise ConfigError(validation_message(e, "train config")) from None
     rest = {k: v for k, v in merged.items() if k not in OUR_KEYS}
+    if ours.model_version:
+        rest["model_version"] = ours.model_version
     base = Path(cwd or os.getcwd())
     for key in ("storage_path", "metrics_log"):
         value = getattr(ours, key)

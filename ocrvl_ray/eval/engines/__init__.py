@@ -4,6 +4,8 @@ Prompt text per model generation comes from ``core.generations`` (the table trai
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from ocrvl_ray.core import generations as gen
 from ocrvl_ray.eval.metrics import cut_loop
 
@@ -11,18 +13,16 @@ IMAGE = gen.IMAGE
 IMAGE_TOKEN = "<|IMAGE_PLACEHOLDER|>"
 
 
-def detect_generation(chat_template: str) -> str:
-    """``1.5`` when the model's chat template opens the assistant turn with a newline, else ``v1``."""
-    return "1.5" if gen.template_family(chat_template) == "v1.5" else "v1"
-
-
-def resolve_template(setting: str, chat_template: str) -> str:
-    return detect_generation(chat_template) if setting == "auto" else setting
+def model_generation(model_version: Optional[str], chat_template: str) -> str:
+    """``model_version`` when set, else the model's from its chat template: ``v1.5`` when it opens the assistant
+    turn with a newline (1.5 and 1.6 share that template and the prompts), else ``v1``."""
+    if model_version:
+        return gen.canonical(model_version)
+    return "v1.5" if gen.template_family(chat_template) == "v1.5" else "v1"
 
 
 def render_prompt(generation: str, prompt: str) -> str:
-    """The full prompt text with one image placeholder (engines expand it to the image's token count);
-    the template of ``core.generations`` (``1.5`` covers 1.5 and 1.6, which share it)."""
+    """The full prompt text with one image placeholder (engines expand it to the image's token count)."""
     return gen.get(generation).prompt(prompt)
 
 
