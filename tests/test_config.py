@@ -53,3 +53,113 @@ def test_bad_values_are_one_line_errors(tmp_path):
         load_config(LayoutConfig, tmp_path / "missing.yaml", env={})
     with pytest.raises(ConfigError, match="not key=value"):
         parse_overrides(["justakey"])
+
+
+# -- one spelling of a model generation (issue 25, bug 8) ----------------------------------------------------
+
+GENERATION_SPELLINGS = [("1.5", "v1.5"), ("v1.5", "v1.5"), ("1.6", "v1.6"), ("V1.6", "v1.6"), ("v1", "v1"),
+                        ("1.0", "v1")]
+
+
+def _version_of(command: str, spelling: str) -> str:
+    """The model_version a command's config holds after ``model_version=<spelling>`` on its command line."""
+    from ocrvl_ray.cli import command_spec
+
+    extra = {"pipeline": ["run_dir=/tmp/r"], "train": []}.get(command, [])
+    cfg = command_spec(command, [])[1].parse([*extra, f"model_version={spelling}"])
+    return cfg.ours.model_version if command == "train" else cfg.model_version
+
+
+@pytest.mark.parametrize("command", ["layout", "eval", "train", "pipeline"])
+@pytest.mark.parametrize("spelling,canonical", GENERATION_SPELLINGS)
+def test_model_version_accepts_every_spelling_in_every_command(command, spelling, canonical):
+    assert _version_of(command, spelling) == canonical
+
+
+@pytest.mark.parametrize("command", ["layout", "eval", "train", "pipeline"])
+def test_unknown_model_version_is_one_line_listing_the_valid_values(command, capsys):
+    from ocrvl_ray.cli import main
+
+    extra = ["run_dir=/tmp/r"] if command == "pipeline" else []
+    assert main([command, *extra, "model_version=v2"]) == 2
+    assert capsys.readouterr().err == (f"ocrvl {command}: error: config key 'model_version': unknown generation 'v2'; "
+                                       "use one of v1, v1.5, v1.6 (also written 1.5, 1.6) (got 'v2')\n")
+
+
+def test_layout_preset_follows_any_spelling():
+    """``model_version=1.5`` was refused by layout; it now presets PP-DocLayoutV3 like ``v1.5``."""
+    assert load_config(LayoutConfig, overrides=["model_version=1.5"], env={}).layout.model_name == "PP-DocLayoutV3"
+    assert load_config(LayoutConfig, overrides={"model_version": 1.6}, env={}).model_version == "v1.6"
+
+
+def test_one_table_of_generations():
+    import typing
+
+    from ocrvl_ray.core import generations as g
+
+    assert typing.get_args(typing.get_args(g.ModelVersion)[0]) == tuple(g.GENERATIONS) == g.VERSIONS
+    assert set(g.LAYOUT) == set(g.GENERATIONS)
+
+
+def test_eval_template_key_is_refused_with_the_new_key(capsys):
+    from ocrvl_ray.cli import main
+    from ocrvl_ray.eval.config import EvalConfig
+
+    with pytest.raises(ConfigError, match="config key 'template' was renamed: use model_version=v1|v1.5|v1.6"):
+        load_config(EvalConfig, overrides=["template=1.5"])
+    assert main(["eval", "template=auto"]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_pipeline_model_version_reaches_layout_and_eval():
+    from ocrvl_ray.end_to_end import PipelineConfig, _eval_stage, _layout_cfg
+
+    cfg = load_config(PipelineConfig, overrides={"run_dir": "/tmp/r", "model_version": "1.5", "merge": {"base": "b"}})
+    assert _layout_cfg(cfg).model_version == "v1.5" and _eval_stage(cfg).options["model_version"] == "v1.5"
+    own = load_config(PipelineConfig, overrides={"run_dir": "/tmp/r", "model_version": "1.5",
+                                                  "layout": {"model_version": "v1"},
+                                                  "eval": {"options": {"model_version": "1.6"}}})
+    assert _layout_cfg(own).model_version == "v1" and _eval_stage(own).options["model_version"] == "1.6"
+    plain = load_config(PipelineConfig, overrides={"run_dir": "/tmp/r"})
+    assert _eval_stage(plain) is plain.eval          # no model_version: the eval stage's hash is unchanged
+
+
+# -- one default, one place (issue 25, bug 7) ------------------------------------------------------------------
+
+def test_max_shard_size_has_one_default():
+    """``"5GB"`` was written in the merge CLI and the pipeline, and the library merged at 5 GiB."""
+    import inspect
+
+    from ocrvl_ray.end_to_end import MergeStage
+    from ocrvl_ray.export.config import MergeConfig
+    from ocrvl_ray.export.merge import merge_lora
+
+    cli = MergeConfig(base="b", lora="l", out="o")
+    assert MergeStage(base="b").max_shard_size == cli.max_shard_size == "5GB"
+    assert inspect.signature(merge_lora).parameters["max_shard_bytes"].default == cli.max_shard_bytes == 5 * 10**9
+
+
+def test_prepare_takes_its_config():
+    """``prepare`` has no defaults of its own: every option lives in PrepareConfig (the CLI's model)."""
+    import inspect
+
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
+
+    params = inspect.signature(prepare).parameters
+    assert list(params)[0] == "cfg" and params["cfg"].default is inspect.Parameter.empty
+    assert {n: p.default for n, p in params.items() if n != "cfg"} == {"use_ray": None, "window": None,
+                                                                         "tmp_dir": None}
+    assert not set(params) & set(PrepareConfig.model_fields)
+
+
+def test_eval_scoring_options_have_one_default():
+    import inspect
+
+    from ocrvl_ray.eval.config import EvalConfig, EvalScoreConfig, ScoreOptions
+    from ocrvl_ray.eval.score import score, score_file, write_outputs
+
+    for cls in (EvalConfig, EvalScoreConfig):   # both inherit the keys; neither writes them again
+        assert issubclass(cls, ScoreOptions) and not {"bootstrap", "seed", "examples"} & set(cls.__annotations__)
+    for fn in (score, score_file, write_outputs):
+        assert all(p.default is inspect.Parameter.empty or n == "extra"
+                   for n, p in inspect.signature(fn).parameters.items()), fn.__name__

@@ -263,6 +263,17 @@ def _flag_kind(annotation: Any) -> str | None:
     return "value"
 
 
+def _takes_text(annotation: Any) -> bool:
+    """Whether a key accepts text as typed (``str``, a ``Literal`` of strings, a validated ``Annotated`` type);
+    other flag values are typed as ``key=value`` types them (``--index-base 0`` is the number 0)."""
+    origin = typing.get_origin(annotation)
+    if annotation is str or origin is typing.Annotated:
+        return True
+    if origin is typing.Literal:
+        return any(isinstance(c, str) for c in typing.get_args(annotation))
+    return origin in (typing.Union, UnionType) and any(_takes_text(a) for a in typing.get_args(annotation))
+
+
 def flag_names(model: type[BaseModel], aliases: Mapping[str, str] = {}) -> dict[str, str]:
     """``--flag`` -> top-level key: every key with a flag form as ``--key-name``, plus ``aliases``."""
     out = {f"--{name.replace('_', '-')}": name for name, f in model.model_fields.items() if _flag_kind(f.annotation)}
@@ -277,7 +288,8 @@ def parse_argv(model: type[BaseModel], argv: Sequence[str], *, positionals: Sequ
     (booleans: ``--key`` / ``--no-key``; a list key takes the values up to the next option or key=value), as
     are the ``aliases`` (an alias of a list key adds one value per use, e.g. ``--model a --model b``). Bare
     arguments fill ``positionals`` in order (a list key takes the rest); with ``yaml`` a bare ``*.yaml`` /
-    ``*.yml`` is the config file. Flag values stay text: pydantic converts them as it converts YAML scalars.
+    ``*.yml`` is the config file. A flag's value stays text where the key takes text (paths such as ``007``),
+    else it is typed as ``key=value`` types it.
     """
     fields = model.model_fields
     flags = flag_names(model, aliases)
@@ -319,7 +331,8 @@ def parse_argv(model: type[BaseModel], argv: Sequence[str], *, positionals: Sequ
             else:
                 if not eq and i >= len(argv):
                     raise ConfigError(f"option {flag} needs a value")
-                given[key] = inline if eq else argv[i]
+                raw = inline if eq else argv[i]
+                given[key] = raw if _takes_text(fields[key].annotation) else parse_overrides([f"v={raw}"])["v"]
                 i += not eq
         elif "=" in tok:
             tokens.append(tok)
