@@ -10,7 +10,10 @@ from ocrvl_ray.core.records import Page, Word, pages_to_table
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.ingest.geometry import clockwise_from_top_left
 from ocrvl_ray.layout.stages.decode import OK, decode_batch, exif_transform_points, page_image
+from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.testing.images import BAD_KINDS, GOOD_KINDS, pattern_image, write_image
+
+MAX_PIXELS = LayoutConfig().max_pixels
 
 W, H = 64, 48
 
@@ -46,7 +49,7 @@ def expected_bgr(kind: str, path) -> np.ndarray:
 @pytest.mark.parametrize("handoff", ["bytes", "array"])
 def test_good_kinds_decode_to_8bit_bgr(tmp_path, handoff):
     paths = [write_image(tmp_path / kind, kind, W, H) for kind in GOOD_KINDS]
-    out = decode_batch(manifest_batch(paths), handoff=handoff)
+    out = decode_batch(manifest_batch(paths), MAX_PIXELS, handoff)
     assert list(out["status"]) == [OK] * len(GOOD_KINDS), out["detail"]
     for i, kind in enumerate(GOOD_KINDS):
         img = page_image(out, i)
@@ -63,7 +66,7 @@ def test_good_kinds_decode_to_8bit_bgr(tmp_path, handoff):
 
 def test_bytes_handoff_moves_original_file_when_plain(tmp_path):
     paths = [write_image(tmp_path / k, k, W, H) for k in ("rgb_png", "rgb_jpeg", "cmyk_jpeg", "rgba_png")]
-    out = decode_batch(manifest_batch(paths), handoff="bytes")
+    out = decode_batch(manifest_batch(paths), MAX_PIXELS, "bytes")
     assert out["image_bytes"][0] == paths[0].read_bytes()
     assert out["image_bytes"][1] == paths[1].read_bytes()
     assert out["image_bytes"][2][:8] == b"\x89PNG\r\n\x1a\n"  # CMYK normalised once, then lossless
@@ -78,7 +81,7 @@ def test_bad_inputs_are_skips_not_exceptions(tmp_path, kind, skip):
     assert kind in BAD_KINDS
     bad = write_image(tmp_path / kind, kind, W, H)
     good = write_image(tmp_path / "good.png", "rgb_png", W, H)
-    out = decode_batch(manifest_batch([bad, good]), handoff="array")
+    out = decode_batch(manifest_batch([bad, good]), MAX_PIXELS, "array")
     assert out["status"][0] == skip.value
     assert str(bad) in out["detail"][0]
     assert out["status"][1] == OK  # the bad neighbour does not take the batch down
@@ -87,11 +90,11 @@ def test_bad_inputs_are_skips_not_exceptions(tmp_path, kind, skip):
 
 def test_missing_file_and_pixel_limit_from_header(tmp_path):
     good = write_image(tmp_path / "good.png", "rgb_png", W, H)
-    out = decode_batch(manifest_batch([tmp_path / "nope.png", None, good]), max_pixels=W * H - 1)
+    out = decode_batch(manifest_batch([tmp_path / "nope.png", None, good]), W * H - 1, "array")
     assert out["status"][0] == Skip.IMAGE_MISSING.value and "nope.png" in out["detail"][0]
     assert out["status"][1] == Skip.IMAGE_MISSING.value
     assert out["status"][2] == Skip.IMAGE_TOO_LARGE.value and "max_pixels" in out["detail"][2]
-    assert decode_batch(manifest_batch([good]), max_pixels=W * H)["status"][0] == OK
+    assert decode_batch(manifest_batch([good]), W * H, "array")["status"][0] == OK
 
 
 def test_rows_already_skipped_pass_through(tmp_path):
@@ -99,7 +102,7 @@ def test_rows_already_skipped_pass_through(tmp_path):
     batch = manifest_batch([good, good])
     batch["status"] = np.array([Skip.IMAGE_UNMATCHED.value, OK], dtype=object)
     batch["detail"] = np.array(["earlier", ""], dtype=object)
-    out = decode_batch(batch, handoff="bytes")
+    out = decode_batch(batch, MAX_PIXELS, "bytes")
     assert out["status"][0] == Skip.IMAGE_UNMATCHED.value and out["detail"][0] == "earlier"
     assert out["image_bytes"][0] == b"" and out["status"][1] == OK
 
@@ -114,7 +117,7 @@ def test_detector_input_is_reduced_and_maps_back_to_page_pixels(tmp_path):
         path = tmp_path / f"page{ext}"
         Image.fromarray(page).save(path, quality=95)
         for handoff in ("bytes", "array"):
-            out = decode_batch(manifest_batch([path], width=w, height=h), handoff=handoff, det_max_side=1024)
+            out = decode_batch(manifest_batch([path], width=w, height=h), MAX_PIXELS, handoff, det_max_side=1024)
             det = np.asarray(out["det_image"][0])
             assert max(det.shape[:2]) <= 1024 and out["width"][0] == w and out["height"][0] == h
             ys, xs = np.nonzero(det[:, :, 0] < 128)
@@ -127,11 +130,11 @@ def test_detector_input_is_reduced_and_maps_back_to_page_pixels(tmp_path):
 def test_exif_rotation_maps_words_labelled_in_stored_frame(tmp_path):
     path = write_image(tmp_path / "rot.jpg", "exif_rotated_jpeg", W, H)  # stored 64x48, shown 48x64
     word = Word("1", [0, 0, 10, 0, 10, 5, 0, 5], "가")
-    stored = decode_batch(manifest_batch([path], width=W, height=H, words=[word]))
+    stored = decode_batch(manifest_batch([path], width=W, height=H, words=[word]), MAX_PIXELS, "array")
     assert (stored["width"][0], stored["height"][0]) == (H, W)
     # orientation 6 = rotate 90 clockwise: stored (x, y) -> shown (H - y, x)
     assert stored["words"][0][0]["points"] == [43.0, 0.0, 48.0, 0.0, 48.0, 10.0, 43.0, 10.0]
-    shown = decode_batch(manifest_batch([path], width=H, height=W, words=[word]))
+    shown = decode_batch(manifest_batch([path], width=H, height=W, words=[word]), MAX_PIXELS, "array")
     assert shown["words"][0][0]["points"] == word.points  # label already in the displayed frame
 
 
@@ -169,7 +172,7 @@ def test_clockwise_from_top_left():
 
 def test_page_image_decodes_bytes_like_opencv(tmp_path):
     path = write_image(tmp_path / "a.png", "rgb_png", W, H)
-    out = decode_batch(manifest_batch([path]), handoff="bytes")
+    out = decode_batch(manifest_batch([path]), MAX_PIXELS, "bytes")
     assert np.array_equal(page_image(out, 0), cv2.imread(str(path), cv2.IMREAD_COLOR))
 
 
@@ -180,7 +183,7 @@ def test_text_in_wild_pages_are_turned_upright_by_compose_orient_page(tmp_path):
             ("usd", (W, H), [54, 43, 64, 43, 64, 48, 54, 48], (H - 1, W - 1)),   # 180 degrees
             ("du", (H, W), [43, 0, 48, 0, 48, 10, 43, 10], (0, H - 1)),          # 90 degrees clockwise
             ({"usd": False, "ud": False, "du": False}, (W, H), word.points, (0, 0))):  # upright
-        out = decode_batch(manifest_batch([path], words=[word], attrs={"orientation": flag}), handoff="bytes")
+        out = decode_batch(manifest_batch([path], words=[word], attrs={"orientation": flag}), MAX_PIXELS, "bytes")
         assert out["status"][0] == OK, out["detail"]
         assert (out["width"][0], out["height"][0]) == size
         assert out["words"][0][0]["points"] == [float(v) for v in points]

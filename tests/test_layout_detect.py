@@ -10,8 +10,24 @@ from ocrvl_ray.core.records import Page, Region, pages_to_table
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.demo.models import build_tiny_cell_model, build_tiny_layout_model
 from ocrvl_ray.layout.stages.decode import OK, decode_batch
-from ocrvl_ray.layout.stages.detect_cells import CellDetector
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.layout.config import CellModelConfig, LayoutConfig, LayoutModelConfig
+from ocrvl_ray.layout.stages.detect_cells import CellDetectStage
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
+
+MAX_PIXELS = LayoutConfig().max_pixels
+
+
+def layout_stage(model_dir, **section) -> LayoutDetectStage:
+    """The stage as an actor holds it: built from its config section, then set up (model loaded)."""
+    stage = LayoutDetectStage(LayoutModelConfig(model_dir=model_dir, **section))
+    stage.setup()
+    return stage
+
+
+def cell_stage(model_dir, **section) -> CellDetectStage:
+    stage = CellDetectStage(CellModelConfig(model_dir=model_dir, **section))
+    stage.setup()
+    return stage
 
 SCRIPT = [
     ("doc_title", 0.92, 0.20, 0.05, 0.80, 0.10),
@@ -55,10 +71,10 @@ class CountingPredict:
 def test_layout_regions_in_page_pixels_one_pass(tmp_path, models):
     sizes = [(2480, 3508), (900, 600)]
     paths = [write_page(tmp_path / f"p{i}.png", w, h) for i, (w, h) in enumerate(sizes)]
-    batch = decode_batch(manifest(paths, sizes), det_max_side=1024)
-    det = LayoutDetector(str(models[0]), threshold=0.5, table_threshold=0.3)
+    batch = decode_batch(manifest(paths, sizes), MAX_PIXELS, "array", det_max_side=1024)
+    det = layout_stage(str(models[0]), threshold=0.5, table_threshold=0.3)
     det.model = CountingPredict(det.model)
-    out = det(batch)
+    out = det.process_batch(batch)
     assert det.model.calls == 1
     for i, (w, h) in enumerate(sizes):
         regions = [Region.from_row(r) for r in out["regions"][i]]
@@ -71,7 +87,7 @@ def test_layout_regions_in_page_pixels_one_pass(tmp_path, models):
         assert regions[2].score == pytest.approx(0.4)
         # the table between table_threshold and threshold feeds the cell detector only (issue 11, item 5)
         assert [r.kind for r in regions] == ["layout", "layout", "table_only"]
-    cells = CellDetector(str(models[1]), threshold=0.3)(out)["cells"]
+    cells = cell_stage(str(models[1]), threshold=0.3).process_batch(out)["cells"]
     assert all(len(c) == 2 and {r["table"] for r in c} == {2} for c in cells)
 
 
@@ -79,12 +95,12 @@ def test_non_ok_rows_pass_through_and_detector_errors_are_per_row(tmp_path, mode
     sizes = [(300, 400)] * 3
     paths = [write_page(tmp_path / f"q{i}.png", w, h) for i, (w, h) in enumerate(sizes)]
     paths[0] = tmp_path / "missing.png"
-    batch = decode_batch(manifest(paths, sizes))
+    batch = decode_batch(manifest(paths, sizes), MAX_PIXELS, "array")
     assert batch["status"][0] == Skip.IMAGE_MISSING.value
     dets = list(batch["det_image"])
     dets[2] = np.zeros((0, 5, 3), np.uint8)  # an "ok" row the real predictor cannot process
     batch["det_image"] = dets
-    out = LayoutDetector(str(models[0]))(batch)
+    out = layout_stage(str(models[0])).process_batch(batch)
     assert out["status"][0] == Skip.IMAGE_MISSING.value and out["regions"][0] == []
     assert out["status"][1] == OK and len(out["regions"][1]) == 3
     assert out["status"][2] == Skip.DETECTOR_ERROR.value and "layout detector failed" in out["detail"][2]
@@ -95,11 +111,11 @@ def test_cells_mapped_back_through_the_downscale(tmp_path, models):
     w, h = 2000, 3000
     path = write_page(tmp_path / "big.png", w, h)
     other = write_page(tmp_path / "small.png", 300, 200)
-    batch = decode_batch(manifest([path, other], [(w, h), (300, 200)]))
+    batch = decode_batch(manifest([path, other], [(w, h), (300, 200)]), MAX_PIXELS, "array")
     table = Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()
     text = Region("text", 0.9, (10.0, 10.0, 200.0, 50.0), order=1).to_row()
     batch["regions"] = [[text, table], [text]]
-    out = CellDetector(str(models[1]), threshold=0.3, max_side=1280)(batch)
+    out = cell_stage(str(models[1]), threshold=0.3, max_side=1280).process_batch(batch)
     cells = [Region.from_row(c) for c in out["cells"][0]]
     # hand-computed: crop 1800x2400 -> 960x1280; cell (0,0)-(480,640) -> page 100 + 480*1.875 = 1000 ...
     assert sorted(c.box for c in cells) == [(100.0, 300.0, 1000.0, 1500.0), (1000.0, 1500.0, 1900.0, 2700.0)]
@@ -114,10 +130,10 @@ def test_jpeg_tables_come_from_a_reduced_decode_with_the_same_cells(tmp_path, mo
 
     w, h = 2000, 3000
     path = write_page(tmp_path / "big.jpg", w, h)
-    batch = decode_batch(manifest([path], [(w, h)]), handoff="bytes")
+    batch = decode_batch(manifest([path], [(w, h)]), MAX_PIXELS, "bytes")
     assert page_image_at(batch, 0, 2)[0].shape == (1500, 1000, 3)
     batch["regions"] = [[Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()]]
-    out = CellDetector(str(models[1]), threshold=0.3, max_side=1024)(batch)
+    out = cell_stage(str(models[1]), threshold=0.3, max_side=1024).process_batch(batch)
     got = sorted(Region.from_row(c).box for c in out["cells"][0])
     want = [(100.0, 300.0, 1000.0, 1500.0), (1000.0, 1500.0, 1900.0, 2700.0)]
     assert len(got) == 2 and all(abs(a - b) <= 2 for g, e in zip(got, want) for a, b in zip(g, e)), got
@@ -125,29 +141,29 @@ def test_jpeg_tables_come_from_a_reduced_decode_with_the_same_cells(tmp_path, mo
 
 def test_table_partly_outside_the_page_is_clipped(tmp_path, models):
     path = write_page(tmp_path / "p.png", 400, 300)
-    batch = decode_batch(manifest([path], [(400, 300)]), handoff="array")
+    batch = decode_batch(manifest([path], [(400, 300)]), MAX_PIXELS, "array")
     batch["regions"] = [[Region("table", 0.9, (200.0, 100.0, 500.0, 400.0)).to_row()]]
-    cells = [Region.from_row(c) for c in CellDetector(str(models[1]))(batch)["cells"][0]]
+    cells = [Region.from_row(c) for c in cell_stage(str(models[1])).process_batch(batch)["cells"][0]]
     assert sorted(c.box for c in cells) == [(200.0, 100.0, 300.0, 200.0), (300.0, 200.0, 400.0, 300.0)]
 
 
 def test_cell_detector_edge_cases_never_raise(tmp_path, models):
     paths = [write_page(tmp_path / f"e{i}.png", 400, 300) for i in range(2)]
-    batch = decode_batch(manifest(paths, [(400, 300)] * 2), handoff="bytes")
+    batch = decode_batch(manifest(paths, [(400, 300)] * 2), MAX_PIXELS, "bytes")
     outside = Region("table", 0.9, (500.0, 350.0, 600.0, 400.0)).to_row()   # entirely off the page
     inside = Region("table", 0.9, (0.0, 0.0, 200.0, 100.0)).to_row()
     batch["regions"] = [[outside], [inside]]
     batch["image_bytes"] = [batch["image_bytes"][0], b"not an image"]
-    out = CellDetector(str(models[1]))(batch)
+    out = cell_stage(str(models[1])).process_batch(batch)
     assert out["status"][0] == OK and out["cells"][0] == []
     assert out["status"][1] == Skip.ERROR.value and "image_bytes do not decode" in out["detail"][1]
 
 
 def test_missing_model_dir_is_one_clear_error(tmp_path):
     with pytest.raises(OcrvlError, match="layout.model_dir=.*demo_models=true"):
-        LayoutDetector(str(tmp_path / "nothing"))
+        layout_stage(str(tmp_path / "nothing"))
     with pytest.raises(OcrvlError, match="cells.model_dir"):
-        CellDetector(str(tmp_path / "nothing"))
+        cell_stage(str(tmp_path / "nothing"))
 
 
 def test_model_dir_layouts_paddlex_loads_are_accepted_and_incomplete_ones_named(tmp_path):
@@ -179,7 +195,7 @@ def test_a_safetensors_model_loads_and_predicts_without_autograd(tmp_path):
 
     from ocrvl_ray.testing.models import build_tiny_real_layout_model
 
-    det = LayoutDetector(str(build_tiny_real_layout_model(tmp_path / "real")))
+    det = layout_stage(str(build_tiny_real_layout_model(tmp_path / "real")))
     seen = []
     predict = det.model.predict
     det.model = type("Spy", (), {"predict": lambda self, *a, **kw: seen.append(paddle.is_grad_enabled()) or predict(*a, **kw)})()
@@ -194,8 +210,10 @@ import socket, sys
 events = []
 sys.addaudithook(lambda ev, args: events.append((ev, str(args)[:80])) if ev in ("socket.connect", "socket.getaddrinfo") else None)
 import numpy as np
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
-det = LayoutDetector(sys.argv[1])
+from ocrvl_ray.layout.config import LayoutModelConfig
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
+det = LayoutDetectStage(LayoutModelConfig(model_dir=sys.argv[1]))
+det.setup()
 det.model.predict([np.full((64, 64, 3), 255, np.uint8)], threshold=det.thresholds)
 print("EVENTS", events)
 """
@@ -216,21 +234,21 @@ def test_no_network_when_model_dir_is_given(models, tmp_path):
 
 
 def test_table_crop_tasks_then_cell_actor_on_arrow_batches_equal_the_in_process_path(tmp_path, models):
-    """The pipeline's path (Arrow batches: table_crops_stage adds ``tables``, the cell detector reads them and
+    """The pipeline's path (Arrow batches: TableCropStage adds ``tables``, the cell detector reads them and
     drops them) gives the cells of the in-process path, and passes the other columns through untouched."""
     from ray.data.block import BlockAccessor
 
-    from ocrvl_ray.layout.stages.table_crops import table_crops_stage
+    from ocrvl_ray.layout.stages.table_crops import TableCropStage
 
     path = write_page(tmp_path / "big.jpg", 2000, 3000)
-    batch = decode_batch(manifest([path], [(2000, 3000)]), handoff="bytes")
+    batch = decode_batch(manifest([path], [(2000, 3000)]), MAX_PIXELS, "bytes")
     batch["regions"] = [[Region("table", 0.9, (100.0, 300.0, 1900.0, 2700.0)).to_row()]]
-    detector = CellDetector(str(models[1]), threshold=0.3, max_side=1024)
-    want = detector(dict(batch))["cells"][0]
+    detector = cell_stage(str(models[1]), threshold=0.3, max_side=1024)
+    want = detector.process_batch(dict(batch))["cells"][0]
     arrow = BlockAccessor.batch_to_block({k: v for k, v in batch.items() if not k.startswith("det_")})
-    cropped = table_crops_stage(arrow, max_side=1024)
+    cropped = TableCropStage(1024, 1, "bytes").process_batch(arrow)
     assert "tables" in cropped.column_names and cropped.column("words").equals(arrow.column("words"))
-    out = detector(cropped)
+    out = detector.process_batch(cropped)
     assert "tables" not in out.column_names and out.column("image_bytes").equals(arrow.column("image_bytes"))
     got = out.column("cells").to_pylist()[0]
     assert [(c["label"], [round(v, 3) for v in c["box"]], c["table"]) for c in got] == \

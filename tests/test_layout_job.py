@@ -46,7 +46,7 @@ def _inside(box, region) -> bool:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, ray_local, demo_model_dirs):
     """4 good pages, 4 pages with bad images, one word far outside its page; prepared into a manifest."""
-    from ocrvl_ray.ingest.prepare import prepare
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = tmp_path_factory.mktemp("layout-data")
     data = make_sample_dataset(root / "ds", n_pages=N_GOOD, seed=3, size=SMALL)
@@ -62,7 +62,8 @@ def corpus(tmp_path_factory, ray_local, demo_model_dirs):
     outside["bbox"].append({"id": 9999, "data": "밖", "x": [5000, 5000, 5100, 5100], "y": [9000, 9050, 9000, 9050]})
     Path(data["pages"][1]["label"]).write_text(json.dumps(outside, ensure_ascii=False), "utf-8")
     manifest = root / "manifest.parquet"
-    prep = prepare("ocr_public", [str(labels)], images=[str(images)], out=str(manifest), progress=False)
+    prep = prepare(PrepareConfig(dataset="ocr_public", labels=[str(labels)], images=[str(images)], out=str(manifest),
+                                 quiet=True))
     (images / "BAD_missing.png").unlink()  # matched at prepare time, gone by the time the job runs
     layout_dir, cell_dir = demo_model_dirs
     truth = {p["id"]: _label_words(p["label"]) for p in data["pages"]}
@@ -196,20 +197,58 @@ def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline,
 
 
 def test_cli_and_plan(corpus, tmp_path, capsys):
-    """`ocrvl layout` is the same job; CPU decode and both detector pools are separate operators."""
+    """`ocrvl layout` is the same job; CPU decode and both detector pools are separate operators named after
+    their stages, and the split filter is pushed down into the Parquet read."""
     from ocrvl_ray.cli import main
-    from ocrvl_ray.layout.job import build_dataset, resolve_inputs
+    from ocrvl_ray.layout.job import build_dataset, pending_pages, resolve_inputs
 
     cfg, manifest = resolve_inputs(_cfg(corpus, tmp_path / "x.lmdb"))
-    build_dataset(cfg, manifest, frozenset()).explain()
+    build_dataset(cfg, manifest, pending_pages(manifest, "train", set(), 0), None).explain()
     plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[-1]
-    assert "TaskPoolMapOperator[MapBatches(decode_stage)]" in plan
-    assert "ActorPoolMapOperator[MapBatches(LayoutDetector)]" in plan
-    assert "ActorPoolMapOperator[MapBatches(CellDetector)]" in plan
+    assert "TaskPoolMapOperator[MapBatches(decode)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(detect_layout)]" in plan
+    assert "TaskPoolMapOperator[MapBatches(table_crops)]" in plan
+    assert "ActorPoolMapOperator[MapBatches(detect_cells)]" in plan
+    assert "TaskPoolMapOperator[MapBatches(compose)]" in plan and "Filter" not in plan
     assert main(["layout", "outptu=/tmp/x"]) == 2
     assert "did you mean 'output'" in capsys.readouterr().err
     assert main(["layout", f"manifest={tmp_path / 'nope.parquet'}", "progress=false"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_leaves_done_pages_out_of_the_read_and_out_of_every_stage(corpus, baseline, tmp_path):
+    """Bug 4: the done set went into every decode task's kwargs. Now the driver filters the manifest read;
+    no stage's function, arguments or constructor arguments carry a finished page id."""
+    import cloudpickle
+    import pyarrow.parquet as pq
+
+    from ocrvl_ray.layout.job import build_dataset, pending_pages, read_manifest, resolve_inputs
+
+    cfg, manifest = resolve_inputs(_cfg(corpus, tmp_path / "r.lmdb"))
+    ids = pq.read_table(manifest, columns=["page_id"]).column("page_id").to_pylist()
+    done = set(ids[::2])
+    todo = pending_pages(manifest, "train", done, 0)
+    assert (todo.pages_in, todo.already_done) == (N_GOOD + 5, len(done))
+    ds = build_dataset(cfg, manifest, todo, None)
+
+    def ops(op):
+        yield op
+        for dep in op.input_dependencies:
+            yield from ops(dep)
+
+    maps = [op for op in ops(ds._logical_plan.dag) if type(op).__name__ == "MapBatches"]
+    assert [op.name for op in maps][::-1] == [f"MapBatches({n})" for n in
+                                              ("decode", "detect_layout", "table_crops", "detect_cells", "compose")]
+    for op in maps:
+        blob = cloudpickle.dumps((op.fn, op.fn_args, op.fn_kwargs, op.fn_constructor_args, op.fn_constructor_kwargs))
+        assert not [pid for pid in done if pid.encode() in blob], op.name
+    got = {r["page_id"] for r in read_manifest(manifest).filter(expr=todo.keep).select_columns(["page_id"]).take_all()}
+    assert got == set(ids) - done
+    # limit counts the manifest's first pages, done or not (as before): what is left of the first 4
+    first = pending_pages(manifest, "train", done, 4)
+    assert (first.pages_in, first.already_done) == (4, len(set(ids[:4]) & done))
+    got = {r["page_id"] for r in read_manifest(manifest).filter(expr=first.keep).select_columns(["page_id"]).take_all()}
+    assert got == set(ids[:4]) - done
 
 
 def test_model_that_cannot_load_is_one_line_error(corpus, tmp_path, capsys):
@@ -225,21 +264,23 @@ def test_model_that_cannot_load_is_one_line_error(corpus, tmp_path, capsys):
 
 def test_progress_counts_composed_pages(corpus, tmp_path, capfd):
     """Write tasks commit up to write_batch_mb at a time, so progress also counts pages composed: each
-    compose batch tells the counter (checked through the graph), and the job prints well-formed lines."""
+    compose batch tells the counter (checked through the graph), the sink tells it what it committed (no
+    rescan of the LMDB's markers), and the job prints well-formed lines."""
     import re
 
     import ray
 
     from ocrvl_ray.core.console import page_counter
-    from ocrvl_ray.layout.job import build_dataset, resolve_inputs, run_layout
+    from ocrvl_ray.layout.job import build_dataset, pending_pages, resolve_inputs, run_layout
 
     cfg, manifest = resolve_inputs(_cfg(corpus, tmp_path / "x.lmdb", compose_batch_size=2))
     counter = page_counter()
-    assert build_dataset(cfg, manifest, frozenset(), progress=counter).count() == N_GOOD + 5
+    todo = pending_pages(manifest, "train", set(), 0)
+    assert build_dataset(cfg, manifest, todo, None, progress=counter).count() == N_GOOD + 5
     deadline = time.time() + 10
-    while ray.get(counter.total.remote()) < N_GOOD + 5 and time.time() < deadline:
+    while ray.get(counter.totals.remote())["composed"] < N_GOOD + 5 and time.time() < deadline:
         time.sleep(0.1)
-    assert ray.get(counter.total.remote()) == N_GOOD + 5
+    assert ray.get(counter.totals.remote()) == {"composed": N_GOOD + 5, "written": 0}
     ray.kill(counter)
 
     run_layout(_cfg(corpus, tmp_path / "p.lmdb", progress=True, progress_every_s=0.2))
@@ -250,3 +291,22 @@ def test_progress_counts_composed_pages(corpus, tmp_path, capfd):
              for ln in lines) if m]
     assert len(seen) == len(lines), lines
     assert all(0 <= w <= 9 and 0 <= c <= 9 for c, w in seen) and [c for c, _ in seen] == sorted(c for c, _ in seen)
+
+
+def test_sink_tells_the_counter_what_it_committed(ray_local, tmp_path):
+    """Written pages are counted by the sink after each transaction (progress never rescans markers)."""
+    import ray
+
+    from ocrvl_ray.core.console import page_counter
+    from ocrvl_ray.lmdb import LmdbSink, write_lmdb
+    from ocrvl_ray.testing.sink import synthetic_pages
+
+    pages = synthetic_pages(12, seed=4, skip_every=5)
+    counter = page_counter()
+    ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=4)
+    write_lmdb(ds, LmdbSink(str(tmp_path / "c.lmdb"), min_pages_per_write=3, progress=counter))
+    deadline = time.time() + 10
+    while ray.get(counter.totals.remote())["written"] < len(pages) and time.time() < deadline:
+        time.sleep(0.1)
+    assert ray.get(counter.totals.remote()) == {"composed": 0, "written": len(pages)}
+    ray.kill(counter)

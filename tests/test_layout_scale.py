@@ -26,9 +26,14 @@ def test_standin_layout_detector_maps_template_to_page_pixels_without_cpu():
     batch = {"page_id": np.array(["p"]), "status": np.array(["ok"]), "detail": np.array([""]),
              "image_path": np.array(["x.jpg"]), "det_image": [det], "det_sx": np.array([w / 724]),
              "det_sy": np.array([h / 1024]), "width": np.array([w]), "height": np.array([h])}
-    d = StandInLayoutDetector(batch_s=0.2)
+    from ocrvl_ray.layout.config import LayoutModelConfig
+
+    import paddle  # noqa: F401 - predict_each imports it; its first import is not the stand-in's work
+
+    d = StandInLayoutDetector(LayoutModelConfig(), batch_s=0.2)
+    d.setup()
     t, c = time.perf_counter(), time.process_time()
-    out = d(batch)
+    out = d.process_batch(batch)
     assert time.perf_counter() - t >= 0.2 and time.process_time() - c < 0.1   # waits, does not compute
     got = [(r["label"], r["box"]) for r in out["regions"][0]]
     want = [(lab, (x1 * w, y1 * h, x2 * w, y2 * h)) for lab, _s, x1, y1, x2, y2, _o in TEMPLATE_REGIONS]
@@ -45,7 +50,9 @@ def test_standin_cell_detector_gives_the_template_cells_of_each_table():
     table = {"label": "table", "score": 0.9, "box": (100.0, 200.0, 300.0, 400.0)}
     batch = {"page_id": np.array(["p"]), "status": np.array(["ok"]), "detail": np.array([""]),
              "image_path": np.array(["x.jpg"]), "image": [page], "regions": [[table]]}
-    out = StandInCellDetector(batch_s=0.0)(batch)
+    from ocrvl_ray.layout.config import CellModelConfig
+
+    out = StandInCellDetector(CellModelConfig(), batch_s=0.0).process_batch(batch)
     assert list(out["status"]) == ["ok"], out["detail"]
     got = sorted(tuple(round(v) for v in c["box"]) for c in out["cells"][0])
     want = sorted((round(100 + 200 * x1), round(200 + 200 * y1), round(100 + 200 * x2), round(200 + 200 * y2))

@@ -136,7 +136,7 @@ def test_idempotent_rewrites_and_retry_skipped(tmp_path):
     assert completed_pages(str(tmp_path / "absent")) == set()
     # a skipped page processed again with samples replaces its marker and appends its samples
     sid = sorted(skipped)[0]
-    redo = SinkPage(sid, "ok", "", [SinkSample(tiny_jpeg(9), "다시", "r.jpg", 5, 6, "{}")])
+    redo = SinkPage(sid, "ok", "", [SinkSample(tiny_jpeg(9), "다시", "r.jpg", 5, 6, "{}", "layout", "text")])
     with LmdbWriter(path) as w:
         st = w.write_pages([redo])
         assert (st.pages, w.num_samples) == ({"ok": 1}, n + 1)
@@ -146,9 +146,10 @@ def test_idempotent_rewrites_and_retry_skipped(tmp_path):
 
 
 def test_bad_samples_and_pages_are_counted_not_written(tmp_path):
-    good = SinkSample(tiny_jpeg(1), "좋은", "g.jpg", 4, 4, json.dumps({"sample_kind": "cell", "layout_label": "table"}))
-    pages = [SinkPage("p1", "ok", "", [good, SinkSample(b"", "no image", "e.jpg", 1, 1, "{}"),
-                                       SinkSample(tiny_jpeg(2), "  ", "blank.jpg", 1, 1, "not json")],
+    # kinds and labels are counted from the typed fields; meta is stored as it is (here: not even JSON)
+    good = SinkSample(tiny_jpeg(1), "좋은", "g.jpg", 4, 4, "not json", "cell", "table")
+    pages = [SinkPage("p1", "ok", "", [good, SinkSample(b"", "no image", "e.jpg", 1, 1, "{}", "cell", "table"),
+                                       SinkSample(tiny_jpeg(2), "  ", "blank.jpg", 1, 1, "{}", "layout", "text")],
                       skips=json.dumps({"counts": {"word_outside_page": 2}, "examples": {"word_outside_page": ["w7"]}})),
              SinkPage("", "ok", "", [good]),
              SinkPage("p2", "image_corrupt", "OSError: truncated")]
@@ -160,6 +161,8 @@ def test_bad_samples_and_pages_are_counted_not_written(tmp_path):
     assert st.page_skips.examples["image_corrupt"] == ["p2: OSError: truncated"]
     assert (st.samples_by_kind, st.samples_by_label) == ({"cell": 1}, {"table": 1})
     assert completed_pages(str(tmp_path / "b.lmdb")) == {"p1", "p2"}
+    with LmdbReader(str(tmp_path / "b.lmdb")) as r:
+        assert r.txn.get(b"meta-%09d" % 1) == b"not json"
 
 
 def test_rows_from_arrow_pandas_and_empty_blocks():
@@ -180,16 +183,17 @@ def test_rows_from_arrow_pandas_and_empty_blocks():
     slim = [{**r, "samples": [{"image": s["image"], "label": s["label"], "width": s["width"]} for s in r["samples"]]}
             for r in rows]
     got_large = list(iter_pages([pa.Table.from_pylist(slim, schema=large)]))
-    assert [[(bytes(s.image), s.label, s.width, s.height, s.meta) for s in p.samples] for p in got_large] == \
-        [[(s.image, s.label, s.width, 0, "") for s in p.samples] for p in pages]
+    assert [[(bytes(s.image), s.label, s.width, s.height, s.meta, s.kind) for s in p.samples] for p in got_large] == \
+        [[(s.image, s.label, s.width, 0, "", "") for s in p.samples] for p in pages]
     all_skipped = pa.Table.from_pylist([{"page_id": "s", "status": "no_regions", "detail": "", "samples": [],
                                          "skips": ""}])             # samples typed list<null>
     assert list(iter_pages([all_skipped])) == [SinkPage("s", "no_regions")]
     odd = SinkPage.from_row({"page_id": np.str_("x"), "status": "ok", "detail": None, "skips": float("nan"),
                              "samples": np.array([{"image": np.frombuffer(b"\xff\xd8", np.uint8), "label": "a",
                                                    "filename": "f", "width": np.int64(3), "height": np.int32(2),
-                                                   "meta": "{}"}], dtype=object)})
-    assert odd == SinkPage("x", "ok", "", [SinkSample(b"\xff\xd8", "a", "f", 3, 2, "{}")], "")
+                                                   "meta": "{}", "kind": np.str_("cell"), "layout_label": "table"}],
+                                                 dtype=object)})
+    assert odd == SinkPage("x", "ok", "", [SinkSample(b"\xff\xd8", "a", "f", 3, 2, "{}", "cell", "table")], "")
 
 
 def test_decode_label_rules():
@@ -226,19 +230,3 @@ def test_verify_finds_gaps_and_reader_probes_length(tmp_path):
     text = " | ".join(report["problems"])
     assert "image-: missing key near 2" in text and f"meta-: {n + 1} keys, num-samples is {n}" in text
     assert report["undecodable"][0].startswith("sample 1 (key 2): KeyError")
-
-
-@pytest.mark.parametrize("meta", [
-    {"page_id": "p", "layout_label": "text", "sample_kind": "layout", "region_box": [1, 2, 3, 4]},
-    {"sample_kind": "cell", "recipe": "x", "layout_label": "table"},          # other key order
-    {"layout_label": "제목 \"인용\" \\ 끝", "sample_kind": "word"},           # escapes, Korean
-    {"source_image": "a\", \"sample_kind\": \"fake", "sample_kind": "word"},  # a value that looks like a key
-    {"page_id": "p"},                                                           # neither
-])
-@pytest.mark.parametrize("ascii_only", [False, True])
-def test_kind_and_label_agree_with_a_json_parse(meta, ascii_only):
-    text = json.dumps(meta, ensure_ascii=ascii_only)
-    want = (meta.get("sample_kind", "unknown"), meta.get("layout_label", "unknown"))
-    assert SinkSample(b"x", "l", "f", 1, 1, text).kind_and_label() == want
-    compact = json.dumps(meta, ensure_ascii=ascii_only, separators=(",", ":"))
-    assert SinkSample(b"x", "l", "f", 1, 1, compact).kind_and_label() == want

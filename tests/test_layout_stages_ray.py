@@ -14,10 +14,8 @@ from ocrvl_ray.core.records import Page, Region, Word, make_page_id, pages_to_ta
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
 from ocrvl_ray.layout.config import LayoutConfig
-from ocrvl_ray.layout.stages import detect_cells, detect_layout
-from ocrvl_ray.layout.stages.decode import OK, decode_batch
-from ocrvl_ray.layout.stages.detect_cells import CellDetector
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.layout.job import add_stage, stages
+from ocrvl_ray.layout.stages.decode import OK
 
 
 def sample_pages(root: Path, n: int) -> list[Page]:
@@ -42,21 +40,15 @@ def test_pipeline_with_actor_pools(ray_local, tmp_path, capsys, demo_model_dirs)
     layout_dir, cell_dir = demo_model_dirs
     cfg = LayoutConfig.model_validate({"handoff": "bytes", "layout": {"model_dir": str(layout_dir), "batch_size": 2},
                                        "cells": {"model_dir": str(cell_dir), "batch_size": 2}})
-    ds = (ray.data.from_arrow(pages_to_table(pages))
-          .map_batches(decode_batch, fn_kwargs={"max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
-                       batch_size=cfg.decode_batch_size, batch_format="numpy")
-          .map_batches(LayoutDetector, fn_constructor_kwargs={"model_dir": cfg.layout.model_dir},
-                       batch_size=cfg.layout.batch_size, batch_format="numpy",
-                       **detect_layout.resources(cfg).map_batches_args())
-          .map_batches(CellDetector, fn_constructor_kwargs={"model_dir": cfg.cells.model_dir},
-                       batch_size=cfg.cells.batch_size, batch_format="numpy",
-                       **detect_cells.resources(cfg).map_batches_args()))
+    ds = ray.data.from_arrow(pages_to_table(pages))
+    for stage in stages(cfg, None)[:-1]:          # every stage but compose, as the job adds them
+        ds = add_stage(ds, stage)
     ds.explain()
     plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
-    assert "TaskPoolMapOperator[ReadArrow->MapBatches(decode_batch)]" in plan or \
-        "TaskPoolMapOperator[MapBatches(decode_batch)]" in plan, plan
-    assert "ActorPoolMapOperator[MapBatches(LayoutDetector)]" in plan, plan
-    assert "ActorPoolMapOperator[MapBatches(CellDetector)]" in plan, plan
+    assert "TaskPoolMapOperator[ReadArrow->MapBatches(decode)]" in plan or \
+        "TaskPoolMapOperator[MapBatches(decode)]" in plan, plan
+    assert "ActorPoolMapOperator[MapBatches(detect_layout)]" in plan, plan
+    assert "ActorPoolMapOperator[MapBatches(detect_cells)]" in plan, plan
 
     rows = {r["page_id"]: r for r in ds.drop_columns(["image_bytes"]).take_all()}
     assert rows["gone"]["status"] == Skip.IMAGE_MISSING.value and len(rows["gone"]["regions"]) == 0
@@ -81,7 +73,7 @@ GPU_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import ray
     from ocrvl_ray.layout.config import LayoutConfig
-    from ocrvl_ray.layout.stages import detect_layout
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
     from ocrvl_ray.layout.stages.actors import resolve_device
 
     class Probe:  # stands in for a detector: records what the actor was given, never touches CUDA
@@ -101,7 +93,7 @@ GPU_SCRIPT = textwrap.dedent("""
     ctx.enable_progress_bars = False
     cfg = LayoutConfig.model_validate({"layout": {"device": "gpu:1", "min_actors": 2, "max_actors": 2,
                                                   "num_cpus": 0.5, "batch_size": 1}})
-    args = detect_layout.resources(cfg).map_batches_args()
+    args = LayoutDetectStage.from_config(cfg).resources.map_batches_args()
     rows = (ray.data.range(8, override_num_blocks=8)
             .map_batches(Probe, fn_constructor_kwargs={"device": cfg.layout.device}, batch_size=1, **args).take_all())
     print(json.dumps({"num_gpus": args["num_gpus"], "rows": rows}))

@@ -84,21 +84,21 @@ class Ticker:
             self._thread.join(timeout=5)
 
 
-
 def page_counter():
-    """A Ray actor (no CPU) that stages tell how many pages they finished: ``counter.add.remote(n)``, fire and
-    forget; the driver reads ``ray.get(counter.total.remote())``. Retried tasks count again (progress only)."""
+    """A Ray actor (no CPU) that counts pages by what happened to them: the compose tasks tell it
+    ``counter.add.remote("composed", n)``, the sink ``counter.add.remote("written", n)`` (fire and forget); the
+    driver reads ``ray.get(counter.totals.remote())``. Retried tasks count again (progress only)."""
     import ray
 
     @ray.remote(num_cpus=0)
     class PageCounter:
         def __init__(self):
-            self.n = 0
+            self.counts = {"composed": 0, "written": 0}
 
-        def add(self, n: int) -> None:
-            self.n += n
+        def add(self, what: str, n: int) -> None:
+            self.counts[what] += n
 
-        def total(self) -> int:
-            return self.n
+        def totals(self) -> dict[str, int]:
+            return dict(self.counts)
 
     return PageCounter.remote()

@@ -21,6 +21,9 @@ import pyarrow as pa
 
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.layout.stages.actors import with_columns
+from ocrvl_ray.layout.stages.base import Stage
+from ocrvl_ray.layout.stages.detect_layout import CONSUMED
 
 REGION_TYPE = pa.struct([("label", pa.string()), ("score", pa.float32()),
                          ("box", pa.list_(pa.float32(), 4)), ("order", pa.int32()),
@@ -103,21 +106,29 @@ def load(path: str) -> dict[str, tuple[int, int, list[dict], list[dict]]]:
 
 
 # -- the stage that replaces both detectors (``detections=PATH``) ------------------------------------
-def resources(cfg) -> StageResources:
-    return StageResources("detections lookup actor", num_cpus=0.25, actors=(1, 1))
+class DetectionsLookupStage(Stage):
+    """Adds ``regions`` and ``cells`` from a detections file (loaded once per actor); pages missing from it
+    become ``no_detections``."""
+    name = "detections_lookup"
+    reads = ("page_id", "status", "detail")
+    writes = ("status", "detail", "regions", "cells")
+    drops = CONSUMED   # the layout detector's input, unused here
+    batch_format = "pyarrow"
 
+    def __init__(self, path: str, batch_size: int):
+        self.path, self.batch_size = path, batch_size
+        self.resources = StageResources("detections lookup actor", num_cpus=0.25, actors=(1, 1))
+        self.by_page: dict = {}
 
-class AttachDetections:
-    """Adds ``regions`` and ``cells`` from a detections file; pages missing from it become ``no_detections``."""
+    @classmethod
+    def from_config(cls, cfg, detections: str) -> "DetectionsLookupStage":
+        return cls(detections, cfg.compose_batch_size)
 
-    def __init__(self, path: str):
-        self.by_page = load(path)
+    def setup(self) -> None:
+        self.by_page = load(self.path)
 
-    def __call__(self, batch):
-        from ocrvl_ray.layout.stages.actors import with_columns
-        from ocrvl_ray.layout.stages.detect_layout import CONSUMED
-
-        return with_columns(batch, self._attach, ("page_id", "status", "detail"), drop=CONSUMED)
+    def process_batch(self, batch):
+        return with_columns(batch, self._attach, self.reads, drop=self.drops)
 
     def _attach(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         n = len(batch["page_id"])

@@ -1,18 +1,18 @@
 """The layout job as one Ray Data stream (the only module that builds Ray Data graphs).
 
-    manifest.parquet ─read─▶ decode (CPU tasks, skips pages already in the LMDB)
-      ─▶ LayoutDetector (actor pool, GPU when configured) ─▶ CellDetector (actor pool)
-      ─▶ compose (CPU tasks) ─▶ LmdbSink (one writer on the driver's node)
+    manifest.parquet ─read (this split, minus the pages already in the LMDB)─▶ decode (CPU tasks)
+      ─▶ detect_layout (actor pool, GPU when configured) ─▶ table_crops (CPU tasks) ─▶ detect_cells (actor pool)
+      ─▶ compose (CPU tasks) ─▶ LmdbSink (write tasks on the driver's node)
 
-Each stage (``stages/``) declares its resources once; ``stage_resources(cfg)`` lists them for the
-cluster fit check, ``build_dataset`` passes the same declarations to Ray.
+``stages(cfg, detections)`` is that list of ``stages.base.Stage`` objects, each built from its config section;
+``build_dataset`` is a loop over it, ``stage_resources(cfg)`` (the cluster fit check) reads the same list, and
+``check_graph`` follows the columns through it before Ray starts.
 
-``run_layout(cfg)`` resolves inputs (the bundled sample and demo models when asked), runs the stream and
-returns the run report (also printed and written next to the LMDB).
+``run_layout(cfg)`` resolves inputs (the bundled sample and demo models when asked), runs ``run_split`` per split
+and returns the run report (also printed and written next to the LMDB).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -20,18 +20,41 @@ from dataclasses import dataclass
 from ocrvl_ray.core.errors import OcrvlError, unwrap_ray, user_error
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.layout.config import LayoutConfig
+from ocrvl_ray.layout.stages.base import Stage, check_columns
 
 
 # ---------------------------------------------------------------------------------------------
 # graph
 # ---------------------------------------------------------------------------------------------
+def stages(cfg: LayoutConfig, detections: str | None, progress=None) -> list[Stage]:
+    """The stages of this config in graph order. With ``detections`` (a detections file) one lookup stage
+    replaces both detector pools; ``progress`` (a ``console.page_counter``) is told the pages composed."""
+    from ocrvl_ray.layout import detections as det
+    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
+
+    graph: list[Stage] = [decode.DecodeStage.from_config(cfg)]
+    if detections:
+        graph.append(det.DetectionsLookupStage.from_config(cfg, detections))
+    else:
+        graph.append(detect_layout.LayoutDetectStage.from_config(cfg))
+        if cfg.cells.enabled:
+            graph += [table_crops.TableCropStage.from_config(cfg), detect_cells.CellDetectStage.from_config(cfg)]
+    return graph + [compose.ComposeStage.from_config(cfg, detections, progress)]
+
+
+def check_graph(graph: list[Stage]) -> None:
+    """Every column a stage (or the sink) reads is written upstream; else a one-line ``ConfigError``."""
+    from ocrvl_ray.core.records import PAGE_FIELDS
+    from ocrvl_ray.lmdb.rows import SINK_ROW_SCHEMA
+
+    check_columns(graph, PAGE_FIELDS, ("the LMDB sink", SINK_ROW_SCHEMA.names))
+
+
 def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
     """What every stage of this config asks Ray for, in graph order (read by ``ocrvl cluster-check``)."""
     from ocrvl_ray.lmdb import writer
-    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
 
-    stages = [decode, detect_layout] + ([table_crops, detect_cells] if cfg.cells.enabled else []) + [compose]
-    return [s.resources(cfg) for s in stages] + [writer.RESOURCES]
+    return [s.resources for s in stages(cfg, cfg.detections)] + [writer.RESOURCES]
 
 
 def read_manifest(manifest: str):
@@ -61,61 +84,98 @@ def reservation_starves(cfg: LayoutConfig, cluster_cpus: float) -> bool:
     return 0 < cluster_cpus < need
 
 
-def build_dataset(cfg: LayoutConfig, manifest: str, done: frozenset, split: str | None = None,
-                  detections: str | None = None, progress=None):
-    """The Ray Data graph from manifest (one split of it) to sink rows (not executed until written).
+@dataclass
+class Todo:
+    """The pages of one split a run still has to make: ``keep`` (a Ray Data expression on manifest rows,
+    pushed down into the Parquet read), ``pages_in`` (the split's pages, after ``limit``) and ``already_done``."""
+    keep: object
+    pages_in: int
+    already_done: int
+
+
+def pending_pages(manifest: str, split: str, done: set[str], limit: int) -> Todo:
+    """Leaves the pages already in the LMDB (``done``) out of the manifest before the stream starts, so no stage
+    ever sees the done set (bug 4: it went to every decode task, ~60 MB per task at 2 M pages).
+
+    The driver reads the split's ``page_id`` column only and marks the done ones with Arrow's ``is_in``; the read
+    then keeps the rest: ``not_in`` the done ids of the split, or ``is_in`` the ids left of the first ``limit``
+    pages (``limit`` counts pages of the manifest, done or not, as before)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    from ray.data.expressions import col, lit
+
+    keep = col("split") == split
+    if not done and not limit:
+        return Todo(keep, count_rows(manifest, split), 0)
+    ids = pads.dataset(manifest, format="parquet").to_table(
+        columns=["page_id"], filter=pads.field("split") == split).column("page_id")
+    if limit:
+        ids = ids.slice(0, limit)
+    finished = pc.is_in(ids, value_set=pa.array(list(done), pa.string()))
+    n_done = int(pc.sum(finished).as_py() or 0)
+    left = ids.filter(pc.invert(finished))
+    if not len(left):
+        keep = lit(False)
+    elif limit:
+        keep = keep & col("page_id").is_in(left.to_pylist())
+    elif n_done:
+        keep = keep & col("page_id").not_in(ids.filter(finished).to_pylist())
+    return Todo(keep, len(ids), n_done)
+
+
+class _StageActor:
+    """An actor stage in Ray: ``setup`` once when the actor starts, ``process_batch`` per batch."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        stage.setup()
+
+    def __call__(self, batch):
+        return self.stage.process_batch(batch)
+
+
+def _task_fn(stage: Stage):
+    def run(batch):
+        stage.setup()
+        return stage.process_batch(batch)
+
+    run.__name__ = run.__qualname__ = stage.name
+    return run
+
+
+def add_stage(ds, stage: Stage):
+    """``ds`` followed by ``stage``: an actor pool when its resources name one, else tasks; the operator is
+    named after the stage."""
+    if stage.resources.actors:
+        fn = type(stage.name, (_StageActor,), {"__module__": __name__})   # travels by value, named in the plan
+        kwargs = {"fn_constructor_kwargs": {"stage": stage}}
+    else:
+        fn, kwargs = _task_fn(stage), {}
+    return ds.map_batches(fn, batch_size=stage.batch_size, batch_format=stage.batch_format, **kwargs,
+                          **stage.resources.map_batches_args())
+
+
+def build_dataset(cfg: LayoutConfig, manifest: str, todo: Todo, detections: str | None, progress=None):
+    """The Ray Data graph from the manifest's ``todo`` pages to sink rows (not executed until written).
 
     With ``detections`` (a detections file) both detector pools are replaced by a lookup in that file;
     ``progress`` (a ``console.page_counter``) counts the pages composed.
     """
-    import ray.data
+    import ray
 
-    from ocrvl_ray.layout import detections as det
-    from ocrvl_ray.layout.stages import compose, decode, detect_cells, detect_layout, table_crops
-
+    graph = stages(cfg, detections, progress)
+    check_graph(graph)
     ds = read_manifest(manifest)
     if reservation_starves(cfg, ray.cluster_resources().get("CPU", 0.0)):
         ds.context.op_resource_reservation_enabled = False
-    if split is not None:
-        from ray.data.expressions import col
-
-        ds = ds.filter(expr=col("split") == split)
-    if cfg.limit:
-        ds = ds.limit(cfg.limit)
+    ds = ds.filter(expr=todo.keep)          # pushed down into the Parquet read
     # Parquet files arrive as few big blocks; small blocks let pages stream through the pools and commit
     # to the LMDB as they finish (streaming repartition, no all-to-all shuffle).
     ds = ds.repartition(target_num_rows_per_block=cfg.decode_batch_size)
-    ds = ds.map_batches(decode.decode_stage, batch_size=cfg.decode_batch_size, batch_format="numpy",
-                        fn_kwargs={"done": done, "max_pixels": cfg.max_pixels, "handoff": cfg.handoff},
-                        **decode.resources(cfg).map_batches_args())
-    if detections:
-        ds = ds.map_batches(det.AttachDetections, batch_size=cfg.compose_batch_size, batch_format="pyarrow",
-                            fn_constructor_kwargs={"path": detections}, **det.resources(cfg).map_batches_args())
-        models = json.dumps({"detections": detections})
-    else:
-        lay = cfg.layout
-        ds = ds.map_batches(detect_layout.LayoutDetector, batch_size=lay.batch_size, batch_format="pyarrow",
-                            fn_constructor_kwargs={
-                                "model_dir": lay.model_dir, "model_name": lay.model_name, "device": lay.device,
-                                "threshold": lay.threshold, "table_threshold": lay.table_threshold,
-                                "layout_nms": lay.layout_nms, "shape_mode": lay.shape_mode},
-                            **detect_layout.resources(cfg).map_batches_args())
-        if cfg.cells.enabled:
-            cel = cfg.cells
-            ds = ds.map_batches(table_crops.table_crops_stage, batch_size=cel.batch_size, batch_format="pyarrow",
-                                fn_kwargs={"max_side": cel.max_side}, **table_crops.resources(cfg).map_batches_args())
-            ds = ds.map_batches(detect_cells.CellDetector, batch_size=cel.batch_size, batch_format="pyarrow",
-                                fn_constructor_kwargs={
-                                    "model_dir": cel.model_dir, "model_name": cel.model_name, "device": cel.device,
-                                    "threshold": cel.threshold, "max_side": cel.max_side},
-                                **detect_cells.resources(cfg).map_batches_args())
-        models = json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir},
-                             "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir}
-                             if cfg.cells.enabled else None})
-    return ds.map_batches(compose.compose_stage, batch_size=cfg.compose_batch_size, batch_format="numpy",
-                          fn_kwargs={"recipes": cfg.recipes, "jpeg_quality": cfg.jpeg_quality, "mask": cfg.mask,
-                                     "models": models, "progress": progress},
-                          **compose.resources(cfg).map_batches_args())
+    for stage in graph:
+        ds = add_stage(ds, stage)
+    return ds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +236,7 @@ def plan_splits(cfg: LayoutConfig, manifest: str) -> list[SplitPlan]:
             continue
         out = preflight.check_output(out)
         det_in = preflight.check_detections(cfg.detections, split) if cfg.detections else None
+        check_graph(stages(cfg, det_in))
         identity = layout_identity(cfg, manifest, split)
         state = identity_state(out, identity)
         work = out
@@ -216,7 +277,7 @@ def run_layout(cfg: LayoutConfig) -> dict:
     init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
     reports = {}
     for plan in plans:
-        reports[plan.split] = _run_split(cfg, manifest, plan)
+        reports[plan.split] = run_split(cfg, manifest, plan)
         print_report(reports[plan.split])
     report = combine_reports(reports)
     if len(reports) > 1:
@@ -225,55 +286,76 @@ def run_layout(cfg: LayoutConfig) -> dict:
     return report
 
 
-def _run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
+def make_sink(cfg: LayoutConfig, plan: SplitPlan, progress=None):
+    """The split's ``LmdbSink`` (created or checked); ``progress`` (a ``console.page_counter``) is told the pages
+    each transaction commits."""
+    from ocrvl_ray.layout.detections import PartWriter, detections_path
+    from ocrvl_ray.lmdb import LmdbSink
+    from ocrvl_ray.lmdb.identity import identity_record
+
+    sink = LmdbSink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
+                    min_pages_per_write=cfg.write_batch_pages, min_bytes_per_write=cfg.write_batch_mb << 20,
+                    identity=identity_record(plan.identity), before_commit=PartWriter(detections_path(plan.work)),
+                    progress=progress)
+    sink.prepare()
+    return sink
+
+
+def resume_state(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> Todo:
+    """What a run of this split still has to do, from the page markers of its (prepared) LMDB."""
+    from ocrvl_ray.lmdb import completed_pages
+
+    return pending_pages(manifest, plan.split, completed_pages(plan.work), cfg.limit)
+
+
+def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
+    """One split: its sink, the pages left to do, the graph written into the sink (``write_lmdb``), the report.
+    ``bench/layout.py`` times this same function."""
     import ray.data
 
     from ocrvl_ray.core.config import config_hash
     from ocrvl_ray.core.console import RayLog, Ticker, page_counter
-    from ocrvl_ray.layout.detections import PartWriter, detections_path
-    from ocrvl_ray.lmdb import LmdbSink, completed_pages, write_lmdb
-    from ocrvl_ray.lmdb.identity import identity_record
+    from ocrvl_ray.layout.detections import detections_path
+    from ocrvl_ray.lmdb import write_lmdb
     from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
-    total = count_rows(manifest, plan.split)
-    pages_in = min(total, cfg.limit) if cfg.limit else total
-    sink = LmdbSink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
-                     min_pages_per_write=cfg.write_batch_pages, min_bytes_per_write=cfg.write_batch_mb << 20,
-                     identity=identity_record(plan.identity), before_commit=PartWriter(detections_path(plan.work)))
-    sink.prepare()
-    done = frozenset(completed_pages(plan.work))
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file
     log_path = plan.output.rstrip("/") + ".log"
-    # Pages commit a write task (up to write_batch_mb) at a time, so progress counts composed pages too.
+    # Pages commit a write task (up to write_batch_mb) at a time, so progress counts composed pages too; both
+    # counts come from the stages and the sink, never from a rescan of the LMDB.
     counter = page_counter() if cfg.progress else None
-    with RayLog(log_path, enabled=cfg.quiet) as log:
-        def progress() -> None:
-            composed = min(pages_in - len(done), ray.get(counter.total.remote(), timeout=10))
-            rate = composed / max(1e-9, time.time() - t0)
-            log.say(f"layout [{plan.split}]: {len(done) + composed}/{pages_in} pages composed, "
-                    f"{len(completed_pages(plan.work))} written ({rate:.1f} pages/s)")
+    try:
+        sink = make_sink(cfg, plan, counter)
+        todo = resume_state(cfg, manifest, plan)
+        with RayLog(log_path, enabled=cfg.quiet) as log:
+            def progress() -> None:
+                made = ray.get(counter.totals.remote(), timeout=10)
+                composed = min(todo.pages_in - todo.already_done, made["composed"])
+                rate = composed / max(1e-9, time.time() - t0)
+                log.say(f"layout [{plan.split}]: {todo.already_done + composed}/{todo.pages_in} pages composed, "
+                        f"{todo.already_done + made['written']} written ({rate:.1f} pages/s)")
 
-        log.say(f"layout [{plan.split}]: {pages_in} pages -> {plan.output} "
-                f"({len(done)} already done; Ray's output: {log_path})")
-        try:
-            with Ticker(progress, cfg.progress_every_s if cfg.progress else 0):
-                summary = write_lmdb(build_dataset(cfg, manifest, done, plan.split, plan.detections_in, counter), sink)
-        except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
-            import traceback
+            log.say(f"layout [{plan.split}]: {todo.pages_in} pages -> {plan.output} "
+                    f"({todo.already_done} already done; Ray's output: {log_path})")
+            try:
+                with Ticker(progress, cfg.progress_every_s if cfg.progress else 0):
+                    summary = write_lmdb(build_dataset(cfg, manifest, todo, plan.detections_in, counter), sink)
+            except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
+                import traceback
 
-            traceback.print_exc()   # into the log file while it is redirected
-            err = user_error(e)
-            inner = unwrap_ray(e)
-            msg = str(err).splitlines()[0] if err is not None else \
-                f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
-            raise OcrvlError(f"{msg} (full log: {log_path})") from None
-        finally:
-            if counter is not None:
-                ray.kill(counter)
+                traceback.print_exc()   # into the log file while it is redirected
+                err = user_error(e)
+                inner = unwrap_ray(e)
+                msg = str(err).splitlines()[0] if err is not None else \
+                    f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
+                raise OcrvlError(f"{msg} (full log: {log_path})") from None
+    finally:
+        if counter is not None:
+            ray.kill(counter)
     if plan.work != plan.output:
         _swap_in(plan.work, plan.output)
-    report = build_report(cfg, manifest, pages_in=pages_in, already_done=len(done), summary=summary,
+    report = build_report(cfg, manifest, pages_in=todo.pages_in, already_done=todo.already_done, summary=summary,
                           elapsed_s=time.time() - t0)
     report.update(output=plan.output, split=plan.split, config_hash=config_hash(plan.identity),
                   detections=detections_path(plan.output), log=log_path if cfg.quiet else None)

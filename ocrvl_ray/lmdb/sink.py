@@ -34,13 +34,15 @@ class LmdbSink(Datasink):
     bytes, or, when ``min_pages_per_write`` is given, that many pages (per shard) instead (both ``None``: one
     task per block). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction
     (it always ends at a page boundary). ``before_commit(pages)`` (picklable) runs before each transaction,
-    e.g. to write the pages' detections first.
+    e.g. to write the pages' detections first; ``progress`` (a ``core.console.page_counter`` actor) is told
+    ``("written", n)`` after each transaction, so the driver counts written pages without reading the LMDB.
     """
 
     def __init__(self, path: str, shards: int = 1, *, index_base: int = 1, label_format: str = "pickle",
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
-                 identity: bytes | None = None, before_commit: Callable[[list[SinkPage]], None] | None = None):
+                 identity: bytes | None = None, before_commit: Callable[[list[SinkPage]], None] | None = None,
+                 progress=None):
         check_options(index_base, label_format)
         if int(shards) < 1:
             raise OcrvlError(f"shards={shards}: need at least 1")
@@ -50,6 +52,7 @@ class LmdbSink(Datasink):
         self._opts = dict(index_base=index_base, label_format=label_format, map_size=map_size,
                           max_txn_bytes=max_txn_bytes, identity=identity)  # identity: refuse pages of another config
         self.before_commit = before_commit
+        self.progress = progress   # a ``console.page_counter``: told the pages each transaction commits
         self._min_rows, self._min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
         self.summary: dict = {}
 
@@ -113,8 +116,12 @@ class LmdbSink(Datasink):
             i = (first + k) % self.shards
             if self.shards == 1 or groups[i]:
                 with self._writer(i) as w:
-                    stats.merge(w.write_pages(groups[i], before_commit=self.before_commit))
+                    stats.merge(w.write_pages(groups[i], before_commit=self.before_commit,
+                                              after_commit=self._committed if self.progress is not None else None))
         return stats.timed(started).to_dict()
+
+    def _committed(self, st: WriteStats) -> None:
+        self.progress.add.remote("written", sum(st.pages.values()))
 
     def on_write_complete(self, write_result) -> None:
         stats = WriteStats()
@@ -165,16 +172,17 @@ def _batch_pages(batch) -> Iterator[SinkPage]:
     struct = samples.values                      # all samples of the batch; offsets say whose they are
     fields = dict(zip([f.name for f in struct.type], struct.flatten()))
     images = _binary_views(fields["image"])
-    label, filename, width, height, meta = (
+    label, filename, width, height, meta, kind, layout_label = (
         fields[k].to_pylist() if k in fields else [None] * len(struct)
-        for k in ("label", "filename", "width", "height", "meta"))
+        for k in ("label", "filename", "width", "height", "meta", "kind", "layout_label"))
     valid = struct.is_valid().to_pylist()
     offsets = samples.offsets.to_pylist()
     others = [name for name in batch.schema.names if name != "samples"]
     for i, row in enumerate(batch.select(others).to_pylist()):
         page = SinkPage.from_row(row)
         page.samples = [SinkSample(images[j], label[j] or "", filename[j] or "", width[j] or 0, height[j] or 0,
-                                   meta[j] or "") for j in range(offsets[i], offsets[i + 1]) if valid[j]]
+                                   meta[j] or "", kind[j] or "", layout_label[j] or "")
+                        for j in range(offsets[i], offsets[i + 1]) if valid[j]]
         yield page
 
 

@@ -173,25 +173,30 @@ class LmdbWriter:
         with self.env.begin() as txn:
             return int(txn.get(S.NUM_SAMPLES))
 
-    def write_pages(self, pages: Iterable[SinkPage], before_commit=None) -> WriteStats:
+    def write_pages(self, pages: Iterable[SinkPage], before_commit=None, after_commit=None) -> WriteStats:
         """Writes pages in transactions of about ``max_txn_bytes``, always ending at a page boundary.
 
-        ``before_commit(pages)`` runs before each transaction (e.g. to write the pages' detections first)."""
+        ``before_commit(pages)`` runs before each transaction (e.g. to write the pages' detections first),
+        ``after_commit(stats)`` after it with that transaction's ``WriteStats`` (e.g. to report progress)."""
         stats, batch, size = WriteStats(), [], 0
+
+        def commit(b: list[SinkPage], nbytes: int) -> None:
+            if before_commit:
+                before_commit(b)
+            self._reserve(nbytes)
+            st = self._commit(lambda txn: self._put_pages(txn, b))
+            if after_commit:
+                after_commit(st)
+            stats.merge(st)
+
         for page in pages:
             batch.append(page)
             size += 256 + sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)  # 256: marker
             if size >= self.max_txn_bytes:
-                if before_commit:
-                    before_commit(batch)
-                self._reserve(size)
-                stats.merge(self._commit(lambda txn, b=batch: self._put_pages(txn, b)))
+                commit(batch, size)
                 batch, size = [], 0
         if batch:
-            if before_commit:
-                before_commit(batch)
-            self._reserve(size)
-            stats.merge(self._commit(lambda txn: self._put_pages(txn, batch)))
+            commit(batch, size)
         stats.map_growths, self.map_growths = self.map_growths, 0
         return stats
 
@@ -286,9 +291,8 @@ class LmdbWriter:
                     txn.put(S.key(S.IMAGE_FMT, k), s.image)
                     txn.put(S.key(label_fmt, k), encode_gt(s) if self.label_format == "pickle" else s.label.encode())
                     txn.put(S.key(S.META_FMT, k), s.meta.encode())
-                    kind, label = s.kind_and_label()
-                    st.samples_by_kind[kind] += 1
-                    st.samples_by_label[label] += 1
+                    st.samples_by_kind[s.kind or "unknown"] += 1
+                    st.samples_by_label[s.layout_label or "unknown"] += 1
                     count += 1
             else:
                 st.page_skips.add(status, f"{page.page_id}: {page.detail}"[:200] if page.detail else page.page_id)

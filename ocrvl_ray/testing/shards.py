@@ -38,7 +38,8 @@ def write_sharded(output: str | os.PathLike, shards: int, per_shard: int) -> lis
             meta = {"page_id": f"p{s}-{i}", "dataset": "rendered", "split": "train", "sample_kind": "word",
                     "layout_label": "text", "recipe": "rendered"}
             pages.append(SinkPage(f"p{s}-{i}", "ok", "", [SinkSample(image, label, f"p{s}-{i}.jpg", w, h,
-                                                                     json.dumps(meta, ensure_ascii=False))]))
+                                                                     json.dumps(meta, ensure_ascii=False),
+                                                                     "word", "text")]))
         with LmdbWriter(str(Path(output) / shard_name(s, shards))) as w:
             w.write_pages(pages)
         labels.append(mine)

@@ -44,7 +44,7 @@ def synthetic_pages(n_pages: int, samples_per_page: int = 3, seed: int = 0, skip
                     "region_box": [0, 0, w, h], "layout_label": LABELS[j % len(LABELS)],
                     "sample_kind": KINDS[j % len(KINDS)], "recipe": "synthetic"}
             samples.append(SinkSample(image, f"라벨 {p}-{j} text", f"{page_id}_{j}.jpg", w, h,
-                                      json.dumps(meta, ensure_ascii=False)))
+                                      json.dumps(meta, ensure_ascii=False), meta["sample_kind"], meta["layout_label"]))
         skips = json.dumps({"counts": {Skip.EMPTY_TEXT.value: 1}, "examples": {}}) if p % 4 == 0 else ""
         pages.append(SinkPage(page_id, "ok", "", samples, skips))
     return pages

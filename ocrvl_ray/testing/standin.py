@@ -12,19 +12,20 @@ import time
 
 from ocrvl_ray.demo.models import layout_labels
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
-from ocrvl_ray.layout.stages.detect_cells import CellDetector
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.layout.stages.detect_cells import CellDetectStage
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
 
 
-class StandInLayoutDetector(LayoutDetector):
-    """``LayoutDetector`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_REGIONS``."""
+class StandInLayoutDetector(LayoutDetectStage):
+    """``LayoutDetectStage`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_REGIONS``."""
 
-    def __init__(self, model_dir=None, model_name="PP-DocLayoutV2", device="cpu", threshold=0.5,
-                 table_threshold=0.3, layout_nms=True, shape_mode="auto", batch_s: float = 0.02):
+    def __init__(self, section, batch_s: float):
+        super().__init__(section)
+        self.batch_s = float(batch_s)
+
+    def setup(self) -> None:
         labels = layout_labels()
-        self.shape_mode = shape_mode
-        self.layout_nms, self.threshold, self.batch_s = layout_nms, float(threshold), float(batch_s)
-        self.thresholds = {i: float(table_threshold if lab == "table" else threshold) for i, lab in enumerate(labels)}
+        self.thresholds = self.class_thresholds(labels)
         self._cls = {lab: i for i, lab in enumerate(labels)}
 
     def _run(self, images):
@@ -38,12 +39,15 @@ class StandInLayoutDetector(LayoutDetector):
         return out
 
 
-class StandInCellDetector(CellDetector):
-    """``CellDetector`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_CELLS``."""
+class StandInCellDetector(CellDetectStage):
+    """``CellDetectStage`` whose predictor sleeps ``batch_s`` per batch and returns ``TEMPLATE_CELLS``."""
 
-    def __init__(self, model_dir=None, model_name="RT-DETR-L_wired_table_cell_det", device="cpu",
-                 threshold=0.3, max_side=1024, batch_s: float = 0.02):
-        self.threshold, self.max_side, self.batch_s = float(threshold), int(max_side), float(batch_s)
+    def __init__(self, section, batch_s: float):
+        super().__init__(section)
+        self.batch_s = float(batch_s)
+
+    def setup(self) -> None:
+        pass
 
     def _run(self, crops):
         if crops:
@@ -55,20 +59,20 @@ class StandInCellDetector(CellDetector):
 
 @contextlib.contextmanager
 def use_standins(batch_s: float):
-    """Within the block, ``layout.job.build_dataset`` builds its detector pools from the stand-ins."""
+    """Within the block, ``layout.job.stages`` builds its detector stages from the stand-ins."""
     from ocrvl_ray.layout.stages import detect_cells, detect_layout
 
-    saved = detect_layout.LayoutDetector, detect_cells.CellDetector
-    detect_layout.LayoutDetector = _with_time(StandInLayoutDetector, batch_s)
-    detect_cells.CellDetector = _with_time(StandInCellDetector, batch_s)
+    saved = detect_layout.LayoutDetectStage, detect_cells.CellDetectStage
+    detect_layout.LayoutDetectStage = _with_time(StandInLayoutDetector, batch_s)
+    detect_cells.CellDetectStage = _with_time(StandInCellDetector, batch_s)
     try:
         yield
     finally:
-        detect_layout.LayoutDetector, detect_cells.CellDetector = saved
+        detect_layout.LayoutDetectStage, detect_cells.CellDetectStage = saved
 
 
 def _with_time(cls, batch_s: float):
-    """A subclass fixing ``batch_s`` (Ray builds actors from the class and the job's kwargs; being defined
+    """A subclass fixing ``batch_s`` (``from_config`` builds it from the config section alone; being defined
     here at run time, it travels to the workers by value)."""
     return type(cls.__name__, (cls,), {"__init__": lambda self, *a, **kw: cls.__init__(self, *a, batch_s=batch_s, **kw),
                                        "__module__": __name__})

@@ -38,7 +38,8 @@ LABELS = ["번호 12 금액", "합계 2024", "text 7", "번호 금액"]
 
 def write_lmdb(path):
     pages = [SinkPage(f"p{p}", "ok", "", [SinkSample(tiny_jpeg(10 * p + j, (64 + 8 * j, 32)), LABELS[(p + j) % 4],
-                                                     f"p{p}_{j}.jpg", 64 + 8 * j, 32, "{}") for j in range(2)])
+                                                     f"p{p}_{j}.jpg", 64 + 8 * j, 32, "{}", "word", "text")
+                                          for j in range(2)])
              for p in range(3)]
     with LmdbWriter(str(path)) as w:
         assert w.write_pages(pages).samples == 6

@@ -1,7 +1,8 @@
 """Decode stage: manifest rows -> page status, (possibly rotated) words, detector input, page image hand-off.
 
 ``decode_batch(batch, max_pixels, handoff, det_max_side)`` is a plain function over a numpy batch of
-manifest rows (``records.PAGE_SCHEMA`` columns); Ray runs it as tasks. Per page it
+manifest rows (``records.PAGE_SCHEMA`` columns); ``DecodeStage`` (built from the config) runs it as Ray
+tasks. Per page it
 
 * refuses a missing file (``Skip.IMAGE_MISSING``), an image above ``max_pixels`` judged from the header
   before any pixel is decoded (``Skip.IMAGE_TOO_LARGE``), and zero-byte / corrupt / truncated files
@@ -15,7 +16,7 @@ manifest rows (``records.PAGE_SCHEMA`` columns); Ray runs it as tasks. Per page 
   OpenCV decodes it to the same pixels, else a fast PNG) or as the decoded array (``handoff="array"``).
 
 Output columns added: ``status`` ("ok" or a Skip value), ``detail``, ``det_image``, ``det_sx``, ``det_sy``
-and ``image_bytes`` or ``image``. ``width``/``height``/``words`` are updated to the decoded page.
+and ``image_bytes`` or ``image`` (``image_column(handoff)``). ``width``/``height``/``words`` are updated to the decoded page.
 Use ``page_image(batch, i)`` downstream to get the full BGR page from either hand-off.
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ocrvl_ray.core.records import PAGE_FIELDS, Page, Word
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.ingest.geometry import clockwise_from_top_left
+from ocrvl_ray.layout.stages.base import Stage
 
 OK = "ok"
 HANDOFFS = ("bytes", "array")
@@ -49,27 +51,42 @@ class _Refused(Exception):
         self.skip, self.detail = skip, detail
 
 
-def resources(cfg) -> StageResources:
-    """CPU tasks. Their request differs from the detector pools', so Ray keeps decode a separate operator."""
-    return StageResources("decode task", num_cpus=1.0)
-
-
-def decode_stage(batch: dict[str, np.ndarray], done: frozenset, max_pixels: int, handoff: str) -> dict:
-    """The Ray task: drops pages the LMDB already holds (resume before any detection), decodes the rest."""
-    cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it
-    keep = np.array([pid not in done for pid in batch["page_id"]], dtype=bool)
-    if not keep.all():
-        batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
-    if len(batch["page_id"]) == 0:
-        return {}
-    return decode_batch(batch, max_pixels=max_pixels, handoff=handoff)
-
-
-def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, handoff: str = "array",
-                 det_max_side: int = DET_MAX_SIDE) -> dict[str, Any]:
-    """Decode every page of a manifest batch; bad pages get a status, never an exception."""
+def image_column(handoff: str) -> str:
+    """The column that carries the full page for a hand-off: ``image_bytes`` (bytes) or ``image`` (array)."""
     if handoff not in HANDOFFS:
         raise ValueError(f"handoff must be one of {HANDOFFS}, got {handoff!r}")
+    return "image_bytes" if handoff == "bytes" else "image"
+
+
+class DecodeStage(Stage):
+    """CPU tasks: manifest rows -> decoded pages. Its request differs from the detector pools', so Ray keeps
+    decode a separate operator. It never sees the pages already done: the driver leaves them out of the read."""
+    name = "decode"
+    reads = PAGE_FIELDS
+    drops = ()
+    batch_format = "numpy"
+
+    def __init__(self, max_pixels: int, handoff: str, batch_size: int):
+        self.max_pixels, self.handoff, self.batch_size = max_pixels, handoff, batch_size
+        self.writes = ("status", "detail", "det_image", "det_sx", "det_sy", image_column(handoff),
+                       "words", "width", "height")
+        self.resources = StageResources("decode task", num_cpus=1.0)
+
+    @classmethod
+    def from_config(cls, cfg) -> "DecodeStage":
+        return cls(cfg.max_pixels, cfg.handoff, cfg.decode_batch_size)
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it
+
+    def process_batch(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return decode_batch(batch, self.max_pixels, self.handoff)
+
+
+def decode_batch(batch: dict[str, np.ndarray], max_pixels: int, handoff: str,
+                 det_max_side: int = DET_MAX_SIDE) -> dict[str, Any]:
+    """Decode every page of a manifest batch; bad pages get a status, never an exception."""
+    image_col = image_column(handoff)
     n = len(batch["page_id"])
     out = {k: list(v) for k, v in batch.items()}
     status, detail = list(batch.get("status", [OK] * n)), list(batch.get("detail", [""] * n))
@@ -94,10 +111,8 @@ def decode_batch(batch: dict[str, np.ndarray], max_pixels: int = 120_000_000, ha
     out.update(words=words, status=status, detail=detail, det_image=det, det_sx=sx, det_sy=sy)
     out["width"] = np.asarray(out["width"], np.int32)
     out["height"] = np.asarray(out["height"], np.int32)
-    if handoff == "bytes":
-        out["image_bytes"] = [b if b is not None else b"" for b in full]
-    else:
-        out["image"] = [a if a is not None else EMPTY_IMAGE for a in full]
+    empty = b"" if handoff == "bytes" else EMPTY_IMAGE
+    out[image_col] = [f if f is not None else empty for f in full]
     return out
 
 
@@ -106,8 +121,7 @@ def _word_rows(words) -> list[dict]:
     return [Word.from_row(w).to_row() for w in (words if words is not None else [])]
 
 
-def decode_page(page: Page, max_pixels: int, handoff: str = "bytes",
-                det_max_side: int = DET_MAX_SIDE) -> tuple[Page, dict]:
+def decode_page(page: Page, max_pixels: int, handoff: str, det_max_side: int) -> tuple[Page, dict]:
     """Decode one page; returns the updated page and ``{"det_image", "full"}`` (bytes or array)."""
     path = page.image_path
     if not path or not os.path.isfile(path):

@@ -1,4 +1,4 @@
-"""CellDetector: Ray Data actor UDF around ``paddleocr.TableCellsDetection`` (RT-DETR table cells).
+"""CellDetectStage: the actor stage around ``paddleocr.TableCellsDetection`` (RT-DETR table cells).
 
 Only pages with ``table`` regions do work. The table crops come from the ``tables`` column the
 ``table_crops`` tasks add (cut here when it is absent, e.g. in-process use); all crops of the batch go
@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from ocrvl_ray.core.records import Region
-from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.layout.config import CellModelConfig
 from ocrvl_ray.layout.stages.actors import check_model_dir, load_predictor, pool_resources, predict_each, with_columns
+from ocrvl_ray.layout.stages.base import Stage
 from ocrvl_ray.layout.stages.decode import OK
 from ocrvl_ray.layout.stages.table_crops import crop_pixels, cut_tables
 
@@ -41,20 +42,31 @@ READS = ("page_id", "status", "detail", "image_path", "regions", "image", "image
 PIPED_READS = ("page_id", "status", "detail", "image_path", "tables")                 # after table_crops
 
 
-def resources(cfg) -> StageResources:
-    """One actor per loaded predictor; sizes, CPUs, GPUs from ``cfg.cells``."""
-    return pool_resources("cells", cfg.cells, cfg.cells.device)
+class CellDetectStage(Stage):
+    """Actor pool over ``cfg.cells``: one loaded predictor per actor (``setup``). In the graph it reads the crops
+    the ``table_crops`` tasks cut; a batch without ``tables`` (in-process use) has them cut here."""
+    name = "detect_cells"
+    reads = PIPED_READS
+    writes = ("status", "detail", "cells")
+    drops = ("tables",)
+    batch_format = "pyarrow"
 
+    def __init__(self, section: CellModelConfig):
+        self.section = section
+        self.batch_size = section.batch_size
+        self.resources = pool_resources("cells", section, section.device)
+        self.model = None
 
-class CellDetector:
-    def __init__(self, model_dir: str | None, model_name: str = "RT-DETR-L_wired_table_cell_det",
-                 device: str = "cpu", threshold: float = 0.3, max_side: int = 1024):
-        model_dir = check_model_dir(model_dir, "table-cell", "cells.model_dir")
-        self.model = load_predictor("TableCellsDetection", model_name, model_dir, device, "cells")
-        self.threshold = float(threshold)
-        self.max_side = int(max_side)
+    @classmethod
+    def from_config(cls, cfg) -> "CellDetectStage":
+        return cls(cfg.cells)
 
-    def __call__(self, batch):
+    def setup(self) -> None:
+        sec = self.section
+        model_dir = check_model_dir(sec.model_dir, "table-cell", "cells.model_dir")
+        self.model = load_predictor("TableCellsDetection", sec.model_name, model_dir, sec.device, "cells")
+
+    def process_batch(self, batch):
         piped = not isinstance(batch, dict) and "tables" in batch.column_names
         return with_columns(batch, self._detect, PIPED_READS if piped else READS, drop=("tables",))
 
@@ -63,7 +75,7 @@ class CellDetector:
         if "tables" in batch:        # the pipeline: crops cut by the table_crops tasks
             status, detail, tables = list(batch["status"]), list(batch["detail"]), batch["tables"]
         else:                        # in-process use: cut them here
-            cut = cut_tables(batch, self.max_side)
+            cut = cut_tables(batch, self.section.max_side)
             status, detail, tables = cut["status"], cut["detail"], cut["tables"]
         cells: list[list[dict]] = [[] for _ in range(n)]
         jobs = [(i, t) for i in range(n) if status[i] == OK for t in ([] if tables[i] is None else tables[i])]
@@ -83,4 +95,4 @@ class CellDetector:
         return predict_each(self._run, crops)
 
     def _run(self, crops: list[np.ndarray]) -> list:
-        return [r for r in self.model.predict(crops, batch_size=len(crops), threshold=self.threshold)]
+        return [r for r in self.model.predict(crops, batch_size=len(crops), threshold=self.section.threshold)]

@@ -1,6 +1,6 @@
-"""LayoutDetector: Ray Data actor UDF around ``paddleocr.LayoutDetection`` (PP-DocLayoutV2 or V3).
+"""LayoutDetectStage: the actor stage around ``paddleocr.LayoutDetection`` (PP-DocLayoutV2 or V3).
 
-Loads the predictor once per actor; each call runs ONE pass over the batch's ``det_image`` column with
+Loads the predictor once per actor (``setup``); each batch runs ONE pass over the batch's ``det_image`` column with
 a per-class threshold (``table`` at ``table_threshold``, every other class at ``threshold``), maps the
 boxes from detector pixels back to page pixels and adds a ``regions`` column (``Region.to_row()`` dicts
 with the model's reading ``order``). Tables scoring between ``table_threshold`` and ``threshold`` get
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ocrvl_ray.core.records import Region
-from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
+from ocrvl_ray.layout.config import LayoutModelConfig
 from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, load_predictor, pool_resources, predict_each,
                                             with_columns)
+from ocrvl_ray.layout.stages.base import Stage
 from ocrvl_ray.layout.stages.decode import OK
 
 
@@ -29,28 +30,39 @@ CONSUMED = ("det_image", "det_sx", "det_sy")
 READS = ("page_id", "status", "detail", "image_path", "width", "height", *CONSUMED)
 
 
-def resources(cfg) -> StageResources:
-    """One actor per loaded predictor; sizes, CPUs, GPUs from ``cfg.layout``."""
-    return pool_resources("layout", cfg.layout, cfg.layout.device)
+class LayoutDetectStage(Stage):
+    """Actor pool over ``cfg.layout``: one loaded predictor per actor (``setup``); sizes, CPUs, GPUs from the
+    section (``actors.pool_resources``)."""
+    name = "detect_layout"
+    reads = READS
+    writes = ("status", "detail", "regions")
+    drops = CONSUMED
+    batch_format = "pyarrow"
 
+    def __init__(self, section: LayoutModelConfig):
+        self.section = section
+        self.batch_size = section.batch_size
+        self.resources = pool_resources("layout", section, section.device)
+        self.model = None
+        self.thresholds: dict[int, float] = {}
 
-class LayoutDetector:
-    def __init__(self, model_dir: str | None, model_name: str = "PP-DocLayoutV2", device: str = "cpu",
-                 threshold: float = 0.5, table_threshold: float = 0.3, layout_nms: bool = True,
-                 shape_mode: str = "auto"):
-        model_dir = check_model_dir(model_dir, "layout", "layout.model_dir")
-        self.model = load_predictor("LayoutDetection", model_name, model_dir, device, "layout")
-        self.layout_nms = layout_nms
-        self.shape_mode = shape_mode
-        self.threshold = float(threshold)
-        labels = self._labels()
-        self.thresholds = {i: float(table_threshold if lab == "table" else threshold) for i, lab in enumerate(labels)}
+    @classmethod
+    def from_config(cls, cfg) -> "LayoutDetectStage":
+        return cls(cfg.layout)
 
-    def _labels(self) -> list[str]:
+    def setup(self) -> None:
+        sec = self.section
+        model_dir = check_model_dir(sec.model_dir, "layout", "layout.model_dir")
+        self.model = load_predictor("LayoutDetection", sec.model_name, model_dir, sec.device, "layout")
         # paddlex keeps the model's label_list on the wrapped predictor's config
-        return list(self.model.paddlex_predictor.config["label_list"])
+        self.thresholds = self.class_thresholds(list(self.model.paddlex_predictor.config["label_list"]))
 
-    def __call__(self, batch):
+    def class_thresholds(self, labels: list[str]) -> dict[int, float]:
+        """Class id -> score threshold: ``table`` at ``table_threshold``, every other class at ``threshold``."""
+        sec = self.section
+        return {i: float(sec.table_threshold if lab == "table" else sec.threshold) for i, lab in enumerate(labels)}
+
+    def process_batch(self, batch):
         return with_columns(batch, self._detect, READS, drop=CONSUMED)
 
     def _detect(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -63,7 +75,7 @@ class LayoutDetector:
                 status[i] = Skip.DETECTOR_ERROR.value
                 detail[i] = f"{batch['image_path'][i]}: layout detector failed: {type(boxes).__name__}: {boxes}"
                 continue
-            regions[i] = self._to_regions(boxes, batch, i, self.threshold)
+            regions[i] = self._to_regions(boxes, batch, i, self.section.threshold)
         return {"status": status, "detail": detail, "regions": regions}
 
     def _predict(self, batch, rows: list[int]) -> list:
@@ -72,7 +84,7 @@ class LayoutDetector:
 
     def _run(self, images: list[np.ndarray]) -> list:
         return self.model.predict(images, batch_size=len(images), threshold=self.thresholds,
-                                  layout_nms=self.layout_nms, layout_shape_mode=self.shape_mode)
+                                  layout_nms=self.section.layout_nms, layout_shape_mode=self.section.shape_mode)
 
     @staticmethod
     def _to_regions(boxes: list[dict], batch, i: int, threshold: float) -> list[dict]:

@@ -17,19 +17,30 @@ import numpy as np
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.stages.actors import clip_box, with_columns
-from ocrvl_ray.layout.stages.decode import OK, page_image_at, reduction
+from ocrvl_ray.layout.stages.base import Stage
+from ocrvl_ray.layout.stages.decode import OK, image_column, page_image_at, reduction
 
-READS = ("page_id", "status", "detail", "image_path", "regions", "image", "image_bytes")
+class TableCropStage(Stage):
+    """CPU tasks between the two detector pools (``cfg.cells``: ``max_side``, ``batch_size``)."""
+    name = "table_crops"
+    writes = ("status", "detail", "tables")
+    batch_format = "pyarrow"
 
+    def __init__(self, max_side: int, batch_size: int, handoff: str):
+        self.max_side, self.batch_size = max_side, batch_size
+        self.reads = ("page_id", "status", "detail", "image_path", "regions", image_column(handoff))
+        self.resources = StageResources("table crop task", num_cpus=1.0)
 
-def resources(cfg) -> StageResources:
-    return StageResources("table crop task", num_cpus=1.0)
+    @classmethod
+    def from_config(cls, cfg) -> "TableCropStage":
+        return cls(cfg.cells.max_side, cfg.cells.batch_size, cfg.handoff)
 
+    def setup(self) -> None:
+        cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it
 
-def table_crops_stage(batch, max_side: int):
-    """The Ray task (Arrow batch in, the same batch plus ``tables`` out)."""
-    cv2.setNumThreads(1)   # a task holds one CPU: OpenCV's own thread pool would only oversubscribe it
-    return with_columns(batch, lambda b: cut_tables(b, max_side), READS)
+    def process_batch(self, batch):
+        """Arrow batch in, the same batch plus ``tables`` out (a numpy batch gives a dict)."""
+        return with_columns(batch, lambda b: cut_tables(b, self.max_side), self.reads)
 
 
 def cut_tables(batch: dict[str, np.ndarray], max_side: int) -> dict[str, Any]:
