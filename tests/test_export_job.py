@@ -29,7 +29,8 @@ def model(tmp_path_factory):
 
 def test_merge_task_on_ray(ray_local, model, tmp_path):
     base, lora = model
-    result = merge_on_ray(str(base), str(lora), str(tmp_path / "out"), max_shard_bytes=10**9)
+    result = merge_on_ray(str(base), str(lora), str(tmp_path / "out"), max_shard_bytes=10**9, overwrite=False,
+                          verify=True)
     assert result["verified"] is True
     assert result["report"]["r"] == 2 and len(result["report"]["merged"]) == sum(sy.is_linear(n, s) for n, s in SPEC)
     assert (tmp_path / "out" / "model.safetensors").is_file()

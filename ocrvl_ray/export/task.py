@@ -25,9 +25,10 @@ def merge_and_verify(base: str, lora: str, out: str, max_shard_bytes: int, overw
     return result
 
 
-def merge_on_ray(base: str, lora: str, out: str, *, max_shard_bytes: int, overwrite: bool = False,
-                 verify: bool = True, node_ip: str | None = None, num_cpus: float = 1) -> dict[str, Any]:
-    """Run ``merge_and_verify`` as a Ray task (Ray must be initialised) and wait for its result."""
+def merge_on_ray(base: str, lora: str, out: str, *, max_shard_bytes: int, overwrite: bool, verify: bool,
+                 node_ip: str | None = None, num_cpus: float = 1) -> dict[str, Any]:
+    """Run ``merge_and_verify`` as a Ray task (Ray must be initialised) and wait for its result; the options'
+    defaults are ``MergeConfig``'s (``export/config.py``), so callers pass them."""
     import ray
 
     resources = {f"node:{node_ip}": 0.001} if node_ip else None
