@@ -23,7 +23,10 @@ import numpy as np
 
 from ocrvl_ray.core.records import Page, pages_to_table
 from ocrvl_ray.demo.sample import render_page
+from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.layout.stages.decode import decode_batch, page_image
+
+MAX_PIXELS = LayoutConfig().max_pixels
 
 W, H = 2480, 3508
 
@@ -62,7 +65,7 @@ def main(repeats: int = 5, consumers: int = 2) -> None:
         print(f"{fmt}: file {path.stat().st_size / 1e6:.2f} MB, full cv2.imdecode {base_ms:.0f} ms")
         res = {}
         for handoff in ("bytes", "array"):
-            ms, out = timed(lambda: decode_batch(batch, handoff=handoff), repeats)
+            ms, out = timed(lambda: decode_batch(batch, MAX_PIXELS, handoff), repeats)
             det, page = column_bytes(out)
             back_ms, full = timed(lambda: page_image(out, 0), repeats)
             assert full.shape == (H, W, 3)

@@ -22,7 +22,8 @@ from ocrvl_ray.core.records import Page, Region, pages_to_table
 from ocrvl_ray.demo.models import build_tiny_layout_model
 from ocrvl_ray.demo.sample import TEMPLATE_REGIONS, render_page
 from ocrvl_ray.layout.stages.decode import decode_batch
-from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+from ocrvl_ray.layout.config import LayoutConfig, LayoutModelConfig
+from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
 from ocrvl_ray.testing.models import build_tiny_real_layout_model
 
 W, H = 2480, 3508
@@ -36,20 +37,21 @@ def main(repeats: int = 5) -> None:
     t = pages_to_table([Page("p", "ocr_public", "train", path.name, str(path), W, H, [], "l.json")])
     manifest = {c: (t.column(c).to_numpy() if c in ("width", "height") else np.array(t.column(c).to_pylist() + [None], dtype=object)[:-1])
                 for c in t.column_names}
-    reduced = decode_batch(manifest, handoff="array", det_max_side=1024)
+    reduced = decode_batch(manifest, LayoutConfig().max_pixels, "array", det_max_side=1024)
     full = dict(reduced, det_image=[np.asarray(reduced["image"][0])], det_sx=[1.0], det_sy=[1.0])
     figures = []
     models = {"scripted": build_tiny_layout_model(tmp / "scripted", TEMPLATE_REGIONS),
               "tiny_real": build_tiny_real_layout_model(tmp / "real")}
     for name, model_dir in models.items():
-        det = LayoutDetector(str(model_dir), threshold=0.3)
+        det = LayoutDetectStage(LayoutModelConfig(model_dir=str(model_dir), threshold=0.3))
+        det.setup()
         res = {}
         for label, batch in (("full", full), ("reduced", reduced)):
-            det(batch)  # warm-up
+            det.process_batch(batch)  # warm-up
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                out = det(batch)
+                out = det.process_batch(batch)
                 times.append(time.perf_counter() - t0)
             res[label] = statistics.median(times) * 1000
             line = f"{name:<9} input={label:<7} {np.asarray(batch['det_image'][0]).shape}  {res[label]:7.1f} ms/page"

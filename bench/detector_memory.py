@@ -4,7 +4,7 @@
 
 Builds a random-weight PP-DocLayoutV2 at paddlex's full-size config (``PPDocLayoutV2Config`` defaults,
 53.6 M params, ``model.safetensors``: the ``paddle_dynamic`` engine). In a fresh process per run it loads
-``LayoutDetector`` (our loading and predict path), runs a batch of 1 as warm-up, notes the peak RSS, then
+``LayoutDetectStage`` (our loading and predict path), runs a batch of 1 as warm-up, notes the peak RSS, then
 predicts one batch of ``b`` pages (``--size`` is the detector input the decode stage makes from a 2480x3508
 scan) and notes how far the peak grew. Once more at batch 2 with autograd on, as paddlex's dynamic engine
 runs when called bare. Fp32 on CPU: a GPU run holds the same tensors, plus its allocator's cache and
@@ -41,9 +41,11 @@ def child(model_dir: str, batch: int, size: tuple[int, int], autograd: bool) -> 
     import numpy as np
     import paddle
 
-    from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+    from ocrvl_ray.layout.config import LayoutModelConfig
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
 
-    det = LayoutDetector(model_dir)
+    det = LayoutDetectStage(LayoutModelConfig(model_dir=model_dir))
+    det.setup()
     if autograd:   # paddlex's engine as called bare: every predict runs with autograd on
         bare = det.model.predict
 

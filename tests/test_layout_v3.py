@@ -90,23 +90,29 @@ def test_detector_keeps_polygons_in_page_pixels(tmp_path, v3_dir):
     from PIL import Image
 
     from ocrvl_ray.core.records import pages_to_table
+    from ocrvl_ray.layout.config import LayoutConfig, LayoutModelConfig
     from ocrvl_ray.layout.stages.decode import decode_batch
-    from ocrvl_ray.layout.stages.detect_layout import LayoutDetector
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
+
+    def detector(**section):
+        stage = LayoutDetectStage(LayoutModelConfig(model_dir=str(v3_dir), model_name=V3, **section))
+        stage.setup()
+        return stage
 
     w, h = PAGE
     Image.new("RGB", (w, h), "white").save(tmp_path / "p.png")
     t = pages_to_table([Page("p0", "ocr_public", "train", "p.png", str(tmp_path / "p.png"), w, h, [], "l.json")])
     batch = {c: np.array(t.column(c).to_pylist() + [None], dtype=object)[:-1] for c in t.column_names}
     batch["width"], batch["height"] = t.column("width").to_numpy(), t.column("height").to_numpy()
-    batch = decode_batch(batch, det_max_side=1024)
+    batch = decode_batch(batch, LayoutConfig().max_pixels, "array", det_max_side=1024)
     assert batch["det_image"][0].shape[0] == 1024     # detection ran on a reduced copy
-    out = LayoutDetector(str(v3_dir), model_name=V3)(batch)
+    out = detector().process_batch(batch)
     regions = [Region.from_row(r) for r in out["regions"][0]]
     assert [r.label for r in regions] == ["doc_title", "text"]
     poly = np.asarray(regions[1].polygon)
     scripted = np.array(TILT) * (w, h)
     assert max(np.linalg.norm(scripted - p, axis=1).min() for p in poly) < 20  # 4 mask px at 1754/800
-    rect = LayoutDetector(str(v3_dir), model_name=V3, shape_mode="rect")(batch)
+    rect = detector(shape_mode="rect").process_batch(batch)
     assert all(Region.from_row(r).polygon is None for r in rect["regions"][0])
 
 
