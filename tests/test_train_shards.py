@@ -52,7 +52,7 @@ def test_assign_is_rank_strided_and_needs_a_shard_per_rank():
     shards = ["s0", "s1", "s2", "s3", "s4"]
     assert [assign(shards, r, 2) for r in range(2)] == [["s0", "s2", "s4"], ["s1", "s3"]]
     assert assign(shards, 4, 5) == ["s4"]
-    with pytest.raises(ShardError, match="2 shard.* for 3 training ranks.*shards=3"):
+    with pytest.raises(ShardError, match=r"2 shard.* for 3 training ranks.*`ocrvl reshard IN --shards 3 --out OUT`"):
         assign(["s0", "s1"], 0, 3)
 
 
@@ -87,7 +87,8 @@ def test_preflight_counts_shards_per_rank(data, tmp_path):
     assert preflight.audit(ok, world=2) == []
     found = [str(f) for f in preflight.audit(ok, world=3)]
     assert found == [f"error: train_lmdb_paths: {b}: 2 shard(s) for 3 training ranks: ranks would read the same "
-                     "samples; write the LMDB with shards=3 (or a multiple) or train with 2 rank(s)"]
+                     "samples; copy it into 3 shards with `ocrvl reshard IN --shards 3 --out OUT` (or write it "
+                     "with shards=3 or a multiple), or train with 2 rank(s)"]
     single = str(a / "shard-00000-of-00004")
     assert "1 shard(s) for 2 training ranks" in preflight.audit({**base, "train_lmdb_paths": single}, world=2)[0].message
     sharded_eval = preflight.audit({**base, "train_lmdb_paths": str(a), "eval_dataset_path": str(b)}, world=2)

@@ -63,12 +63,13 @@ def expand(path: str | os.PathLike) -> list[str]:
 
 
 def assign(shards: list[str], rank: int, world: int) -> list[str]:
-    """Shards ``rank::world``; a ShardError when there are fewer shards than ranks."""
+    """Shards ``rank::world``; a ShardError, naming ``ocrvl reshard``, when there are fewer shards than ranks."""
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} is outside a world of {world}")
     if len(shards) < world:
         raise ShardError(f"{len(shards)} shard(s) for {world} training ranks: ranks would read the same samples; "
-                         f"write the LMDB with shards={world} (or a multiple) or train with {len(shards)} rank(s)")
+                         f"copy it into {world} shards with `ocrvl reshard IN --shards {world} --out OUT` (or write "
+                         f"it with shards={world} or a multiple), or train with {len(shards)} rank(s)")
     return list(shards[rank::world])
 
 
