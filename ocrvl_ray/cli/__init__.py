@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("ocrvl_ray.cli.merge", "merge a LoRA checkpoint into the base model (HF layout export)"),
     "fix": ("ocrvl_ray.cli.fix", "repair a Paddle-layout merged safetensors file into HF layout"),
     "verify": ("ocrvl_ray.cli.verify", "check an export against its base (and adapter)"),
+    "reshard": ("ocrvl_ray.cli.reshard", "copy an LMDB into N shards (one or more per training rank), verified"),
     "inspect": ("ocrvl_ray.cli.inspect", "summarise an LMDB: counts, histograms, contact sheet (HTML)"),
     "eval": ("ocrvl_ray.cli.eval", "run models on a validation LMDB and score them per slice (or: eval score)"),
     "pipeline": ("ocrvl_ray.cli.pipeline", "layout -> train -> merge in one resumable job (run manifest)"),
