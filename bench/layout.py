@@ -9,16 +9,17 @@ Detector (``--detector``):
   demo     the scripted tiny paddle models (paddlex pre/post-processing on the CPU)
   real     a tiny random-weight real-architecture PP-DocLayoutV2 (realistic CPU compute per page)
 Measured, every method with its models loaded outside its timer:
-  sequential  one process, batch after batch: decode -> layout -> cells -> compose -> LMDB; its process
-              CPU time per page is ``cpu_ms_per_page_outside_detector`` (with the stand-in only)
-  pipeline    the job's Ray Data graph (``build_dataset``) on a local Ray with ``--cores`` CPUs, consumed
-              by the driver into an LMDB with the sink's writer, run complete on N/2 and on N pages: the
-              steady rate is (N - N/2) / (T_N - T_N/2), so the start-up (actor pools, ramp) cancels out and is
-              reported apart (T_N - N / rate)
-  detector    (demo/real only) the same LayoutDetector class over the same decoded detector inputs
+  sequential  one process, batch after batch through the job's own stage objects (``layout.job.stages``:
+              decode -> layout -> table crops -> cells -> compose) into an ``LmdbWriter``; its process CPU time
+              per page is ``cpu_ms_per_page_outside_detector`` (with the stand-in only)
+  pipeline    the job's own path: ``layout.job.run_split`` (what ``ocrvl layout`` runs per split: the sink,
+              the resume filter, the Ray Data graph written through ``LmdbSink``/``write_lmdb`` with its
+              byte-sized write tasks, the report) on a local Ray with ``--cores`` CPUs, run complete on N/2 and
+              on N pages: the steady rate is (N - N/2) / (T_N - T_N/2), so the start-up (actor pools, ramp)
+              cancels out and is reported apart (T_N - N / rate); every LMDB is read back and checked
+  detector    (demo/real only) the same LayoutDetectStage class over the same decoded detector inputs
 Both hand-offs (``bytes``, ``array``) are run in ``--reps`` alternating repetitions; figures are medians.
 ``RATIO pipeline_vs_cpu_bound`` = steady pages/s / (cores x 1000 / CPU core-ms per page), default hand-off.
-``--stats`` prints Ray Data's per-operator stats of the last pipeline run.
 """
 from __future__ import annotations
 
@@ -51,7 +52,6 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--actor-cpus", type=float, default=None,
                     help="detector actors' num_cpus (default: the config's; 0 for the stand-in, as on a GPU)")
-    ap.add_argument("--stats", action="store_true")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
 
@@ -101,7 +101,7 @@ def main() -> None:
         ray.data.DataContext.get_current().enable_progress_bars = False
         print(f"ray.init {time.perf_counter() - t:.1f} s (not in any figure)", flush=True)
         with _detectors(standin, batch_s):
-            run_stream(cfg(output=str(work / "warm.lmdb"), limit=2), manifest)  # Ray's worker processes, once
+            run_stream(cfg(output=str(work / "warm.lmdb"), limit=2))  # Ray's worker processes, once
             seq = {h: [] for h in HANDOFFS}
             pipe = {h: [] for h in HANDOFFS}
             for rep in range(args.reps):
@@ -109,10 +109,8 @@ def main() -> None:
                 for h in order:
                     seq[h].append(sequential(cfg(handoff=h, output=str(work / f"seq-{rep}-{h}.lmdb")),
                                              manifest, standin, batch_s))
-                    half = run_stream(cfg(handoff=h, output=str(work / f"half-{rep}-{h}.lmdb"), limit=n // 2),
-                                      manifest)
-                    full = run_stream(cfg(handoff=h, output=str(work / f"pipe-{rep}-{h}.lmdb")),
-                                      manifest, stats=args.stats and rep == args.reps - 1)
+                    half = run_stream(cfg(handoff=h, output=str(work / f"half-{rep}-{h}.lmdb"), limit=n // 2))
+                    full = run_stream(cfg(handoff=h, output=str(work / f"pipe-{rep}-{h}.lmdb")))
                     pipe[h].append(steady(half, full))
                     s, p = seq[h][-1], pipe[h][-1]
                     print(f"rep {rep} handoff={h:<5} sequential {n / s['wall']:6.2f} pages/s "
@@ -167,52 +165,41 @@ def _batches(manifest: Path, size: int):
         yield {c: chunk.column(c).to_numpy(zero_copy_only=False) for c in chunk.column_names}
 
 
-def _detector_objects(cfg):
-    from ocrvl_ray.layout.stages import detect_cells, detect_layout   # the stand-ins when swapped in
-
-    lay, cel = cfg.layout, cfg.cells
-    return (detect_layout.LayoutDetector(lay.model_dir, threshold=lay.threshold, table_threshold=lay.table_threshold),
-            detect_cells.CellDetector(cel.model_dir, threshold=cel.threshold, max_side=cel.max_side))
-
-
 def sequential(cfg, manifest: Path, standin: bool, batch_s: float) -> dict:
-    """All steps in one process (the original's design); wall s and process CPU ms per page."""
-    from ocrvl_ray.lmdb import LmdbWriter, SinkPage
-    from ocrvl_ray.layout.stages.compose import compose_stage
-    from ocrvl_ray.layout.stages.decode import decode_stage
+    """All steps in one process (the original's design), through the job's stage objects; wall s and process
+    CPU ms per page."""
+    from ocrvl_ray.layout.job import stages
+    from ocrvl_ray.lmdb import LmdbWriter
+    from ocrvl_ray.lmdb.sink import iter_pages
 
-    layout, cells = _detector_objects(cfg)
+    graph = stages(cfg, None)
+    for stage in graph:
+        stage.setup()
     pages = 0
     t0, c0 = time.perf_counter(), time.process_time()
     with LmdbWriter(cfg.output) as writer:
         for batch in _batches(manifest, cfg.decode_batch_size):
-            batch = cells(layout(decode_stage(batch, frozenset(), cfg.max_pixels, cfg.handoff)))
-            rows = compose_stage(batch, cfg.recipes, cfg.jpeg_quality, cfg.mask).to_pylist()
-            writer.write_pages(SinkPage.from_row(r) for r in rows)
-            pages += len(rows)
+            for stage in graph:
+                batch = stage.process_batch(batch)
+            writer.write_pages(iter_pages([batch]))
+            pages += batch.num_rows
     cpu = time.process_time() - c0
     check_all_ok(cfg.output, pages)
     return {"wall": time.perf_counter() - t0, "cpu_ms": 1000 * cpu / max(1, pages) if standin else float("nan")}
 
 
-def run_stream(cfg, manifest: Path, stats: bool = False) -> dict:
-    """One complete run of the job's graph, consumed by the driver into an LMDB: wall s and pages."""
-    from ocrvl_ray.layout.job import build_dataset
-    from ocrvl_ray.lmdb import LmdbWriter
-    from ocrvl_ray.lmdb.sink import iter_pages
+def run_stream(cfg) -> dict:
+    """One complete run of the job's own path (``run_split``: sink, graph, ``write_lmdb``); wall s and pages.
+    Planning (``resolve_inputs``, ``plan_splits``: preflight, model identities) is outside the timer."""
+    from ocrvl_ray.layout.job import plan_splits, resolve_inputs, run_split
 
+    cfg, manifest_path = resolve_inputs(cfg)
+    plan, = plan_splits(cfg, manifest_path)
     t0 = time.perf_counter()
-    ds = build_dataset(cfg, str(manifest), frozenset())
-    ds.context.execution_options.preserve_order = True          # as write_lmdb
-    stamps = []
-    with LmdbWriter(cfg.output) as w:
-        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            w.write_pages(iter_pages([table]))
-            stamps.append((time.perf_counter(), table.num_rows))
-    check_all_ok(cfg.output, sum(k for _, k in stamps))
-    if stats:
-        print(ds.stats())
-    return {"wall": stamps[-1][0] - t0, "pages": sum(k for _, k in stamps)}
+    report = run_split(cfg, manifest_path, plan)
+    wall = time.perf_counter() - t0
+    check_all_ok(cfg.output, report["pages_processed"])
+    return {"wall": wall, "pages": report["pages_processed"]}
 
 
 def steady(half: dict, full: dict) -> dict:
@@ -237,18 +224,19 @@ def check_all_ok(output: str, pages: int) -> None:
 
 
 def bare_detector(cfg, manifest: Path) -> float:
-    """The LayoutDetector alone (same class, per-class thresholds) over decoded detector inputs; pages/s."""
-    from ocrvl_ray.layout.stages.decode import decode_stage
+    """The LayoutDetectStage alone (same class, per-class thresholds) over decoded detector inputs; pages/s."""
+    from ocrvl_ray.layout.stages.decode import DecodeStage
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
 
-    layout, _ = _detector_objects(cfg)
-    bs = cfg.layout.batch_size
-    batches = [decode_stage(b, frozenset(), cfg.max_pixels, "bytes") for b in _batches(manifest, bs)]
-    for k in [k for k in batches[0] if k in ("image", "image_bytes")]:
-        for b in batches:
-            b.pop(k)
-    layout(batches[0])  # warm-up (first predict initialises paddle's kernels)
+    layout = LayoutDetectStage.from_config(cfg)
+    layout.setup()
+    decode = DecodeStage(cfg.max_pixels, "bytes", cfg.layout.batch_size)
+    batches = [decode.process_batch(b) for b in _batches(manifest, cfg.layout.batch_size)]
+    for b in batches:
+        b.pop("image_bytes")
+    layout.process_batch(batches[0])  # warm-up (first predict initialises paddle's kernels)
     t0 = time.perf_counter()
-    n = sum(len(layout(b)["page_id"]) for b in batches)
+    n = sum(len(layout.process_batch(b)["page_id"]) for b in batches)
     return n / (time.perf_counter() - t0)
 
 
