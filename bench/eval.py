@@ -83,7 +83,7 @@ def main() -> None:
         n = res["metrics"]["n_samples"]
         eval_rate = n / eval_s
 
-        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in read_samples([str(tmp / "val.lmdb")])["image"]]
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in read_samples([str(tmp / "val.lmdb")], 0)["image"]]
         pred = PaddlePredictor(parse_model(f"m={base}"), "v1", "OCR:", a.max_new_tokens, 8, 16)
         pred.generate(images[0])
         t0 = time.perf_counter()

@@ -156,10 +156,15 @@ def test_eval_scoring_options_have_one_default():
     import inspect
 
     from ocrvl_ray.eval.config import EvalConfig, EvalScoreConfig, ScoreOptions
+    from ocrvl_ray.eval.compare import paired_bootstrap
+    from ocrvl_ray.eval.data import read_samples
+    from ocrvl_ray.eval.metrics import cut_loop, find_loop
     from ocrvl_ray.eval.score import score, score_file, write_outputs
 
     for cls in (EvalConfig, EvalScoreConfig):   # both inherit the keys; neither writes them again
         assert issubclass(cls, ScoreOptions) and not {"bootstrap", "seed", "examples"} & set(cls.__annotations__)
-    for fn in (score, score_file, write_outputs):
-        assert all(p.default is inspect.Parameter.empty or n == "extra"
+    # the library takes the values (bootstrap and loop-guard settings, limit) from EvalConfig; it had 8 where
+    # the config says loop_min_repeats=16
+    for fn in (score, score_file, write_outputs, paired_bootstrap, find_loop, cut_loop, read_samples):
+        assert all(p.default is inspect.Parameter.empty or n in ("extra", "level")
                    for n, p in inspect.signature(fn).parameters.items()), fn.__name__

@@ -26,7 +26,7 @@ def _resample_counts(rng: np.random.Generator, n: int, draws: int) -> np.ndarray
     return np.bincount(idx.ravel(), minlength=draws * n).reshape(draws, n).astype(np.float64)
 
 
-def paired_bootstrap(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0,
+def paired_bootstrap(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n_boot: int, seed: int,
                      level: float = 0.95) -> dict:
     """``a``/``b``: per-sample ``distance``, ``ref_len``, ``ned``, ``exact`` of two models on the same samples.
 

@@ -18,7 +18,7 @@ def split_paths(data: str | list[str]) -> list[str]:
     return paths
 
 
-def read_samples(paths: list[str], limit: int = 0) -> dict[str, list]:
+def read_samples(paths: list[str], limit: int) -> dict[str, list]:
     """Columns ``key``, ``dataset``, ``kind``, ``layout_label``, ``reference``, ``lmdb``, ``index``, ``image``;
     ``limit`` > 0 keeps the first ``limit`` samples of each LMDB."""
     cols: dict[str, list] = {k: [] for k in ("key", "dataset", "kind", "layout_label", "reference", "lmdb",

@@ -111,7 +111,7 @@ def _order(family: str):
     return lambda kv: kv[0]
 
 
-def find_loop(seq: Sequence, max_period: int = 8, min_repeats: int = 8) -> int | None:
+def find_loop(seq: Sequence, max_period: int, min_repeats: int) -> int | None:
     """Start of a repetition loop at the end of ``seq`` (a unit of 1..max_period items repeated at least
     ``min_repeats`` times back to back), else None. Works on strings and token-id lists alike."""
     n = len(seq)
@@ -128,7 +128,7 @@ def find_loop(seq: Sequence, max_period: int = 8, min_repeats: int = 8) -> int |
     return best
 
 
-def cut_loop(text: str, max_period: int = 8, min_repeats: int = 8) -> tuple[str, bool]:
+def cut_loop(text: str, max_period: int, min_repeats: int) -> tuple[str, bool]:
     """``text`` with a trailing repetition loop reduced to one unit, and whether one was found."""
     start = find_loop(text, max_period, min_repeats)
     if start is None:
