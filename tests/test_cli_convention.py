@@ -14,7 +14,7 @@ from ocrvl_ray.core.config import ConfigError
 
 #: every command and sub-command, as typed after ``ocrvl``
 ALL = [["prepare"], ["lookup", "build"], ["lookup", "import"], ["layout"], ["train"], ["merge"], ["fix"],
-       ["verify"], ["inspect"], ["eval"], ["eval", "run"], ["eval", "score"], ["pipeline"], ["cluster-check"]]
+       ["verify"], ["reshard"], ["inspect"], ["eval"], ["eval", "run"], ["eval", "score"], ["pipeline"], ["cluster-check"]]
 IDS = [" ".join(c) for c in ALL]
 
 
@@ -107,13 +107,13 @@ def _sample(annotation, default):
     return "v7", lambda f: [f, "v7"]
 
 
-SPECIAL = {"max_shard_size": "7MB", "model_version": "1.5", "cluster": "c.yaml", "stages": None}
+SPECIAL = {"max_shard_size": "7MB", "model_version": "1.5", "cluster": "c.yaml", "stages": None, "shards": "3"}
 
 
 def _cases():
     for cmd in ALL:
         model = _spec(cmd).model()
-        required = [f"{k}=r" if typing.get_origin(f.annotation) is not list else f"{k}=[r]"
+        required = [f"{k}={SPECIAL.get(k) or 'r'}" if typing.get_origin(f.annotation) is not list else f"{k}=[r]"
                     for k, f in model.model_fields.items() if f.is_required()]
         from ocrvl_ray.core.config import flag_names
         for flag, key in flag_names(model).items():
@@ -171,3 +171,9 @@ def test_missing_required_key_is_one_line(capsys):
     assert capsys.readouterr().err == "ocrvl verify: error: config key 'base' is required (give base=...)\n"
     assert main(["lookup"]) == 2
     assert capsys.readouterr().err == "ocrvl lookup: error: give the action first: ocrvl lookup build | import ...\n"
+
+
+def test_unknown_command_is_one_line(capsys):
+    assert main(["inpsect", "x.lmdb"]) == 2
+    assert capsys.readouterr().err == "ocrvl: error: unknown command 'inpsect'; did you mean 'inspect'?\n"
+    assert main(["--help"]) == 0 and "cluster-check" in capsys.readouterr().out

@@ -14,6 +14,7 @@ command share arguments, defaults and exit codes.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 import textwrap
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         if command is None or command in ("-h", "--help"):
             parser.print_help(sys.stdout if command else sys.stderr)
             return 0 if command else 2
-        parser.parse_args(argv)   # an unknown command: argparse's "invalid choice" message, exit 2
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; one of {', '.join(COMMANDS)}"
+        print(f"ocrvl: error: unknown command {command!r}{hint}", file=sys.stderr)
         return 2
     prog, spec, rest = command_spec(command, argv[1:])
     if spec is None:
