@@ -5,6 +5,10 @@
 One deviation: ``key=`` is the empty string (erniekit: null). Unknown keys are an error that names the
 key and the closest valid one. Job configs live next to their job (``layout/config.py``,
 ``train/config.py``, ``end_to_end.py``).
+
+Every ``ocrvl`` command is one of these configs: :func:`parse_argv` reads its command line (``key=value``, the
+same key as ``--key-name VALUE``, bare paths for its positional keys, a YAML) and :func:`describe_keys` writes
+its ``--help`` (``ocrvl_ray/cli``).
 """
 from __future__ import annotations
 
