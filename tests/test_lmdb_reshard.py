@@ -175,6 +175,26 @@ def test_refusals_are_one_line_and_touch_nothing(tmp_path):
     assert not any(n.startswith(("x.lmdb", "y.lmdb")) for n in os.listdir(tmp_path))
 
 
+def test_inconsistent_input_is_one_line_naming_it(tmp_path):
+    src = tmp_path / "in.lmdb"
+    pages = synthetic_pages(5, samples_per_page=1)
+    with LmdbWriter(str(src), identity=RECORD) as w:
+        w.write_pages(pages)
+    env = lmdb.open(str(src))
+    with env.begin(write=True) as t:
+        t.delete(S.page_key(pages[2].page_id))          # sample 3 (key 3) belongs to no page now
+    env.close()
+    with pytest.raises(OcrvlError, match=r"in.lmdb: page markers do not tile the samples at key 3 \(page "):
+        reshard(str(src), str(tmp_path / "a.lmdb"), 2)
+    env = lmdb.open(str(src))
+    with env.begin(write=True) as t:
+        t.put(S.NUM_SAMPLES, b"2")
+    env.close()
+    with pytest.raises(OcrvlError, match=r"in.lmdb: extra key gt-000000003 beyond num-samples 2"):
+        reshard(str(src), str(tmp_path / "b.lmdb"), 2)
+    assert sorted(os.listdir(tmp_path)) == ["in.lmdb"]
+
+
 def test_a_copy_that_does_not_verify_is_refused_and_leaves_nothing(tmp_path):
     src = _fast_tools_lmdb(tmp_path / "bad.lmdb", ["a", "b"], images=[tiny_jpeg(0), b"not a jpeg"])
     with pytest.raises(OcrvlError, match=r"does not verify \(shard-00001-of-00002: 1 undecodable samples"):

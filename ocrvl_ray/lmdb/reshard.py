@@ -7,7 +7,7 @@ rank; ``ocrvl reshard IN --shards N --out OUT`` gives it N. What OUT keeps:
   byte for byte, renumbered contiguously from the input's ``index_base`` in each shard;
 - the fixed keys as they are (``ocrvl-schema``, ``ocrvl-identity``, the original's metadata keys); an LMDB
   without ``ocrvl-schema`` gets the writer's record of its options and, without ``meta-`` keys, a meta record
-  naming each sample's source key, so OUT passes ``verify_lmdb``;
+  naming each sample's source key, so OUT is a complete ocrvl LMDB (its page markers aside: there are none);
 - the order: a shard's samples are in input order (input shards one after another).
 
 Which shard a sample goes to: with page markers, its page's ``shards.shard_of(page_id, N)`` (the marker follows,
@@ -182,11 +182,11 @@ class _Shard:
         self.writer._commit(lambda txn: txn.cursor().putmulti(items))
         self.items, self.nbytes = [], 0
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """``num-samples``, the last txn, and everything on disk."""
         self.put(S.NUM_SAMPLES, str(self.count).encode())
         self.flush()
         self.writer.env.sync(True)
-        self.writer.close()
 
 
 def _fingerprint(label: str, image: bytes) -> int:
@@ -246,18 +246,22 @@ def _copy(inputs: list[str], tmp: str, n: int, txn_bytes: int, started: float) -
         if n > 1:
             os.makedirs(tmp)
         map_size = 2 * sum(os.path.getsize(os.path.join(p, "data.mdb")) for p in inputs) // n + (64 << 20)
-        outs = [_Shard(p, first.index_base, first.label_format, map_size) for p in paths]
+        outs: list[_Shard] = []
         copied = pages = fingerprint = 0
         try:
+            for p in paths:
+                outs.append(_Shard(p, first.index_base, first.label_format, map_size))
             for o in outs:
                 for k, v in first.fixed.items():
                     o.put(k, v)
             for s in sources:
                 nbytes, npages, fp = _copy_source(s, outs, txn_bytes)
                 copied, pages, fingerprint = copied + nbytes, pages + npages, fingerprint + fp
+            for o in outs:
+                o.finish()
         finally:
             for o in outs:
-                o.close()
+                o.writer.close()
         counts = [o.count for o in outs]
         if n > 1:
             write_index(tmp, paths, counts, first.index_base, first.label_format)
