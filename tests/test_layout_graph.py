@@ -78,3 +78,26 @@ def test_stages_take_their_settings_from_the_config_only():
     opts = compose.options
     assert (opts.jpeg_quality, opts.mask, opts.inpaint_radius) == (91, "words", 5)
     assert (opts.dilate_factor, opts.feather_min) == (cfg.compose.dilate_factor, cfg.compose.feather_min)
+
+
+def test_one_default_one_place():
+    """Bug 7: the config models hold the defaults. Stage constructors and decode take required settings, and
+    the sink's own defaults are the constants the config's defaults are made of."""
+    import inspect
+
+    from ocrvl_ray.layout.detections import DetectionsLookupStage
+    from ocrvl_ray.layout.stages.compose import ComposeStage
+    from ocrvl_ray.layout.stages.decode import DecodeStage, decode_batch
+    from ocrvl_ray.layout.stages.detect_cells import CellDetectStage
+    from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage
+    from ocrvl_ray.layout.stages.table_crops import TableCropStage
+    from ocrvl_ray.lmdb.sink import LmdbSink
+
+    for cls in (DecodeStage, LayoutDetectStage, TableCropStage, CellDetectStage, ComposeStage, DetectionsLookupStage):
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        assert all(p.default is inspect.Parameter.empty for p in params), cls.__name__
+    decode = inspect.signature(decode_batch).parameters
+    assert decode["max_pixels"].default is decode["handoff"].default is inspect.Parameter.empty
+    sink, cfg = inspect.signature(LmdbSink).parameters, LayoutConfig()
+    assert sink["min_bytes_per_write"].default == cfg.write_batch_mb << 20
+    assert (sink["index_base"].default, sink["label_format"].default) == (cfg.index_base, cfg.label_format)

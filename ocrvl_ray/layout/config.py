@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
-from ocrvl_ray.lmdb.writer import DEFAULT_WRITE_BYTES
+from ocrvl_ray.lmdb.writer import DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT, DEFAULT_WRITE_BYTES
 from ocrvl_ray.core.generations import LAYOUT, VERSIONS, ModelVersion, canonical
 
 
@@ -93,8 +93,9 @@ class LayoutConfig(JobConfig):
     inpaint: Optional[bool] = Field(None, description="old key: false = mask none, true = mask all")
     recipes: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-dataset recipe overrides, e.g. recipes.ocr_public.cells_replace=table")
-    index_base: Literal[0, 1] = Field(1, description="1: the erniekit reader; 0: the original FAST tools")
-    label_format: Literal["pickle", "text"] = Field("pickle", description="how gt-%09d values are stored")
+    index_base: Literal[0, 1] = Field(DEFAULT_INDEX_BASE,
+                                      description="1: the erniekit reader; 0: the original FAST tools")
+    label_format: Literal["pickle", "text"] = Field(DEFAULT_LABEL_FORMAT, description="how gt-%09d values are stored")
     max_pixels: int = Field(120_000_000, ge=1, description="larger pages are skipped (decompression-bomb guard)")
     decode_batch_size: int = Field(16, ge=1, description="pages per decode task (and per block of the stream)")
     compose_batch_size: int = Field(16, ge=1, description="pages per compose task")
@@ -102,9 +103,9 @@ class LayoutConfig(JobConfig):
         "bytes", description="what decode passes on: bytes = the encoded file (~10x fewer bytes through the object "
                              "store; the faster stream with GPU-like detectors, docs/performance.md), array = the "
                              "decoded page (one decode less, ~28 MB per page per stage at 2480x3508)")
-    write_batch_mb: int = Field(DEFAULT_WRITE_BYTES >> 20, ge=1, description="MB of samples per LMDB write task (Ray's ~25 ms between two "
-                                                       "tasks is paid per task; a crash redoes up to one task's "
-                                                       "pages not yet committed)")
+    write_batch_mb: int = Field(DEFAULT_WRITE_BYTES >> 20, ge=1,
+                                description="MB of samples per LMDB write task (Ray's ~25 ms between two tasks is paid "
+                                            "per task; a crash redoes up to one task's pages not yet committed)")
     write_batch_pages: Optional[int] = Field(None, ge=1, description="pages per LMDB write task instead of "
                                                                      "write_batch_mb (e.g. 1 in tests)")
     shards: int = Field(1, ge=1, description="1: one LMDB per output; N > 1: the output is a folder of N LMDB "

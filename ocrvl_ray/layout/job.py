@@ -1,8 +1,8 @@
 """The layout job as one Ray Data stream (the only module that builds Ray Data graphs).
 
     manifest.parquet ─read (this split, minus the pages already in the LMDB)─▶ decode (CPU tasks)
-      ─▶ detect_layout (actor pool, GPU when configured) ─▶ table_crops (CPU tasks) ─▶ detect_cells (actor pool)
-      ─▶ compose (CPU tasks) ─▶ LmdbSink (write tasks on the driver's node)
+      ─▶ detect_layout (actor pool, GPU when configured) ─▶ table_crops (CPU tasks)
+      ─▶ detect_cells (actor pool) ─▶ compose (CPU tasks) ─▶ LmdbSink (write tasks on the driver's node)
 
 ``stages(cfg, detections)`` is that list of ``stages.base.Stage`` objects, each built from its config section;
 ``build_dataset`` is a loop over it, ``stage_resources(cfg)`` (the cluster fit check) reads the same list, and

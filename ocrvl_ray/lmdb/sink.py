@@ -18,8 +18,9 @@ from ray.data.block import Block, BlockAccessor
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.lmdb.rows import SinkPage, SinkSample, as_bytes
 from ocrvl_ray.lmdb.shards import check_shard_folder, shard_of, shard_paths, write_index
-from ocrvl_ray.lmdb.writer import (DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, RESOURCES,
-                                          LmdbWriter, WriteStats, check_options, keep_freed_heap)
+from ocrvl_ray.lmdb.writer import (DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT, DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES,
+                                   DEFAULT_WRITE_BYTES, RESOURCES, LmdbWriter, WriteStats, check_options,
+                                   keep_freed_heap)
 
 
 class LmdbSink(Datasink):
@@ -38,7 +39,8 @@ class LmdbSink(Datasink):
     ``("written", n)`` after each transaction, so the driver counts written pages without reading the LMDB.
     """
 
-    def __init__(self, path: str, shards: int = 1, *, index_base: int = 1, label_format: str = "pickle",
+    def __init__(self, path: str, shards: int = 1, *, index_base: int = DEFAULT_INDEX_BASE,
+                 label_format: str = DEFAULT_LABEL_FORMAT,
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
                  identity: bytes | None = None, before_commit: Callable[[list[SinkPage]], None] | None = None,

@@ -23,6 +23,9 @@ from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.core.skips import Skip, SkipCounter
 from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
 
+#: Key numbering and label encoding of a new LMDB (the layout config's index_base / label_format defaults too).
+DEFAULT_INDEX_BASE = 1            # erniekit's reader
+DEFAULT_LABEL_FORMAT = "pickle"   # gt-%09d dicts
 DEFAULT_MAP_SIZE = 64 << 20       # grows by doubling ahead of each txn (and on MapFullError)
 DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn holds this much
 #: Ray Data bundles blocks into write tasks of at least this many bytes: Ray's ~25-30 ms between two tasks and
@@ -127,7 +130,7 @@ class LmdbWriter:
     ...     stats = w.write_pages(pages)      # iterable of SinkPage
     """
 
-    def __init__(self, path: str, index_base: int = 1, label_format: str = "pickle",
+    def __init__(self, path: str, index_base: int = DEFAULT_INDEX_BASE, label_format: str = DEFAULT_LABEL_FORMAT,
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  identity: bytes | None = None):
         check_options(index_base, label_format)

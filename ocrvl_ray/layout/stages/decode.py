@@ -16,7 +16,8 @@ tasks. Per page it
   OpenCV decodes it to the same pixels, else a fast PNG) or as the decoded array (``handoff="array"``).
 
 Output columns added: ``status`` ("ok" or a Skip value), ``detail``, ``det_image``, ``det_sx``, ``det_sy``
-and ``image_bytes`` or ``image`` (``image_column(handoff)``). ``width``/``height``/``words`` are updated to the decoded page.
+and ``image_bytes`` or ``image`` (``image_column(handoff)``). ``width``/``height``/``words`` are updated to the
+decoded page.
 Use ``page_image(batch, i)`` downstream to get the full BGR page from either hand-off.
 """
 from __future__ import annotations
