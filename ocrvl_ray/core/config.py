@@ -237,19 +237,6 @@ def validation_message(e: ValidationError, what: str, key_prefix: str = "") -> s
     return f"config key {key_prefix + loc!r}: {msg} (got {err.get('input')!r})"
 
 
-def split_cli_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``[config.yaml] [key=value ...]`` -> (yaml path or None, overrides)."""
-    yaml_path, rest = None, []
-    for a in argv:
-        if "=" not in a and yaml_path is None and a.endswith((".yaml", ".yml")):
-            yaml_path = a
-        elif "=" in a:
-            rest.append(a)
-        else:
-            raise ConfigError(f"argument {a!r} is neither a .yaml config nor key=value")
-    return yaml_path, rest
-
-
 def _flag_kind(annotation: Any) -> str | None:
     """How a top-level key reads as a ``--flag``: ``bool`` (no value; ``--no-KEY`` for false), ``list`` (the values
     up to the next option or key=value), ``bool|str`` (an optional value), ``value`` (one value); None: only
