@@ -234,3 +234,24 @@ def test_training_refusal_names_reshard_and_resharding_clears_it(tmp_path):
         f"or train with 1 rank(s)"]
     reshard(str(src), str(out), 2)
     assert preflight.audit({**base, "train_lmdb_paths": str(out)}, world=2) == []
+
+
+def test_layout_resumes_into_a_resharded_output(ray_local, tmp_path):
+    """Integration (Ray): the sink with shards=3 and the same identity resumes into OUT: the copied pages are
+    found where the hash rule says and not written again; the rest are added; OUT verifies."""
+    from ocrvl_ray.lmdb import LmdbSink, write_lmdb
+
+    src, out = tmp_path / "in.lmdb", tmp_path / "out.lmdb"
+    pages = synthetic_pages(30, skip_every=9)
+    with LmdbWriter(str(src), identity=RECORD) as w:
+        w.write_pages(pages[:20])
+    reshard(str(src), str(out), 3)
+    ds = ray_local.data.from_items([p.to_row() for p in pages], override_num_blocks=4)
+    summary = write_lmdb(ds, LmdbSink(str(out), 3, identity=RECORD, min_pages_per_write=4))
+    copied_ok = sum(p.status == "ok" for p in pages[:20])     # skipped pages' markers are retried, as always
+    assert (summary["pages_already_done"], sum(summary["pages"].values())) == (copied_ok, 30 - copied_ok)
+    assert copied_ok == 18
+    assert verify_lmdb(str(out))["ok"] and completed_pages(str(out)) == {p.page_id for p in pages}
+    want = Counter((p.page_id, s.label, hashlib.sha1(s.image).hexdigest()) for p in pages for s in p.samples)
+    got = Counter(s[:3] for i in range(3) for s in _samples(out / f"shard-0000{i}-of-00003"))
+    assert got == want
