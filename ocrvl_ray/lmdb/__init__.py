@@ -7,6 +7,7 @@
     shards.py    a sharded output: page -> shard, folder, index, rank -> shards
     reader.py    ``LmdbReader``, ``completed_pages``, ``verify_lmdb``
     identity.py  the record of what made an LMDB's content; resume only under the same hash
+    reshard.py   ``reshard``: a verified copy into N shards (``ocrvl reshard``), no Ray
 
 ``LmdbSink``/``write_lmdb`` import Ray, so they load on first use only; nothing here imports ``layout``.
 """
