@@ -32,6 +32,8 @@ from ocrvl_ray.core.generations import ModelVersion
 from ocrvl_ray.export.config import MergeOptions
 
 STAGES = ("layout", "train", "merge", "eval")
+#: Split names (from ``ocrvl prepare``'s Validation/ folders) whose LMDB the eval stage scores on.
+VALID_SPLITS = ("valid", "validation", "val")
 
 
 class TrainStage(BaseModel):
@@ -123,16 +125,41 @@ def check_pipeline(cfg: PipelineConfig) -> None:
     for stage in ("merge", "eval"):
         if stage in cfg.stages and cfg.merge is None:
             raise OcrvlError(f"stages include {stage} but the config has no merge: section (merge.base is required)")
+    if "eval" in cfg.stages and not cfg.eval.data:
+        where, splits = _layout_splits(cfg)
+        if splits is not None and not any(s in splits for s in VALID_SPLITS):
+            raise OcrvlError(no_valid_split(where, splits))
 
 
-def _pick(lmdbs: dict[str, str] | str | None, prefer: tuple[str, ...]) -> str | None:
-    """The LMDB of the first preferred split (train / valid), or the only one."""
+def no_valid_split(where: str, splits) -> str:
+    """The one-line refusal of an eval stage that would have to score on training data."""
+    return (f"eval needs a validation LMDB, but {where} has no validation split (only {', '.join(splits) or 'none'}); "
+            "never scoring on training data: prepare the labels with Validation/ folders (split valid), "
+            "set eval.data=VALID.lmdb, or leave eval out of stages")
+
+
+def _layout_splits(cfg: PipelineConfig) -> tuple[str, list[str] | None]:
+    """(what was read, the splits the layout stage makes or made); None when not known before the run."""
+    if "layout" in cfg.stages:
+        from ocrvl_ray.layout.job import resolve_inputs
+        from ocrvl_ray.layout.preflight import manifest_splits
+
+        lcfg, manifest = resolve_inputs(_layout_cfg(cfg))
+        return f"manifest={manifest}" + (f" (split={lcfg.split})" if lcfg.split else ""), \
+            [lcfg.split] if lcfg.split else manifest_splits(manifest)
+    lmdbs = RunManifest(cfg.run_dir).stage("layout").get("outputs", {}).get("lmdb")
+    where = f"the layout stage recorded in {Path(cfg.run_dir) / 'run_manifest.json'}"
+    return where, (list(lmdbs) if isinstance(lmdbs, dict) else None)
+
+
+def _pick(lmdbs: dict[str, str] | str | None, prefer: tuple[str, ...], only: bool = True) -> str | None:
+    """The LMDB of the first preferred split (train / valid), or with ``only`` the only one."""
     if not isinstance(lmdbs, dict):
-        return lmdbs
+        return lmdbs if only else None
     for name in prefer:
         if name in lmdbs:
             return lmdbs[name]
-    return next(iter(lmdbs.values())) if len(lmdbs) == 1 else None
+    return next(iter(lmdbs.values())) if only and len(lmdbs) == 1 else None
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dict:
@@ -169,10 +196,11 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
         else:
             export = cfg.eval.export or export or man.stage("merge").get("outputs", {}).get("export")
             lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
-            data = cfg.eval.data or _pick(lmdbs, ("valid", "validation", "val"))
-            if not export or not data:
-                raise OcrvlError("eval needs the merge stage's export and a validation LMDB (a 'valid' split in "
-                                 "the layout manifest, or eval.data=PATH); run those stages first")
+            data = cfg.eval.data or _pick(lmdbs, VALID_SPLITS, only=False)   # never the training LMDB
+            if not data:
+                raise OcrvlError(no_valid_split("the layout stage's outputs", list(lmdbs) if isinstance(lmdbs, dict) else []))
+            if not export:
+                raise OcrvlError("eval needs the merge stage's export; run the merge stage first (or set eval.export)")
             ev = _eval_stage(cfg)
             out = ev.out or str(Path(cfg.run_dir) / "eval")
             key = config_hash([ev.model_dump(mode="json"), cfg.merge.base, export, data, out])

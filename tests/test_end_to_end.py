@@ -75,3 +75,29 @@ def test_jobs_pipeline_script_reports_config_errors_in_one_line(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1] == \
         "ocrvl pipeline: error: unknown config key 'merge.bse'; did you mean 'merge.base'?"
+
+
+def _eval_config(tmp: Path, stages: list[str], **layout) -> PipelineConfig:
+    return load_config(PipelineConfig, overrides={
+        "run_dir": str(tmp / "run"), "stages": stages, "layout": {"demo_models": True, **layout},
+        "merge": {"base": str(tmp / "base")}}, env={})
+
+
+def test_eval_on_a_manifest_without_validation_split_is_refused_before_anything_runs(tmp_path):
+    cfg = _eval_config(tmp_path, ["layout", "train", "merge", "eval"], split="train",
+                       output=str(tmp_path / "sample_layout.lmdb"))
+    with pytest.raises(OcrvlError, match=r"no validation split \(only train\).*Validation/ folders.*eval\.data="):
+        run_pipeline(cfg)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sample_layout.lmdb").exists()
+
+
+def test_eval_after_a_recorded_train_only_layout_never_scores_the_training_lmdb(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_manifest.json").write_text(json.dumps({"stages": {
+        "layout": {"status": "done", "outputs": {"lmdb": {"train": str(tmp_path / "a_train_layout.lmdb")}}},
+        "merge": {"status": "done", "outputs": {"export": str(tmp_path / "export")}}}}))
+    with pytest.raises(OcrvlError, match=r"run_manifest.json has no validation split \(only train\)"):
+        run_pipeline(_eval_config(tmp_path, ["eval"]))
+    stages = json.loads((run / "run_manifest.json").read_text())["stages"]
+    assert "eval" not in stages
