@@ -300,3 +300,21 @@ def test_cli_failure_summary_names_rank_and_cause():
     assert _cause(WorkerGroupError("failed", {1: KeyError("model_name_or_path"), 0: RuntimeError("a\nboom")})) \
         == "rank 0: RuntimeError: boom"
     assert _cause(ControllerError(TimeoutError("workers did not start"))) == "TimeoutError: workers did not start"
+
+
+def test_a_near_miss_of_our_keys_gets_a_did_you_mean_and_erniekit_keys_pass(tmp_path, capsys):
+    for typo, ours_key in (("num_worker=2", "num_workers"), ("use_gpus=false", "use_gpu"),
+                           ("storage_pth=/s", "storage_path"), ("ernie_rot=/e", "ernie_root")):
+        with pytest.raises(ConfigError, match=f"unknown config key '{typo.split('=')[0]}'; did you mean '{ours_key}'"):
+            load_train_config(USER_YAML, [typo], env={}, cwd=tmp_path)
+    # genuine erniekit / PaddleFormers keys, also those sharing words with ours, pass to the entry untouched
+    keys = ["dataloader_num_workers=2", "lora_path=/l", "muon_version=1", "logging_steps=3", "model_name_or_path=/m"]
+    ours, args = load_train_config(USER_YAML, keys, env={}, cwd=tmp_path)
+    assert ours.num_workers == 1 and args["dataloader_num_workers"] == 2 and args["muon_version"] == 1
+    # a key the YAML itself holds is the entry's, however close to ours
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("num_worker: 4\n")
+    assert load_train_config(cfg, ["num_worker=5"], env={}, cwd=tmp_path)[1]["num_worker"] == 5
+    assert cli.main(["train", str(USER_YAML), "num_worker=2", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'num_workers'?" in err[0], err

@@ -1,7 +1,8 @@
 """``ocrvl train CONFIG.yaml [key=value ...]``: erniekit's config and overrides, run under Ray Train.
 
 The one convention of every command, with one difference: keys that are not ours (:class:`TrainConfig`) are
-erniekit's and go to the entry untouched, so an unknown key is not refused here (erniekit refuses it).
+erniekit's and go to the entry untouched; only a near miss of one of ours (``num_worker=2``) is refused here, with
+a did-you-mean (``train.config.typos_of_ours``); the erniekit pre-flight checks the rest against the fork.
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def run(a: TrainArgs) -> int:
 
 SPEC = Spec("ocrvl_ray.cli.train:TrainCommand", run, usage="ERNIEKIT.yaml [key=value ...] [--dry-run]", yaml=True,
             load=load, note="Any other key is erniekit's and goes to the entry untouched (max_steps=100, "
-                            "output_dir=..., see docs/train.md); such keys are not checked here.")
+                            "output_dir=..., see docs/train.md); a near miss of one of ours gets a did-you-mean.")
 
 
 def _cause(error: Exception) -> str:

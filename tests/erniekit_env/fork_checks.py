@@ -155,3 +155,12 @@ def test_lora_checkpoints_in_ray_storage_after_a_crash_and_resume(two_ranks):
     first_after = [next(rec["step"] for rec in stream[i + 1:] if "loss" in rec) for i in failures]
     assert first_after == [1, 3]              # no checkpoint yet: from step 1; then from checkpoint-2
     assert logged and all(0 < rec["loss"] < 20 for rec in logged)
+
+
+def test_no_fork_argument_is_taken_for_a_typo_of_our_keys(world):
+    from ocrvl_ray.train.config import OUR_KEYS, typos_of_ours
+    from ocrvl_ray.train.engines.erniekit import fork_fields
+
+    fields = fork_fields(world["ernie"])
+    assert len(fields) > 300 and "train_lmdb_paths" in fields
+    assert typos_of_ours(sorted(set(fields) - OUR_KEYS)) == []

@@ -187,3 +187,16 @@ def test_eval_rows_are_never_augmented(pf_run):
     assert any(pixels(on, train).shape != plain.shape or (pixels(on, train) != plain).any() for _ in range(3))
     np.testing.assert_array_equal(pixels(off, train), plain)         # augment=false: training rows too
 
+
+
+def test_no_paddleformers_argument_is_taken_for_a_typo_of_our_keys():
+    import dataclasses
+
+    from paddleformers.cli.hparams.parser import _TRAIN_ARGS
+
+    from ocrvl_ray.train.config import OUR_KEYS, typos_of_ours
+    from ocrvl_ray.train.engines.paddleformers import ENGINE_KEYS
+
+    fields = {f.name for cls in _TRAIN_ARGS for f in dataclasses.fields(cls)} | set(ENGINE_KEYS)
+    assert len(fields) > 400 and "lora_rank" in fields
+    assert typos_of_ours(sorted(fields - OUR_KEYS)) == []
