@@ -1,6 +1,6 @@
 """COMPOSE_VERSION pins what composition makes of the bundled sample: output that changes without a bump fails.
 
-Every page of the bundled sample (``demo.sample.sample_manifest``) is composed directly (no Ray, no
+Every training page of the bundled sample (``demo.sample.sample_manifest``; its validation pages came later) is composed directly (no Ray, no
 detector) from the regions the demo layout model is scripted to return for its design (``demo.scenes.SCENES``,
 picked by aspect ratio as the demo model does) and the demo cell model's ``TEMPLATE_CELLS`` in every table,
 with each family's default recipe and the default options. The digest covers every sample's JPEG bytes,
@@ -37,7 +37,8 @@ def scripted_regions(width: int, height: int) -> tuple[list[Region], list[Region
 def page_digests() -> dict[str, str]:
     """page_id -> sha256 of its composition (status, then per sample its fields and JPEG bytes)."""
     out = {}
-    for row in sorted(pq.read_table(sample_manifest()).to_pylist(), key=lambda r: r["page_id"]):
+    rows = [r for r in pq.read_table(sample_manifest()).to_pylist() if r["split"] == "train"]  # the pinned pages
+    for row in sorted(rows, key=lambda r: r["page_id"]):
         page = Page.from_row(row)
         image = cv2.imread(page.image_path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         page, image = orient_page(page, image)

@@ -27,7 +27,11 @@ def samples(ray_local, tmp_path_factory):
     cfg = load_config(LayoutConfig, overrides=[f"output={out}", "demo_models=true", "progress=false",
                                                "report_html=false"], env={})
     report = run_layout(cfg)
-    assert report["pages_ok"] == 6
+    # the sample's Training/ and Validation/ folders: one LMDB per split, named after the output
+    assert report["outputs"] == {"train": str(out.parent / "sample_train_layout.lmdb"),
+                                 "valid": str(out.parent / "sample_valid_layout.lmdb")}
+    assert {s: r["pages_ok"] for s, r in report["splits"].items()} == {"train": 6, "valid": 2}
+    out = out.parent / "sample_train_layout.lmdb"
     got = defaultdict(list)
     with LmdbReader(str(out)) as r:
         for i in range(len(r)):

@@ -62,7 +62,8 @@ def test_word_boxes_sit_on_ink_and_inside_template_regions(tmp_path):
 def test_sample_dataset_dir_generates_once(tmp_path):
     root = sample_dataset_dir(tmp_path)
     labels = sorted(root.rglob("*.json"))
-    assert len(labels) == 6 and (root / ".complete").is_file()
+    assert len(labels) == 8 and (root / ".complete").is_file()   # 6 training pages, 2 validation pages
+    assert len([p for p in labels if "Validation" in p.parts]) == 2
     stamp = labels[0].stat().st_mtime_ns
     assert sample_dataset_dir(tmp_path) == root and labels[0].stat().st_mtime_ns == stamp
 
@@ -96,6 +97,6 @@ def test_shipped_sample_is_what_the_generator_makes(tmp_path):
     fresh = sample_dataset_dir(tmp_path)
     shipped = sorted(p.relative_to(SHIPPED_SAMPLE) for p in SHIPPED_SAMPLE.rglob("*") if p.is_file())
     assert shipped == sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file() and p.name != ".complete")
-    assert len([p for p in shipped if p.suffix in (".png", ".jpg")]) == 6
+    assert len([p for p in shipped if p.suffix in (".png", ".jpg")]) == 8
     for rel in (p for p in shipped if p.suffix == ".json"):
         assert close(json.loads((SHIPPED_SAMPLE / rel).read_text("utf-8")), json.loads((fresh / rel).read_text("utf-8"))), rel

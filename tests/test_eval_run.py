@@ -37,8 +37,9 @@ def valid_lmdb(tmp_path_factory, ray_local):
     from ocrvl_ray.layout.config import LayoutConfig
     from ocrvl_ray.layout.job import run_layout
 
-    out = tmp_path_factory.mktemp("lmdb") / "sample_valid_layout.lmdb"
-    cfg = load_config(LayoutConfig, overrides={"demo_models": True, "limit": 1, "output": str(out),
+    out = tmp_path_factory.mktemp("lmdb") / "sample_valid_layout.lmdb"   # the bundled sample's valid split
+    cfg = load_config(LayoutConfig, overrides={"demo_models": True, "limit": 1, "split": "valid",
+                                               "output": str(out.parent / "sample_layout.lmdb"),
                                                "progress": False, "report_html": False}, env={})
     assert run_layout(cfg)["num_samples"] >= LIMIT
     return out

@@ -74,10 +74,11 @@ def head(tmp_path):
 
 
 def test_submit_layout_job_with_demo_models(head, tmp_path):
-    out = tmp_path / "sample_layout.lmdb"
+    out = tmp_path / "sample_train_layout.lmdb"       # the bundled sample's train split
     cmd = [RAY, "job", "submit", "--address", head["url"], "--working-dir", str(REPO),
            "--runtime-env-json", '{"env_vars": {"OCRVL_CACHE": "%s"}}' % (tmp_path / "cache"),
-           "--", "python", "jobs/layout.py", "demo_models=true", f"output={out}", "progress=false"]
+           "--", "python", "jobs/layout.py", "demo_models=true", "split=train",
+           f"output={tmp_path / 'sample_layout.lmdb'}", "progress=false"]
     for _ in range(30):  # the job server answers before the head's agent accepts jobs
         res = subprocess.run(cmd, env=head["env"], capture_output=True, text=True, timeout=900, cwd=REPO)
         if "No available agent" not in res.stderr + res.stdout:
@@ -93,7 +94,7 @@ def test_submit_layout_job_with_demo_models(head, tmp_path):
         assert len(r) > 0
         assert r.meta(0)["dataset"] == "ocr_public"
     # a relative output would land in Ray's temporary copy of the working dir: refused, naming the fix
-    rel = subprocess.run(cmd[:-3] + ["output=out/x_layout.lmdb", "progress=false"], env=head["env"],
+    rel = subprocess.run(cmd[:-2] + ["output=out/x_layout.lmdb", "progress=false"], env=head["env"],
                          capture_output=True, text=True, timeout=900, cwd=REPO)
     assert rel.returncode != 0
     assert "output=out/x_layout.lmdb is relative" in rel.stdout + rel.stderr and "absolute path" in rel.stdout

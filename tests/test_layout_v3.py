@@ -282,13 +282,13 @@ def test_v1_equals_default_and_v15_demo_runs_v3_end_to_end(ray_local, tmp_path):
 
     def cfg(name, *over):
         return load_config(LayoutConfig, overrides=[f"output={tmp_path / name}_layout.lmdb", "demo_models=true",
-                                                    "limit=1", "cells.enabled=false", "progress=false",
+                                                    "limit=1", "split=train", "cells.enabled=false", "progress=false",
                                                     "report_html=false", *over], env={})
 
     assert cfg("v1", "model_version=v1").model_dump() == cfg("v1").model_dump()
     run_layout(cfg("v1", "model_version=v1"))
     report = run_layout(cfg("v15", "model_version=v1.5"))
-    v1, v15 = _lmdb(tmp_path / "v1_layout.lmdb"), _lmdb(tmp_path / "v15_layout.lmdb")
+    v1, v15 = _lmdb(tmp_path / "v1_train_layout.lmdb"), _lmdb(tmp_path / "v15_train_layout.lmdb")
     assert report["pages_ok"] == 1 and len(v1) == 5   # title, heading, two paragraphs, table
     assert [(label, sha) for label, sha, _ in v15] == [(label, sha) for label, sha, _ in v1]
     for (_, _, m15), (_, _, m1) in zip(v15, v1):

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ocrvl_ray.core.assets import SAMPLE_DATASET, font_path
 
-SAMPLE_VERSION = 2
+SAMPLE_VERSION = 3
 PAGE_SIZE = (1240, 1754)  # A4 at 150 dpi
 
 #: (label, score, x1, y1, x2, y2, order) normalised to the page; order ranks the reading sequence.
@@ -207,7 +207,41 @@ def make_sample_dataset(root: str | os.PathLike, n_pages: int = 6, seed: int = 0
     return {"root": str(root), "labels_dir": str(labels_dir), "images_dir": str(images_dir), "pages": pages}
 
 
+def make_validation_pages(root: str | os.PathLike, seed: int = 0) -> list[dict]:
+    """The bundled sample's validation split, in ``Validation/`` folders beside the families' ``Training/``: one
+    report page (ocr_public) and one handwritten note, drawn like the training pages from other seeds.
+
+    Returns ``[{"family", "id", "image", "label"}]``.
+    """
+    from ocrvl_ray.demo.scenes import FOLDERS, render_note
+
+    root = Path(root)
+    report = make_sample_dataset(root / FOLDERS["ocr_public"], n_pages=1, seed=seed + 1, split="Validation")
+    pages = [{"family": "ocr_public", "id": pg["id"], "image": pg["image"], "label": pg["label"]}
+             for pg in report["pages"]]
+    ident = f"IMG_OCR_HW_{seed + 1:02d}00000"
+    img, words = render_note(seed * 100_003 + 21)
+    base = root / FOLDERS["handwriting"] / "Validation"
+    (base / "01.원천데이터").mkdir(parents=True, exist_ok=True)
+    (base / "02.라벨링데이터").mkdir(parents=True, exist_ok=True)
+    image, label = base / "01.원천데이터" / f"{ident}.png", base / "02.라벨링데이터" / f"{ident}.json"
+    img.save(image, format="PNG", optimize=False, compress_level=6)
+    label.write_text(json.dumps(label_json(ident, *img.size, words, "Validation", dataset="handwriting"),
+                                ensure_ascii=False, indent=1), encoding="utf-8")
+    return pages + [{"family": "handwriting", "id": ident, "image": str(image), "label": str(label)}]
+
+
+def write_bundled_sample(root: str | os.PathLike, seed: int = 0) -> None:
+    """Every page of the bundled sample: the five families' training pages and the validation pages."""
+    from ocrvl_ray.demo.scenes import make_bundled_sample
+
+    make_bundled_sample(root, seed=seed)
+    make_validation_pages(root, seed=seed)
+
+
 SHIPPED_SAMPLE = SAMPLE_DATASET
+#: A folder of the shipped sample whose presence says it holds the validation pages too.
+_VALIDATION_MARK = Path("01.ocr_public") / "Validation"
 
 
 def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -215,11 +249,11 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
     Without ``cache_dir`` this is the copy shipped in the repo (``ocrvl_ray/assets/sample``, written by
     ``python -m ocrvl_ray.demo.sample DIR``); with ``cache_dir`` (or if the shipped copy is missing) it is
-    generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v2``.
+    generated once, reproducibly, into ``<cache_dir or $OCRVL_CACHE or <tmp>/ocrvl-cache>/sample-v3``.
     """
-    from ocrvl_ray.demo.scenes import FOLDERS, make_bundled_sample
+    from ocrvl_ray.demo.scenes import FOLDERS
 
-    if cache_dir is None and all((SHIPPED_SAMPLE / f).is_dir() for f in FOLDERS.values()):
+    if cache_dir is None and all((SHIPPED_SAMPLE / f).is_dir() for f in (*FOLDERS.values(), _VALIDATION_MARK)):
         return SHIPPED_SAMPLE
     base = Path(cache_dir or os.environ.get("OCRVL_CACHE") or Path(tempfile.gettempdir()) / "ocrvl-cache")
     root = base / f"sample-v{SAMPLE_VERSION}"
@@ -227,7 +261,7 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         return root
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="sample.", dir=base))
-    make_bundled_sample(tmp, seed=0)
+    write_bundled_sample(tmp, seed=0)
     (tmp / ".complete").write_text("ok\n")
     try:
         tmp.rename(root)
@@ -240,8 +274,8 @@ def sample_dataset_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def sample_manifest() -> Path:
     """The bundled sample's manifest (what ``ocrvl layout`` reads without ``manifest=``): every family read by
-    ``--dataset auto`` into one split, ``train``; prepared once into the cache (the package folder may be
-    read-only)."""
+    ``--dataset auto``, split by its folders (``Training/`` -> train, ``Validation/`` -> valid; the text_in_wild
+    page hashes into train); prepared once into the cache (the package folder may be read-only)."""
     from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
 
     root = sample_dataset_dir()
@@ -251,14 +285,12 @@ def sample_manifest() -> Path:
     out = cache / f"sample-manifest-{key}.parquet"
     if not out.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        prepare(PrepareConfig(dataset="auto", labels=[str(root)], images=[str(root)], out=str(out), split="train",
-                              quiet=True), use_ray=False)
+        prepare(PrepareConfig(dataset="auto", labels=[str(root)], images=[str(root)], out=str(out), quiet=True),
+                use_ray=False)
     return out
 
 
 if __name__ == "__main__":  # regenerate the shipped sample: python -m ocrvl_ray.demo.sample ocrvl_ray/assets/sample
     import sys
 
-    from ocrvl_ray.demo.scenes import make_bundled_sample
-
-    make_bundled_sample(sys.argv[1], seed=0)
+    write_bundled_sample(sys.argv[1], seed=0)
