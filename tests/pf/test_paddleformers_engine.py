@@ -48,7 +48,7 @@ def write_lmdb(path):
 
 @pytest.fixture(scope="module")
 def pf_run(ray_local, tmp_path_factory):
-    from ocrvl_ray.testing.tiny_paddleocr_vl import build_tiny_paddleocr_vl
+    from ocrvl_ray.demo.tiny_paddleocr_vl import build_tiny_paddleocr_vl
 
     root = tmp_path_factory.mktemp("pf")
     base = build_tiny_paddleocr_vl(root / "PaddleOCR-VL-1.5-tiny", "v1.5")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
-from ocrvl_ray.testing.export import DATA
 
+#: The real PaddleOCR-VL config.json and preprocessor_config.json (shipped for the export's key checks).
+DATA = resources.files("ocrvl_ray.export") / "data"
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>",
                   "<|IMAGE_END|>", "<|IMAGE_PLACEHOLDER|>", "<|VIDEO_PLACEHOLDER|>"]
 VOCAB = 320
