@@ -244,10 +244,11 @@ def _run_layout(lcfg, key: str) -> dict:
 
 
 def _run_train(ours, args) -> dict:
-    from ocrvl_ray.train.run import check, fit
+    from ocrvl_ray.train.console import fit_quietly
+    from ocrvl_ray.train.run import check
 
     check(ours, args)
-    result = fit(ours, args)
+    result = fit_quietly(ours, args)          # loss and checkpoint lines here, the rest in <output_dir>.log
     if result.checkpoint is None:
         raise OcrvlError("training finished without reporting a checkpoint (check save_steps / max_steps)")
     return {"checkpoint": result.checkpoint.path, "metrics": result.metrics}

@@ -59,15 +59,13 @@ def run(a: TrainArgs) -> int:
 
     from ray.train import TrainingFailedError
 
-    from ocrvl_ray.core.runtime import init_ray
-    from ocrvl_ray.train.run import fit
+    from ocrvl_ray.train.console import fit_quietly, log_path
 
-    init_ray(quiet=False)                       # show the trainer's log lines
     try:
-        result = fit(ours, train_args)
+        result = fit_quietly(ours, train_args)   # our lines here, the workers' and Ray's in <output_dir>.log
     except TrainingFailedError as e:
         print(f"ocrvl train: error: training failed after {ours.max_failures} restart(s): {_cause(e)} "
-              "(the worker traceback is in the log above)", file=sys.stderr)
+              f"(the worker traceback is in {log_path(train_args)})", file=sys.stderr)
         return 1
     if result.checkpoint is None:
         from ocrvl_ray.train.checkpoints import why_none

@@ -13,5 +13,6 @@ Tiny example entries for tests live in ``ocrvl_ray.testing.train``.
   entries.py      the erniekit in-process entry, entry loading, the launcher command
   child.py        launcher mode: each launched process takes its shards and runs the entry
   callbacks.py    metrics_log: JSONL of reports and failures (controller side)
+  console.py      the console of a fit: our lines on the terminal, the rest in <output_dir>.log
   engines/        paddleformers.py (engine=paddleformers, PaddleFormers 1.x) + lmdb_plugin.py (its data hook)
 """
