@@ -1,6 +1,6 @@
 """What a resume costs the driver per page already done (bug 4), measured at ``--done`` pages, extrapolated.
 
-    python bench/resume.py [--done 100000] [--extra 20000] [--reps 3]
+    python bench/resume.py [--done 100000] [--extra 100000] [--reps 3]
 
 Set-up (untimed): a Parquet manifest of ``done + extra`` pages (``records.PAGE_SCHEMA``, five words a page, one
 split) and an LMDB whose page markers say the first ``done`` are finished, written directly into the LMDB
@@ -10,7 +10,7 @@ Timed, each the fastest of ``--reps`` (after one untimed warm-up), on the resume
 the figure is the difference of the driver's steps:
   markers   ``lmdb.completed_pages``: the done set from the markers (``layout.job.resume_state``'s first step)
   filter    ``layout.job.pending_pages``: the split's page ids, Arrow ``is_in`` against the done set, the read's
-            expression (a fresh run only counts the split's rows)
+            expression with the shorter of the two id lists (a fresh run only counts the split's rows)
   ship      what Ray's Parquet datasource does with that expression in the driver when it makes the read tasks:
             the conversion to a PyArrow expression and its pickling into the task's arguments
 Printed apart (not in the figure): the read task's side, the expression unpickled (once per read task, i.e. per
@@ -88,7 +88,9 @@ def scan(manifest: Path, blob: bytes) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--done", type=int, default=100_000, help="pages already in the LMDB")
-    ap.add_argument("--extra", type=int, default=20_000, help="pages of the manifest still to do")
+    ap.add_argument("--extra", type=int, default=100_000,
+                    help="pages of the manifest still to do (as many as done: the read ships the done list, the "
+                         "longer case; with fewer left it ships those instead)")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
 

@@ -98,8 +98,8 @@ def pending_pages(manifest: str, split: str, done: set[str], limit: int) -> Todo
     ever sees the done set (bug 4: it went to every decode task, ~60 MB per task at 2 M pages).
 
     The driver reads the split's ``page_id`` column only and marks the done ones with Arrow's ``is_in``; the read
-    then keeps the rest: ``not_in`` the done ids of the split, or ``is_in`` the ids left of the first ``limit``
-    pages (``limit`` counts pages of the manifest, done or not, as before)."""
+    then keeps the rest, by the shorter list: ``is_in`` the ids left or ``not_in`` the split's done ids. With
+    ``limit`` the ids left of the first ``limit`` pages (it counts pages of the manifest, done or not, as before)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -117,7 +117,7 @@ def pending_pages(manifest: str, split: str, done: set[str], limit: int) -> Todo
     left = ids.filter(pc.invert(finished))
     if not len(left):
         keep = lit(False)
-    elif limit:
+    elif limit or len(left) < n_done:
         keep = keep & col("page_id").is_in(left.to_pylist())
     elif n_done:
         keep = keep & col("page_id").not_in(ids.filter(finished).to_pylist())
