@@ -1,4 +1,5 @@
-"""The suites that run in the other environments (``.venv-erniekit``, ``.venv-paddleformers``) as subprocesses.
+"""The suites that run in the other environments (``.venv-erniekit``, ``.venv-paddleformers``, ``.venv-torch``)
+as subprocesses.
 
 ``conftest.py`` starts each one when collection has selected a test that reads it, so the subprocess runs
 alongside the rest of this suite instead of after it (~2 minutes of the default suite's wall); the tests wait
@@ -17,6 +18,7 @@ from tests.erniekit_env.fork import FORK_TARBALL, FORK_VENV_PYTHON
 
 ROOT = Path(__file__).resolve().parents[1]
 PF_PYTHON = ROOT / ".venv-paddleformers" / "bin" / "python"
+TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
 TIMEOUT_S = 3000
 
 
@@ -69,4 +71,5 @@ SUITES = {
                       "tests/test_train_erniekit.py::test_fork_in_its_environment", FORK_TARBALL),
     "paddleformers": Suite(PF_PYTHON, ["tests/pf"],
                            "tests/test_train_paddleformers.py::test_paddleformers_suite_in_its_venv"),
+    "torch": Suite(TORCH_PYTHON, ["tests/torch_env"], "tests/test_torch_env.py::test_torch_suite_in_its_venv"),
 }
