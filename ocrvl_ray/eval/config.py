@@ -54,6 +54,9 @@ class EvalConfig(ScoreOptions):
     num_gpus: Optional[float] = Field(None, ge=0, description="per replica; None = 1 on gpu, 0 on cpu")
     num_cpus: float = Field(1, ge=0, description="per paddle actor")
     vllm: VllmOptions = Field(default_factory=VllmOptions)
+    quiet: bool = Field(True, description="Ray's own output (logs, tracebacks, progress bars) goes to <out>/eval.log, "
+                                          "not the console")
+    progress_every_s: float = Field(15.0, gt=0, description="seconds between a model's progress lines")
 
     RENAMED = {"template": "use model_version=v1|v1.5|v1.6 (1.5 and 1.6 also accepted), or leave it unset to pick "
                            "each model's generation from its chat template (template=auto)"}

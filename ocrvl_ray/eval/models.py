@@ -3,12 +3,20 @@
 ``[NAME=]PATH`` or ``[NAME=]BASE+LORA``; NAME defaults to the folder name (the LoRA's for BASE+LORA).
 The LoRA update is the export's merge math (``ocrvl_ray.export.merge.lora_delta_rows``), applied to the
 loaded weights; nothing is written.
+
+:func:`check_model` runs before Ray starts and reads only small files and safetensors headers: the folder is
+a PaddleOCR-VL (``config.json`` ``model_type``), its weights, tokenizer and image processor are there, and its
+tensor names are the ones the model class builds for that config. The SigLIP pooling head
+(``visual.vision_model.head.*``, unused by PaddleOCR-VL) is optional: the hub checkpoints carry it,
+PaddleFormers 1.x builds its model without it and saves none (nor does an ``ocrvl merge`` export of such a base);
+the paddle engine builds the head only when the checkpoint has it.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -17,7 +25,11 @@ import numpy as np
 from ocrvl_ray.core.errors import OcrvlError
 
 _NAME = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+MODEL_TYPE = "paddleocr_vl"
+VISION_HEAD = "visual.vision_model.head."
+TOKENIZERS = ("tokenizer.model", "tokenizer.json")   # sentencepiece (hub) or a fast tokenizer (PaddleFormers 1.x)
+_LAYER = re.compile(r"^(model|visual\.vision_model\.encoder)\.layers\.(\d+)\.")
+_FILES = "config.json, model.safetensors or its index, tokenizer.model or tokenizer.json, preprocessor_config.json"
 
 
 @dataclass(frozen=True)
@@ -60,15 +72,77 @@ def parse_models(texts: list[str]) -> list[ModelSpec]:
 
 
 def check_model(spec: ModelSpec, given: str) -> None:
+    """One :class:`OcrvlError` line naming ``given``, the folder and what is wrong; reads no tensor data."""
     p = Path(spec.path)
+    what = f"--model {given!r}: {p}"
     if (p / "lora_config.json").is_file() and not spec.lora:
-        raise OcrvlError(f"--model {given!r}: {p} is a LoRA checkpoint; pass it with its base: BASE+{p}")
-    if not (p / "config.json").is_file() or not any((p / w).is_file() for w in _WEIGHTS):
-        raise OcrvlError(f"--model {given!r}: {p} is not a model folder (expected config.json and "
-                         "model.safetensors or its index)")
+        raise OcrvlError(f"{what} is a LoRA checkpoint; pass it with its base: BASE+{p}")
+    if not p.is_dir():
+        raise OcrvlError(f"{what} does not exist or is not a folder; pass a model folder ({_FILES})")
+    if not (p / "config.json").is_file():
+        raise OcrvlError(f"{what} is not a model folder: no config.json (expected {_FILES})")
+    try:
+        config = json.loads((p / "config.json").read_text("utf-8"))
+        model_type = config.get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        raise OcrvlError(f"{what}/config.json is not a JSON object ({e}); re-copy the model folder") from None
+    if model_type != MODEL_TYPE:
+        arch = ", ".join(config.get("architectures") or []) or "no architectures"
+        raise OcrvlError(f"{what} is a {model_type!r} model ({arch}), not PaddleOCR-VL (model_type "
+                         f"{MODEL_TYPE!r}); eval runs PaddleOCR-VL folders: a base or an `ocrvl merge` export of one")
+    try:
+        have = set(_tensor_names(p))
+    except OcrvlError as e:
+        raise OcrvlError(f"{what}: {e}") from None
+    missing = [f for f in ("preprocessor_config.json",) if not (p / f).is_file()]
+    if not any((p / t).is_file() for t in TOKENIZERS):
+        missing.append(" or ".join(TOKENIZERS))
+    if missing:
+        raise OcrvlError(f"{what} has no {', '.join(missing)}; copy the whole model folder (expected {_FILES})")
+    required, optional = expected_tensors(config)
+    if have & optional:
+        required |= optional           # the pooling head is all there or all absent
+    lacking, extra = sorted(required - have), sorted(have - required - optional)
+    if lacking or extra:
+        def few(names: list[str]) -> str:
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        parts = ([f"{len(lacking)} tensor(s) missing ({few(lacking)})"] if lacking else []) + \
+                ([f"{len(extra)} unexpected ({few(extra)})"] if extra else [])
+        raise OcrvlError(f"{what}: its weights do not match its config.json ({config.get('num_hidden_layers')} LLM "
+                         f"layers, {(config.get('vision_config') or {}).get('num_hidden_layers')} vision layers): "
+                         f"{'; '.join(parts)}; is it a complete PaddleOCR-VL checkpoint?")
     if spec.lora and not (Path(spec.lora) / "lora_config.json").is_file():
         raise OcrvlError(f"--model {given!r}: {spec.lora} has no lora_config.json; pass the LoRA checkpoint folder "
                          "(checkpoint-N or the training output dir)")
+
+
+def _tensor_names(path: Path) -> list[str]:
+    from ocrvl_ray.export.st import TensorSet
+
+    return list(TensorSet.open(path).tensors)
+
+
+def expected_tensors(config: dict) -> tuple[set[str], set[str]]:
+    """(required, optional) tensor names of a PaddleOCR-VL checkpoint with ``config``'s layer counts: the real
+    model's names (``export/data/paddleocr-vl.base_keys.tsv``) per layer; the vision pooling head is optional."""
+    layers = {"model": int(config.get("num_hidden_layers") or 0),
+              "visual.vision_model.encoder": int((config.get("vision_config") or {}).get("num_hidden_layers") or 0)}
+    names: set[str] = set()
+    table = resources.files("ocrvl_ray.export") / "data" / "paddleocr-vl.base_keys.tsv"
+    for line in table.read_text().splitlines():
+        name = line.split("\t", 1)[0]
+        m = _LAYER.match(name)
+        if not m:
+            names.add(name)
+        elif m.group(2) == "0":
+            names.update(name.replace(".layers.0.", f".layers.{i}.", 1) for i in range(layers[m.group(1)]))
+    optional = {n for n in names if n.startswith(VISION_HEAD)}
+    return names - optional, optional
+
+
+def has_vision_head(path: str) -> bool:
+    """Whether the checkpoint carries the (unused) SigLIP pooling head the hub checkpoints have."""
+    return any(n.startswith(VISION_HEAD) for n in _tensor_names(Path(path)))
 
 
 def lora_updates(spec: ModelSpec) -> Iterator[tuple[str, np.ndarray]]:

@@ -2,8 +2,10 @@
 
 The model class is paddlex's ``PaddleOCRVLForConditionalGeneration`` (shipped with paddleocr in the default
 environment; paddleformers 0.3.1 has none) loaded from the HF folder with ``convert_from_hf``; the tokenizer is
-the folder's sentencepiece ``tokenizer.model`` and the image processor its ``preprocessor_config.json``, as
-PaddleX itself does. The model takes one image per forward, so a batch is generated crop by crop.
+the folder's sentencepiece ``tokenizer.model`` (as PaddleX loads it) or, for a folder saved by PaddleFormers 1.x,
+its ``tokenizer.json``; the image processor is its ``preprocessor_config.json``. The class builds the unused SigLIP
+pooling head only when the checkpoint has one (PaddleFormers 1.x saves none; see ``eval/models.py``). The model
+takes one image per forward, so a batch is generated crop by crop.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from ocrvl_ray.eval.engines import IMAGE_TOKEN, finish, render_prompt
 from ocrvl_ray.eval.metrics import find_loop
-from ocrvl_ray.eval.models import ModelSpec, lora_updates
+from ocrvl_ray.eval.models import ModelSpec, has_vision_head, lora_updates
 from ocrvl_ray.core.errors import OcrvlError
 
 
@@ -36,24 +38,66 @@ def apply_lora(model, spec: ModelSpec) -> int:
     return changed
 
 
+class Tokenizer:
+    """The folder's sentencepiece ``tokenizer.model`` (paddlex's ``LlamaTokenizer``) or else its fast
+    ``tokenizer.json``: ``encode(text)`` -> the model's input tensors, ``decode(ids)`` without special tokens."""
+
+    def __init__(self, path: str):
+        import os
+
+        if os.path.isfile(os.path.join(path, "tokenizer.model")):
+            from paddlex.inference.models.common.tokenizer import LlamaTokenizer
+
+            self.sp = LlamaTokenizer.from_pretrained(path, vocab_file=os.path.join(path, "tokenizer.model"))
+            self.fast, self.eos_token_id = None, self.sp.eos_token_id
+            return
+        import json
+
+        from tokenizers import Tokenizer as Fast
+
+        self.sp, self.fast = None, Fast.from_file(os.path.join(path, "tokenizer.json"))
+        try:
+            eos = json.loads(open(os.path.join(path, "tokenizer_config.json"), encoding="utf-8").read())["eos_token"]
+        except (OSError, ValueError, KeyError):
+            eos = "<|end_of_sentence|>"
+        self.eos_token_id = self.fast.token_to_id(eos["content"] if isinstance(eos, dict) else eos)
+
+    def encode(self, text: str) -> dict:
+        if self.sp is not None:
+            return self.sp([text], padding=False, return_tensors="pd")
+        import paddle
+
+        ids = self.fast.encode(text, add_special_tokens=False).ids
+        return {"input_ids": paddle.to_tensor([ids], dtype="int64"),
+                "position_ids": paddle.arange(len(ids), dtype="int64").unsqueeze(0),
+                "attention_mask": paddle.ones([1, len(ids)], dtype="int64")}
+
+    def decode(self, ids: list[int]) -> str:
+        if self.sp is not None:
+            return self.sp.decode(ids, skip_special_tokens=True)
+        return self.fast.decode(ids, skip_special_tokens=True)
+
+
 class PaddlePredictor:
     """Ray Data actor: ``{"row", "image"}`` batches -> ``{"row", "hyp", "loop", "tokens", "seconds"}``."""
 
     def __init__(self, spec: ModelSpec, generation: str, prompt: str, max_new_tokens: int, loop_max_period: int,
                  loop_min_repeats: int, device: str = "cpu"):
         import paddle
-        from paddlex.inference.models.common.tokenizer import LlamaTokenizer
         from paddlex.inference.models.doc_vlm.modeling import PaddleOCRVLForConditionalGeneration
+        from paddlex.inference.models.doc_vlm.modeling.paddleocr_vl._config import PaddleOCRVLConfig
         from paddlex.inference.models.doc_vlm.processors import SiglipImageProcessor
 
         paddle.set_device("gpu" if device == "gpu" else "cpu")
+        config = PaddleOCRVLConfig.from_pretrained(spec.path)
+        config.vision_config.vision_use_head = has_vision_head(spec.path)
         self.model = PaddleOCRVLForConditionalGeneration.from_pretrained(
-            spec.path, dtype="bfloat16" if device == "gpu" else "float32", convert_from_hf=True)
+            spec.path, config=config, dtype="bfloat16" if device == "gpu" else "float32", convert_from_hf=True)
         self.model.eval()
         if spec.lora:
             apply_lora(self.model, spec)
         self.images = SiglipImageProcessor.from_pretrained(spec.path)
-        self.tokenizer = LlamaTokenizer.from_pretrained(spec.path, vocab_file=f"{spec.path}/tokenizer.model")
+        self.tokenizer = Tokenizer(spec.path)
         self.text = render_prompt(generation, prompt)
         self.max_new_tokens = max_new_tokens
         self.loop = (loop_max_period, loop_min_repeats)
@@ -75,14 +119,14 @@ class PaddlePredictor:
         merge = self.images.merge_size
         n = int(vis["image_grid_thw"][0].prod()) // (merge * merge)
         text = self.text.replace(IMAGE_TOKEN, IMAGE_TOKEN * n, 1)
-        enc = self.tokenizer([text], padding=False, return_tensors="pd")
+        enc = self.tokenizer.encode(text)
         prompt_len = enc["input_ids"].shape[1]
         with paddle.no_grad():   # the class's own generate() drops stopping criteria: call the mixin's
             ids = super(PaddleOCRVLForConditionalGeneration, self.model).generate(
                 **enc, **vis, max_new_tokens=self.max_new_tokens, use_cache=True, decode_strategy="greedy_search",
                 stopping_criteria=StoppingCriteriaList([self._stop_on_loop(prompt_len)]))[0]
         tokens = [t for t in ids[0].tolist() if t != self.tokenizer.eos_token_id]
-        raw = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        raw = self.tokenizer.decode(tokens)
         hyp, loop = finish(raw, *self.loop)
         return hyp, loop, len(tokens)
 
