@@ -121,3 +121,90 @@ def test_layout_help_lists_every_key_with_its_default(capsys):
     leaves |= {f"{s}.{k}" for s in sections for k in LayoutConfig.model_fields[s].annotation.model_fields}
     assert {k.split("=", 1)[0] for k in keys} == leaves
     assert "pages to process (0 = all); env FAST_DEBUG" in text
+
+
+# --- checks before the expensive part (issue 26 item 4) ---------------------------------------------------
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """A tripwire: the command must fail before it starts Ray."""
+    import ocrvl_ray.core.runtime as runtime
+
+    def tripped(*a, **k):
+        raise AssertionError("Ray was started")
+    monkeypatch.setattr(runtime, "init_ray", tripped)
+
+
+def _err_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ocrvl {command}: error:") and "\n" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("key", ["labels", "images", "lookup"])
+def test_prepare_checks_its_paths_before_ray(tmp_path, capsys, no_ray, key):
+    import time
+
+    (tmp_path / "labels").mkdir()
+    args = {"labels": str(tmp_path / "labels"), "images": str(tmp_path)}
+    if key == "lookup":
+        del args["images"]
+    args[key] = str(tmp_path / "nope")
+    argv = ["prepare", "--out", str(tmp_path / "m.parquet")] + [a for k, v in args.items() for a in (f"--{k}", v)]
+    t0 = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - t0 < 5
+    assert f"{key}: {tmp_path / 'nope'} does not exist" in _err_line(capsys, "prepare")
+
+
+@pytest.fixture
+def blocker(tmp_path) -> Path:
+    """A regular file: a path under it can never be created, even by root (who may write a read-only folder)."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    return f
+
+
+def test_inspect_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, blocker):
+    from tests.test_eval_models import write_lmdb
+
+    lmdb = write_lmdb(tmp_path / "x.lmdb")
+    assert main(["inspect", str(lmdb), "--html", str(blocker / "r.html")]) == 2
+    assert f"--html={blocker / 'r.html'}: {blocker} is a file" in _err_line(capsys, "inspect")
+    assert main(["inspect", str(lmdb), "--json", str(blocker / "r.json")]) == 2
+    assert f"--json={blocker / 'r.json'}: {blocker} is a file" in _err_line(capsys, "inspect")
+
+
+def test_eval_score_out_that_cannot_be_written_is_one_line(tmp_path, capsys, blocker):
+    import json
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"reference": r, "prediction": h}) + "\n" for r, h in [("ab", "ab"), ("c", "d")]))
+    assert main(["eval", "score", "--predictions", str(preds), "--out", str(blocker / "o")]) == 2
+    assert f"--out={blocker / 'o'}: {blocker} is a file" in _err_line(capsys, "eval")
+
+
+def test_eval_out_that_cannot_be_written_fails_before_inference(tmp_path, capsys, blocker, no_ray):
+    from ocrvl_ray.testing.tiny_vl import build_tiny_ocrvl
+    from tests.test_eval_models import write_lmdb
+
+    base = build_tiny_ocrvl(tmp_path / "base")
+    lmdb = write_lmdb(tmp_path / "x.lmdb")
+    assert main(["eval", "--model", str(base), "--data", str(lmdb), "--out", str(blocker / "eval")]) == 2
+    assert f"--out={blocker / 'eval'}: {blocker} is a file" in _err_line(capsys, "eval")
+
+
+def test_inspect_into_a_closed_pipe_ends_quietly(tmp_path):
+    """``ocrvl inspect X | head``: the reader is gone before the summary is written."""
+    from tests.test_eval_models import write_lmdb
+
+    lmdb = write_lmdb(tmp_path / "x.lmdb")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r, w = os.pipe()
+    os.close(r)                                  # no reader: the first write gets EPIPE
+    try:
+        p = subprocess.run([sys.executable, "-m", "ocrvl_ray.cli", "inspect", str(lmdb)], stdout=w,
+                           stderr=subprocess.PIPE, text=True, env=env, timeout=300)
+    finally:
+        os.close(w)
+    assert p.returncode == 0 and "BrokenPipe" not in p.stderr and "Traceback" not in p.stderr, p.stderr

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,14 +26,22 @@ class InspectConfig(JobConfig):
 
 
 def run(cfg: InspectConfig) -> int:
-    from ocrvl_ray.report.inspect import format_summary, inspect_lmdb
+    from ocrvl_ray.core.errors import check_output_path
+    from ocrvl_ray.report.inspect import default_html_path, format_summary, inspect_lmdb
 
     lmdb, html = _lmdb_and_html(cfg.lmdb, cfg.html)
+    if html is not None:   # the output files can be written: checked before the LMDB is read
+        check_output_path(default_html_path(lmdb) if html is True else str(html), "--html")
+    if cfg.json_file:
+        check_output_path(cfg.json_file, "--json")
     report = inspect_lmdb(lmdb, html=html, contact=cfg.contact, examples=cfg.examples,
                           long_label=cfg.long_label, blank_std=cfg.blank_std)
-    print(format_summary(report))
     if cfg.json_file:
         Path(cfg.json_file).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    try:
+        print(format_summary(report), flush=True)
+    except BrokenPipeError:   # `ocrvl inspect ... | head`: the reader left; end quietly (Python's own recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if cfg.strict and not report["health"]["ok"] else 0
 
 

@@ -5,10 +5,9 @@ from ocrvl_ray.cli import Spec
 
 
 def run(cfg) -> int:
-    from ocrvl_ray.core.errors import check_output_path
-    from ocrvl_ray.ingest.prepare import prepare, summary_lines
+    from ocrvl_ray.ingest.prepare import check_inputs, prepare, summary_lines
 
-    check_output_path(cfg.out, "out")  # before Ray starts and before any work
+    check_inputs(cfg)  # paths and options, before Ray starts and before any work
     if cfg.ray:
         from ocrvl_ray.core.runtime import init_ray
         init_ray(num_cpus=cfg.num_cpus)

@@ -17,7 +17,7 @@ from ocrvl_ray.eval.config import EvalConfig
 from ocrvl_ray.eval.data import read_samples, split_paths
 from ocrvl_ray.eval.engines import finish, model_generation
 from ocrvl_ray.eval.models import ModelSpec, parse_models, read_chat_template
-from ocrvl_ray.eval.score import score, write_outputs
+from ocrvl_ray.eval.score import check_out_folder, score, write_outputs
 
 
 def _dataset(cols: dict[str, list]):
@@ -89,22 +89,6 @@ def one_line(e: BaseException) -> str:
     if text.endswith(":") and i + 1 < len(lines):   # "Error(s) in loading state_dict for X:" + its first reason
         text += " " + lines[i + 1]
     return text[:300]
-
-
-def check_out_folder(out: str, what: str = "--out") -> Path:
-    """Create ``out`` and prove it writable (a probe file) before any work; one line when it is not."""
-    import tempfile
-
-    from ocrvl_ray.core.errors import OcrvlError, check_output_path
-
-    p = Path(check_output_path(out, what, folder=True))
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p):
-            pass
-    except OSError as e:
-        raise OcrvlError(f"{what} {out}: cannot write there ({e.strerror}); choose a writable folder") from None
-    return p
 
 
 def run_eval_job(cfg: EvalConfig, log: Optional[Callable[[str], None]] = None) -> dict:

@@ -86,12 +86,27 @@ def write_outputs(metrics: dict, cols: dict[str, list], out: str | os.PathLike, 
     paths["report"] = str(out / "report.html")
     return paths
 
+def check_out_folder(out: str, what: str = "--out") -> Path:
+    """Create ``out`` and prove it writable (a probe file) before any work; one line when it is not."""
+    import tempfile
+
+    from ocrvl_ray.core.errors import OcrvlError, check_output_path
+
+    p = Path(check_output_path(out, what, folder=True))
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise OcrvlError(f"{what} {out}: cannot write there ({e.strerror}); choose a writable folder") from None
+    return p
+
 def score_file(path: str | os.PathLike, out: str | os.PathLike | None, opts: ScoreOptions) -> tuple[dict, dict[str, str]]:
     """``ocrvl eval score``: recompute every metric and the report from a predictions file (``out`` None: its
     folder)."""
     preds = read_predictions(path)
+    out = check_out_folder(str(out) if out else str(Path(path).resolve().parent))   # before the bootstrap
     metrics, cols = score(preds, opts)
-    out = Path(out) if out else Path(path).parent
     return metrics, write_outputs(metrics, cols, out, opts, extra={"run": {"predictions": str(Path(path).resolve())}})
 
 def headline(metrics: dict) -> list[str]:

@@ -206,6 +206,28 @@ def _check_dataset(dataset: str) -> None:
         raise OcrvlError(f"unknown dataset {dataset!r}{hint} (one of: {', '.join(valid)})")
 
 
+def check_inputs(cfg: PrepareConfig) -> str:
+    """Everything about the arguments that can fail, checked before Ray starts and before any work: one line
+    naming the key and path. Returns the output path, absolute."""
+    _check_dataset(cfg.dataset)
+    if not cfg.labels:
+        raise OcrvlError("no label paths given (labels=PATH or --labels PATH ...)")
+    if (cfg.images is None) == (cfg.lookup is None):
+        raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE "
+                         "(images=[...] / lookup=FILE)")
+    given = (("labels", cfg.labels), ("images", cfg.images or []), ("lookup", [cfg.lookup] if cfg.lookup else []))
+    for key, paths in given:
+        for path in paths:
+            if not os.path.exists(path):
+                fix = "build one with `ocrvl lookup build IMAGE_ROOT --out ...`" if key == "lookup" else "check the path"
+                raise OcrvlError(f"{key}: {path} does not exist ({fix})")
+    if cfg.split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", cfg.split):
+        raise OcrvlError(f"split {cfg.split!r} must be a plain name like train or valid (it becomes part of file names)")
+    if not 0 <= cfg.valid_fraction <= 1:
+        raise OcrvlError(f"valid_fraction must be between 0 and 1, got {cfg.valid_fraction}")
+    return check_output_path(cfg.out, "out")
+
+
 def prepare(cfg: PrepareConfig, *, use_ray: bool | None = None, window: int | None = None,
             tmp_dir: str | None = None) -> dict:
     """Read ``cfg.labels`` into the manifest ``cfg.out`` and write ``<out stem>.report.json``; returns that summary.
@@ -219,17 +241,7 @@ def prepare(cfg: PrepareConfig, *, use_ray: bool | None = None, window: int | No
     dataset, labels, images, lookup, split = cfg.dataset, cfg.labels, cfg.images, cfg.lookup, cfg.split
     seed, valid_fraction, progress = cfg.seed, cfg.valid_fraction, not cfg.quiet
     t0 = time.time()
-    _check_dataset(dataset)
-    if not labels:
-        raise OcrvlError("no label paths given (labels=PATH or --labels PATH ...)")
-    if (images is None) == (lookup is None):
-        raise OcrvlError("give exactly one of --images ROOT... (index the images now) or --lookup FILE "
-                         "(images=[...] / lookup=FILE)")
-    if split is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", split):
-        raise OcrvlError(f"split {split!r} must be a plain name like train or valid (it becomes part of file names)")
-    if not 0 <= valid_fraction <= 1:
-        raise OcrvlError(f"valid_fraction must be between 0 and 1, got {valid_fraction}")
-    out = check_output_path(cfg.out, "out")
+    out = check_inputs(cfg)
     if use_ray is None:
         try:
             import ray
