@@ -127,9 +127,12 @@ def _card(cols: dict[str, list], i: int, a: str, b: str, crops: _Crops) -> str:
     meta = " · ".join(escape(str(cols[c][i])) for c in ("key", "dataset", "kind", "layout_label")
                       if cols.get(c) and cols[c][i] not in (None, ""))
     da, db = cols[f"distance:{a}"][i], cols[f"distance:{b}"][i]
-    return (f'<div class="card">{pic}<div class="label" lang="ko">{escape(cols["reference"][i])}</div>'
-            f'<div class="hyp" lang="ko"><b>{escape(a)}</b> ({da}): {escape(cols["prediction:" + a][i])}</div>'
-            f'<div class="hyp" lang="ko"><b>{escape(b)}</b> ({db}): {escape(cols["prediction:" + b][i])}</div>'
+    return (f'<div class="card">{pic}<div class="label" lang="ko"><span class="muted">reference:</span> '
+            f'{escape(cols["reference"][i])}</div>'
+            f'<div class="hyp" lang="ko"><b>{escape(a)}</b> <span class="muted">(edit distance {da})</span>: '
+            f'{escape(cols["prediction:" + a][i])}</div>'
+            f'<div class="hyp" lang="ko"><b>{escape(b)}</b> <span class="muted">(edit distance {db})</span>: '
+            f'{escape(cols["prediction:" + b][i])}</div>'
             f'<div class="meta">{meta}</div></div>')
 
 
@@ -153,10 +156,40 @@ def _examples(doc: dict, cols: dict[str, list], k: int) -> str:
     return "".join(parts)
 
 
+#: The run's per-model records (``metrics.json`` ``run.models``) as table columns: (key, heading).
+MODEL_COLUMNS = (("name", "model"), ("kind", "kind"), ("model_version", "model_version"), ("path", "folder"),
+                 ("lora", "LoRA (merged in memory)"), ("seconds", "seconds"), ("samples_per_s", "samples/s"))
+
+
+def _value(v) -> str:
+    """A run value as text: lists comma-separated, mappings as ``key: value`` pairs, null as "–"."""
+    if v is None or v == "":
+        return "–"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_value(x) for x in v) or "–"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) or "–"
+    return str(v)
+
+
+def _run_table(run: dict) -> str:
+    """The run's inputs, one row per key; ``models`` as a table of its own (one row per model)."""
+    rows = []
+    for k, v in run.items():
+        if k == "models" and isinstance(v, list) and all(isinstance(m, dict) for m in v):
+            head = "".join(f"<th>{h}</th>" for _, h in MODEL_COLUMNS)
+            body = "".join("<tr>" + "".join(f"<td>{escape(_value(m.get(c)))}</td>" for c, _ in MODEL_COLUMNS)
+                           + "</tr>" for m in v)
+            v_html = f"<table><tr>{head}</tr>{body}</table>"
+        else:
+            v_html = escape(_value(v))
+        rows.append(f"<tr><td>{escape(str(k))}</td><td>{v_html}</td></tr>")
+    return "".join(rows)
+
+
 def render_report(doc: dict, cols: dict[str, list], examples: int = EXAMPLES) -> str:
     """The report page as one UTF-8 string (``doc`` = metrics.json content, ``cols`` = scored predictions)."""
-    inputs = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>"
-                     for k, v in doc.get("run", {}).items())
+    inputs = _run_table(doc.get("run", {}))
     defs = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in doc["definitions"].items())
     parts = [f"<h1>Evaluation report</h1><div class=\"path\">{doc['n_samples']} samples · "
              f"{len(doc['models'])} model(s)</div>"]
