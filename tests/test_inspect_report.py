@@ -138,6 +138,10 @@ def test_cli_html_is_self_contained(good_lmdb, tmp_path, capsys):
     text = re.sub(r'src:url\(data:font/ttf;base64,[A-Za-z0-9+/=]+\) format\("truetype"\)', "", text)  # Hangul
     assert not re.search(r"https?:|//[a-z]|<script|<link|@import|url\(", text, re.I)
     assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["counts"]["dataset"]["finance"] == 4
+    # the sample kinds are explained next to their counts
+    kinds = html.split("<h3>by sample kind</h3>", 1)[1].split("</div>", 1)[0]
+    assert "<b>layout</b>: a layout region" in kinds and "<b>cell</b>: one table cell" in kinds
+    assert "<b>word</b>: one word" in kinds
 
 
 def test_broken_lmdb_health_and_errors(tmp_path, capsys):

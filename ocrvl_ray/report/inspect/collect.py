@@ -27,6 +27,12 @@ from ocrvl_ray.lmdb import schema as schema
 CHAR_CLASSES = ("hangul", "latin", "digit", "space", "symbol", "other")
 LENGTH_EDGES = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)       # label characters
 SIDE_EDGES = (16, 32, 64, 128, 256, 512, 1024, 2048)                 # crop pixels
+#: What each sample kind is (the report's legend; docs/compose.md has the rules).
+SAMPLE_KINDS = {
+    "layout": "a layout region's crop (text block, title, table, …), labelled with its words in reading order",
+    "cell": "one table cell found by the cell detector, labelled with the words inside it",
+    "word": "one word's box (word_fallback: only on pages that give no region sample)",
+}
 FLAGS = {
     "near_blank": "near-blank crop (pixel std below threshold)",
     "long_label": "very long label",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from html import escape
 
 from ocrvl_ray.report.font import font_face_css, missing_glyphs
-from ocrvl_ray.report.inspect.collect import FLAGS, data_uri, unusual_char
+from ocrvl_ray.report.inspect.collect import FLAGS, SAMPLE_KINDS, data_uri, unusual_char
 
 #: The report pages' stylesheet (``ocrvl eval`` extends it).
 BASE_CSS = """
@@ -50,13 +50,16 @@ def _label_html(text: str) -> str:
     return "".join(f'<span class="uc">U+{ord(ch):04X}</span>' if unusual_char(ch) else escape(ch) for ch in text)
 
 
-def _bars(title: str, rows: list[tuple[str, int]], note: str = "") -> str:
+def _bars(title: str, rows: list[tuple[str, int]], note: str = "", legend: dict[str, str] | None = None) -> str:
+    """A bar table; ``legend``: what each row's name means, listed under the table."""
     peak = max((c for _, c in rows), default=0) or 1
     body = "".join(f'<tr><td>{escape(str(k))}</td><td class="n">{c}</td>'
                    f'<td><span class="bar" style="width:{round(240 * c / peak)}px"></span></td></tr>'
                    for k, c in rows)
+    keys = "".join(f"<br><b>{escape(k)}</b>: {escape(v)}" for k, v in (legend or {}).items())
     return (f'<div><h3>{escape(title)}</h3>{f"<p>{escape(note)}</p>" if note else ""}'
-            f'<table>{body or "<tr><td>(none)</td></tr>"}</table></div>')
+            f'<table>{body or "<tr><td>(none)</td></tr>"}</table>'
+            f'{f"""<p class="meta">{keys[4:]}</p>""" if keys else ""}</div>')
 
 
 def _hist(title: str, h: dict) -> str:
@@ -128,7 +131,7 @@ def render_html(r: dict, thumbs: dict[int, bytes]) -> str:
         _snapshot(r.get("identity")),
         '<h2>Counts</h2><div class="grid">',
         _bars("by dataset", list(r["counts"]["dataset"].items())),
-        _bars("by sample kind", list(r["counts"]["sample_kind"].items())),
+        _bars("by sample kind", list(r["counts"]["sample_kind"].items()), legend=SAMPLE_KINDS),
         _bars("by layout label", list(r["counts"]["layout_label"].items())),
         _bars("by split", list(r["counts"]["split"].items())),
     ]
