@@ -1,0 +1,150 @@
+"""GPU figures of the transformers layout engine, runnable on a bare CUDA machine (torch + transformers only).
+
+    python bench/gpu_check.py [--models v2,v3,v4] [--dtypes fp32,bf16] [--batches 1,8,32] [--page 2480x3508]
+                              [--seconds 4] [--budget 330]
+    python bench/gpu_check.py --smoke        # tiny models on CPU: the script's own test (tests/torch_env)
+
+No Ray, no Paddle, nothing downloaded: each PP-DocLayout version the installed transformers has is built from
+its default config with random weights (``engines/configs.random_detector``), saved, and loaded by
+``TransformersDetector`` exactly as the layout actor loads it; every timed call is the actor's call,
+``predict(pages)``, so resizing (on the GPU), the forward pass and the library's post-processing plus our
+paddlex-compatible finishing are all inside the rate. Pages are synthetic RGB scans (``--page``, default
+2480x3508, an A4 page at 300 dpi).
+
+Prints one line per figure:
+  ``FIGURE detector_pages_per_s_<v2|v3|v4>_<fp32|bf16>_b<N> <pages/s>``
+  ``FIGURE detector_peak_mib_<v2|v3|v4>_<fp32|bf16>_b<N> <MiB>``  (torch.cuda.max_memory_allocated in that run)
+and ``INFO`` lines (device, versions, regions per page: random weights find a random number of boxes, and
+post-processing cost grows with it). Without a CUDA GPU it prints no figure and exits 2, unless ``--smoke``,
+whose lines start with ``SMOKE`` (tiny models, CPU: never GPU figures). ``--budget`` seconds in all: the
+configurations left when it runs out are named on ``SKIPPED`` lines, not guessed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def synthetic_page(width: int, height: int, seed: int = 0):
+    """A white RGB page with dark text-line bars in two columns and a grey figure block."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    page = np.full((height, width, 3), 250, np.uint8)
+    line, gap = max(height // 120, 2), max(height // 60, 4)
+    for x0, x1 in ((width // 12, width * 11 // 24), (width * 13 // 24, width * 11 // 12)):
+        for y in range(height // 12, height // 2, gap):
+            page[y:y + line, x0:x1 - int(rng.integers(0, width // 10))] = 25
+    page[height * 5 // 8:height * 7 // 8, width // 6:width * 5 // 6] = 128
+    return page
+
+
+def measure(detector, pages: list, seconds: float, cuda: bool) -> tuple[float, float, float]:
+    """(pages/s, peak MiB or nan, regions per page) of ``detector.predict(pages)`` over >= ``seconds``."""
+    import torch
+
+    detector.predict(pages)   # warm-up: kernels, allocator, cudnn choices
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    calls, regions, start = 0, 0, time.perf_counter()
+    while True:
+        regions += sum(len(r) for r in detector.predict(pages))   # results are on the host: the GPU is done
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds and calls >= 2:
+            break
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+    return calls * len(pages) / elapsed, peak, regions / (calls * len(pages))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny models on CPU, SMOKE lines (the script's test)")
+    ap.add_argument("--models", default="v2,v3,v4", help="versions to time (those the transformers has)")
+    ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--batches", default=None, help="default 1,8,32 (smoke: 1,2)")
+    ap.add_argument("--page", default=None, help="WxH of the synthetic pages (default 2480x3508; smoke 620x877)")
+    ap.add_argument("--seconds", type=float, default=None, help="timed seconds per configuration (default 4)")
+    ap.add_argument("--budget", type=float, default=330.0, help="seconds for all configurations together")
+    args = ap.parse_args(argv)
+
+    import torch
+    import transformers
+
+    from ocrvl_ray.layout.engines.configs import available_versions
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    if not cuda and not args.smoke:
+        print(f"gpu_check: torch {torch.__version__} sees no CUDA GPU here: no GPU figure printed "
+              f"(--smoke runs tiny models on CPU)")
+        return 2
+    tag = "FIGURE" if cuda else "SMOKE FIGURE"
+    batches = [int(b) for b in (args.batches or ("1,2" if args.smoke else "1,8,32")).split(",")]
+    width, height = (int(v) for v in (args.page or ("620x877" if args.smoke else "2480x3508")).split("x"))
+    seconds = args.seconds if args.seconds is not None else (0.0 if args.smoke else 4.0)
+    wanted = args.models.split(",")
+    have = available_versions()
+    device = "cuda" if cuda else "cpu"
+    print(f"INFO device {torch.cuda.get_device_name(0) if cuda else 'cpu (smoke)'}; torch {torch.__version__}, "
+          f"transformers {transformers.__version__}; versions {','.join(v for v in wanted if v in have)}; "
+          f"pages {width}x{height}; {time.strftime('%Y-%m-%d')}")
+    for v in wanted:
+        if v not in have:
+            print(f"INFO {v}: not in transformers {transformers.__version__} (PP-DocLayoutV4 needs >= 5.20)")
+    page = synthetic_page(width, height)
+    deadline = time.monotonic() + args.budget
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        for v in (v for v in wanted if v in have):
+            try:
+                run_version(v, Path(tmp) / v, args, batches, page, seconds, device, cuda, tag, deadline)
+            except Exception as e:  # noqa: BLE001 - e.g. V3's post-processing needs OpenCV; the others still run
+                print(f"INFO {v}: failed, no figure: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+                if cuda:
+                    torch.cuda.empty_cache()
+    return 0
+
+
+def run_version(v, folder, args, batches, page, seconds, device, cuda, tag, deadline) -> None:
+    """Build, save and load one version, then time every dtype x batch."""
+    import torch
+
+    from ocrvl_ray.layout.engines.configs import save_random_detector
+    from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
+
+    save_random_detector(folder, v, tiny=args.smoke)
+    for short in args.dtypes.split(","):
+        detector = TransformersDetector(folder, device=device, dtype=DTYPES[short])
+        params = sum(p.numel() for p in detector.model.parameters()) / 1e6
+        print(f"INFO {v}_{short}: {params:.1f} M parameters (random weights, "
+              f"{'tiny' if args.smoke else 'default'} config)")
+        for b in batches:
+            name = f"{v}_{short}_b{b}"
+            if time.monotonic() > deadline:
+                print(f"SKIPPED {name}: --budget {args.budget:.0f} s spent")
+                continue
+            try:
+                rate, peak, per_page = measure(detector, [page] * b, seconds, cuda)
+            except torch.cuda.OutOfMemoryError as e:
+                print(f"INFO {name}: out of GPU memory, no figure ({str(e).splitlines()[0][:120]})")
+                torch.cuda.empty_cache()
+                continue
+            print(f"{tag} detector_pages_per_s_{name} {rate:.2f}")
+            if cuda:
+                print(f"{tag} detector_peak_mib_{name} {peak:.0f}")
+            print(f"INFO regions_per_page_{name} {per_page:.1f}")
+        del detector
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
