@@ -108,8 +108,9 @@ def check_model(spec: ModelSpec, given: str) -> None:
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         parts = ([f"{len(lacking)} tensor(s) missing ({few(lacking)})"] if lacking else []) + \
                 ([f"{len(extra)} unexpected ({few(extra)})"] if extra else [])
-        raise OcrvlError(f"{what}: its weights do not match its config.json ({config.get('num_hidden_layers')} LLM "
-                         f"layers, {(config.get('vision_config') or {}).get('num_hidden_layers')} vision layers): "
+        raise OcrvlError(f"{what}: its weights do not match its config.json (LLM layers: "
+                         f"{config.get('num_hidden_layers')}, vision layers: "
+                         f"{(config.get('vision_config') or {}).get('num_hidden_layers')}): "
                          f"{'; '.join(parts)}; is it a complete PaddleOCR-VL checkpoint?")
     if spec.lora and not (Path(spec.lora) / "lora_config.json").is_file():
         raise OcrvlError(f"--model {given!r}: {spec.lora} has no lora_config.json; pass the LoRA checkpoint folder "
