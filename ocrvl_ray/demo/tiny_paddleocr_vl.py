@@ -38,7 +38,7 @@ def chat_template(assistant: str) -> str:
             "{%- if add_generation_prompt -%}{{- " + a + " -}}{%- endif -%}")
 
 
-def _tokenizer(out: Path, template: str, corpus: list[str]) -> dict[str, int]:
+def _tokenizer(out: Path, template: str, corpus: list[str], vocab: int) -> dict[str, int]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -46,7 +46,7 @@ def _tokenizer(out: Path, template: str, corpus: list[str]) -> dict[str, int]:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab, special_tokens=SPECIAL_TOKENS, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
                                    bos_token="<|begin_of_sentence|>", eos_token="<|end_of_sentence|>",
@@ -56,13 +56,13 @@ def _tokenizer(out: Path, template: str, corpus: list[str]) -> dict[str, int]:
     return {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
 
 
-def tiny_config(ids: dict[str, int]) -> dict:
+def tiny_config(ids: dict[str, int], vocab: int = VOCAB) -> dict:
     cfg = json.loads((DATA / "paddleocr-vl.config.json").read_text())
     for c in (cfg, cfg["vision_config"]):
         c.pop("auto_map", None)
         c["torch_dtype"] = "float32"
     cfg.update(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-               num_hidden_layers=2, vocab_size=VOCAB, max_position_embeddings=4096, fuse_rms_norm=False,
+               num_hidden_layers=2, vocab_size=vocab, max_position_embeddings=4096, fuse_rms_norm=False,
                pad_token_id=ids["<pad>"], bos_token_id=ids["<|begin_of_sentence|>"],
                eos_token_id=ids["<|end_of_sentence|>"], image_token_id=ids["<|IMAGE_PLACEHOLDER|>"],
                video_token_id=ids["<|VIDEO_PLACEHOLDER|>"], vision_start_token_id=ids["<|IMAGE_START|>"],
@@ -73,8 +73,9 @@ def tiny_config(ids: dict[str, int]) -> dict:
 
 
 def build_tiny_paddleocr_vl(out_dir: str | os.PathLike, generation: str = "v1", seed: int = 0,
-                            corpus: tuple[str, ...] = ()) -> Path:
-    """Write the tiny base; ``generation`` v1 or v1.5/v1.6 picks the chat template."""
+                            corpus: tuple[str, ...] = (), vocab: int = VOCAB) -> Path:
+    """Write the tiny base; ``generation`` v1 or v1.5/v1.6 picks the chat template; the tokenizer is a BPE of at
+    most ``vocab`` tokens learnt from ``corpus`` (texts the model will read: fewer tokens per label)."""
     import paddle
     from paddleformers.transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
 
@@ -84,8 +85,8 @@ def build_tiny_paddleocr_vl(out_dir: str | os.PathLike, generation: str = "v1", 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = ["User: OCR:\nAssistant: ", "번호 금액 합계 2024 text Table Recognition:", *corpus]
-    ids = _tokenizer(out, chat_template(gen.assistant), text)
-    cfg = tiny_config(ids)
+    ids = _tokenizer(out, chat_template(gen.assistant), text, vocab)
+    cfg = tiny_config(ids, vocab)
     paddle.seed(seed)
     model = PaddleOCRVLForConditionalGeneration(PaddleOCRVLConfig(**cfg))
     model.save_pretrained(str(out), save_to_hf=True)
