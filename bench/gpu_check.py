@@ -33,20 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
-def synthetic_page(width: int, height: int, seed: int = 0):
-    """A white RGB page with dark text-line bars in two columns and a grey figure block."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    page = np.full((height, width, 3), 250, np.uint8)
-    line, gap = max(height // 120, 2), max(height // 60, 4)
-    for x0, x1 in ((width // 12, width * 11 // 24), (width * 13 // 24, width * 11 // 12)):
-        for y in range(height // 12, height // 2, gap):
-            page[y:y + line, x0:x1 - int(rng.integers(0, width // 10))] = 25
-    page[height * 5 // 8:height * 7 // 8, width // 6:width * 5 // 6] = 128
-    return page
-
-
 def measure(detector, pages: list, seconds: float, cuda: bool) -> tuple[float, float, float]:
     """(pages/s, peak MiB or nan, regions per page) of ``detector.predict(pages)`` over >= ``seconds``."""
     import torch
@@ -80,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from ocrvl_ray.layout.engines.configs import available_versions
+    from ocrvl_ray.layout.engines.configs import available_versions, synthetic_page
 
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:

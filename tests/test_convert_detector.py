@@ -61,8 +61,8 @@ def test_converted_folder_has_the_weights_and_detects_the_same(tiny_hf, tmp_path
     out = _in_torch("""
 import json, sys
 from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
-from tests.torch_env.test_transformers_detector import synthetic_page
-page = synthetic_page(1100, 850)
+from ocrvl_ray.layout.engines.configs import synthetic_page
+page = synthetic_page(850, 1100)
 a, b = (TransformersDetector(d, threshold=0.0).predict([page])[0] for d in sys.argv[1:])
 print(json.dumps([len(a), a == b]))
 """, str(tiny_hf), str(tmp_path / "hf"))

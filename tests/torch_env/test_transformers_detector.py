@@ -9,21 +9,11 @@ import pytest
 import torch
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.engines.configs import available_versions, layout_labels, save_random_detector
+from ocrvl_ray.layout.engines.configs import available_versions, layout_labels, save_random_detector, synthetic_page
 from ocrvl_ray.layout.engines.transformers_detector import (SKIP_ORDER_LABELS, TransformersDetector,
                                                             check_model_folder, to_regions)
 
 VERSIONS = [v for v in ("v2", "v3", "v4") if v in available_versions()]
-
-
-def synthetic_page(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A white RGB page with dark text-like bars and a grey figure block."""
-    rng = np.random.default_rng(seed)
-    page = np.full((height, width, 3), 250, np.uint8)
-    for y in range(height // 10, height * 6 // 10, max(height // 30, 4)):
-        page[y:y + max(height // 80, 2), width // 10:width * 9 // 10 - int(rng.integers(0, width // 5))] = 20
-    page[height * 2 // 3:height * 9 // 10, width // 5:width * 4 // 5] = 128
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +32,7 @@ def test_tiny_detector_predicts_regions_in_page_pixels(tiny_dirs, version, dtype
     det = TransformersDetector(tiny_dirs[version], dtype=dtype, threshold=0.0)
     assert det.version == version and det.labels == layout_labels()
     assert next(det.model.parameters()).dtype == getattr(torch, dtype)
-    pages = [synthetic_page(1100, 850), synthetic_page(600, 900, seed=1)]
+    pages = [synthetic_page(850, 1100), synthetic_page(900, 600, seed=1)]
     results = det.predict(pages)
     assert len(results) == 2 and det.predict([]) == []
     for page, regions in zip(pages, results):
@@ -97,9 +87,26 @@ def test_to_regions_finishes_results_as_paddlex_does():
     assert got[0]["polygon"] == [[10.0, 11.0], [100.0, 11.0], [100.0, 50.0], [10.0, 50.0]] and got[1]["polygon"] == []
     assert got[0]["score"] == pytest.approx(0.9)
 
-    no_nms = to_regions(res, 300, 400, LABELS, THRESHOLDS, layout_nms=False)
-    assert [(r["label"], r["order"]) for r in no_nms] == [("text", 1), ("table", -1), ("text", 2),
-                                                         ("paragraph_title", 3)]
+
+def test_layout_nms_across_labels_at_098():
+    """An image and a table on the same box: NMS (IoU > 0.98 across labels) keeps the higher score; without
+    NMS the overlap filter keeps both (image/table pairs are exempt)."""
+    res = _result([1, 2], [0.8, 0.9], [[300, 200, 350, 250], [300, 200, 350, 250]])
+    assert [r["label"] for r in to_regions(res, 300, 400, LABELS, THRESHOLDS, True)] == ["image"]
+    assert [r["label"] for r in to_regions(res, 300, 400, LABELS, THRESHOLDS, False)] == ["table", "image"]
+
+
+def test_overlap_filter_as_paddlex():
+    """paddlex's filter_boxes: the smaller of two boxes overlapping > 70 % of it goes (order renumbered), a text
+    inside an image stays, an inline formula > 50 % inside goes itself, boxes under 6 px and references go."""
+    labels = ["text", "image", "inline_formula", "reference"]
+    res = _result([0, 0, 1, 0, 2, 0, 3],
+                  [0.9] * 7,
+                  [[0, 0, 100, 100], [10, 10, 90, 95], [200, 0, 300, 100], [210, 10, 290, 90], [20, 20, 60, 70],
+                   [0, 150, 100, 154], [0, 200, 100, 250]])
+    got = to_regions(res, 300, 400, labels, np.full(4, 0.5), layout_nms=False)
+    assert [(r["label"], r["box"], r["order"]) for r in got] == [
+        ("text", [0, 0, 100, 100], 1), ("image", [200, 0, 300, 100], -1), ("text", [210, 10, 290, 90], 2)]
 
 
 def test_to_regions_keeps_a_lone_page_image_and_clips_to_the_page():

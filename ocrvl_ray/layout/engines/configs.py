@@ -1,5 +1,6 @@
 """PP-DocLayout configs for models built offline with random weights: full size (the library's defaults, what
-bench/gpu_check.py times) or tiny (a few thousand parameters per block; the CPU tests and ``--smoke``).
+bench/gpu_check.py times) or tiny (a few thousand parameters per block; the CPU tests and ``--smoke``); and the
+synthetic page they are run on.
 
 Only transformers, torch and pyyaml (a transformers dependency) are imported, and only inside the functions.
 """
@@ -97,3 +98,17 @@ def save_random_detector(out_dir: str | Path, version: str, *, tiny: bool = True
     random_detector(version, tiny=tiny, seed=seed).save_pretrained(out)
     getattr(transformers, f"{CLASS_PREFIX[version]}ImageProcessor")().save_pretrained(out)
     return out
+
+
+def synthetic_page(width: int, height: int, seed: int = 0):
+    """A white RGB page with dark text-line bars in two columns and a grey figure block."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    page = np.full((height, width, 3), 250, np.uint8)
+    line, gap = max(height // 120, 2), max(height // 60, 4)
+    for x0, x1 in ((width // 12, width * 11 // 24), (width * 13 // 24, width * 11 // 12)):
+        for y in range(height // 12, height // 2, gap):
+            page[y:y + line, x0:x1 - int(rng.integers(0, width // 10))] = 25
+    page[height * 5 // 8:height * 7 // 8, width // 6:width * 5 // 6] = 128
+    return page

@@ -6,9 +6,10 @@ input image's pixels, the model's reading order, V3 mask outlines / V4 quadrilat
 the result what the paddle engine's ``paddleocr.LayoutDetection`` gives the layout stage, following paddlex's
 ``LayoutAnalysisProcess`` (paddlex/inference/models/layout_analysis/processors.py): per-label thresholds
 (``score > threshold``), coordinates rounded to whole pixels, paddlex's layout NMS, the whole-page ``image``
-filter, boxes sorted by reading order, ``order`` 1-based over the labels that take part in reading order.
-Not reproduced: paddlex's ``filter_overlap_boxes``, unclip / merge modes and ``layout_shape_mode`` reshaping
-of outlines (the outline is the library's).
+filter, boxes sorted by reading order, its ``filter_overlap_boxes`` (on boxes), ``order`` 1-based over the
+labels that take part in reading order. Not reproduced: unclip / merge modes (the stage uses neither), the
+polygon re-check of overlapping boxes and ``layout_shape_mode`` reshaping of outlines (the outline is the
+library's).
 
 Region dicts (the row form of ``core.records.Region`` less ``kind``/``table``, which the stage adds):
 ``{"label", "score", "box": [x1, y1, x2, y2] in the input image's pixels, "order": 1-based rank or -1,
@@ -135,22 +136,53 @@ def to_regions(result: dict, height: int, width: int, labels: list[str], thresho
     if layout_nms and len(keep):
         keep = keep[_layout_nms(ids[keep], scores[keep], boxes[keep])]
     keep = np.sort(_drop_page_images(keep, ids, boxes, width, height, labels))   # back to reading order
-    out, rank = [], 0
+    out = []
     for i in keep:
         x1, y1, x2, y2 = (int(v) for v in (max(0, boxes[i, 0]), max(0, boxes[i, 1]),
                                            min(width, boxes[i, 2]), min(height, boxes[i, 3])))
         if x2 <= x1 or y2 <= y1:
             continue
-        label = labels[ids[i]]
-        order = -1
-        if label not in SKIP_ORDER_LABELS:
-            rank += 1
-            order = rank
         poly = [] if polys is None or polys[i] is None else \
             np.asarray(polys[i].cpu() if hasattr(polys[i], "cpu") else polys[i], dtype=np.float64).reshape(-1, 2)
-        out.append({"label": label, "score": float(scores[i]), "box": [x1, y1, x2, y2], "order": order,
+        out.append({"label": labels[ids[i]], "score": float(scores[i]), "box": [x1, y1, x2, y2], "order": -1,
                     "polygon": [[float(x), float(y)] for x, y in poly]})
+    out = _filter_overlaps(out)
+    rank = 0
+    for r in out:
+        if r["label"] not in SKIP_ORDER_LABELS:
+            rank += 1
+            r["order"] = rank
     return out
+
+
+def _filter_overlaps(regions: list[dict]) -> list[dict]:
+    """paddlex's ``filter_boxes`` on box overlap: ``reference`` regions go; a region under 6 px wide or high goes;
+    of two regions overlapping > 70 % of the smaller, the smaller goes (an ``inline_formula`` > 50 % goes
+    itself), unless they are image/table/seal/chart against another label, except a table against a text label.
+    paddlex first re-checks a box overlap on the polygons (shapely) in polygon shape modes; not done here."""
+    regions = [r for r in regions if r["label"] != "reference"]
+    area = [(r["box"][2] - r["box"][0]) * (r["box"][3] - r["box"][1]) for r in regions]
+    dropped: set[int] = set()
+    for i, a in enumerate(regions):
+        x1, y1, x2, y2 = a["box"]
+        if x2 - x1 < 6 or y2 - y1 < 6:
+            dropped.add(i)
+        for j in range(i + 1, len(regions)):
+            if i in dropped or j in dropped:
+                continue
+            b = regions[j]["box"]
+            inter = max(0, min(x2, b[2]) - max(x1, b[0])) * max(0, min(y2, b[3]) - max(y1, b[1]))
+            ratio = inter / min(area[i], area[j]) if min(area[i], area[j]) else 0.0
+            pair = {a["label"], regions[j]["label"]}
+            if "inline_formula" in pair and ratio > 0.5:
+                dropped.update(k for k in (i, j) if regions[k]["label"] == "inline_formula")
+                continue
+            if ratio > 0.7:
+                if pair & {"image", "table", "seal", "chart"} and len(pair) > 1 and (
+                        "table" not in pair or pair <= {"table", "image", "seal", "chart"}):
+                    continue
+                dropped.add(j if area[i] >= area[j] else i)
+    return [r for k, r in enumerate(regions) if k not in dropped]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
