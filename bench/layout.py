@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import statistics
@@ -123,7 +124,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    med = statistics.median
+    unusable = sum(not math.isfinite(p["rate"]) for ps in pipe.values() for p in ps)
+    if unusable:
+        print(f"{unusable} pipeline repetition(s) without a steady estimate (N pages not slower than N/2), "
+              f"left out of the medians")
     print(f"\nmedians of {args.reps} alternating repetitions; load average now {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
     for h in HANDOFFS:
@@ -205,9 +209,19 @@ def run_stream(cfg) -> dict:
 def steady(half: dict, full: dict) -> dict:
     """Steady rate from two complete runs of N/2 and N pages (same start-up, so it cancels out):
     (N - N/2) / (T_N - T_N/2); start-up = T_N - N / rate. Robust to bursty output, unlike timing the
-    outputs of one run (work done before the first output would count as start-up)."""
-    rate = (full["pages"] - half["pages"]) / max(1e-9, full["wall"] - half["wall"])
+    outputs of one run (work done before the first output would count as start-up). A repetition whose N-page
+    run was not slower than its N/2-page run (a load burst on a shared machine) has no estimate: NaN, left out
+    of the medians."""
+    if full["wall"] <= half["wall"]:
+        return {"startup": math.nan, "rate": math.nan}
+    rate = (full["pages"] - half["pages"]) / (full["wall"] - half["wall"])
     return {"startup": max(0.0, full["wall"] - full["pages"] / rate), "rate": rate}
+
+
+def med(values) -> float:
+    """Median of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
 
 
 def check_all_ok(output: str, pages: int) -> None:

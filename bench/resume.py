@@ -6,8 +6,8 @@ Set-up (untimed): a Parquet manifest of ``done + extra`` pages (``records.PAGE_S
 split) and an LMDB whose page markers say the first ``done`` are finished, written directly into the LMDB
 (``LmdbWriter`` creates it, one ``lmdb`` transaction puts the markers); an empty LMDB is the fresh-run baseline.
 
-Timed, each the fastest of ``--reps`` (after one untimed warm-up), on the resumed LMDB and on the empty one;
-the figure is the difference of the driver's steps:
+Timed, each the fastest of ``--reps`` (after one untimed warm-up; the driver's CPU seconds printed beside), on
+the resumed LMDB and on the empty one; the figure is the difference of the driver's steps:
   markers   ``lmdb.completed_pages``: the done set from the markers (``layout.job.resume_state``'s first step)
   filter    ``layout.job.pending_pages``: the split's page ids, Arrow ``is_in`` against the done set, the read's
             expression with the shorter of the two id lists (a fresh run only counts the split's rows)
@@ -64,12 +64,16 @@ def make_lmdb(path: Path, done: list[str]) -> None:
                 txn.put(S.page_key(pid), json.dumps({"first": i + 1, "count": 1, "status": "ok"}).encode())
 
 
-def fastest(fn, reps: int) -> tuple[float, object]:
+CPU: dict[str, float] = {}   # the driver's CPU seconds of each step's fastest repetition, by step
+
+
+def fastest(fn, reps: int, step: str = "") -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
-        best = min(best, time.perf_counter() - t)
+        if time.perf_counter() - t < best:
+            best, CPU[step] = time.perf_counter() - t, time.process_time() - c
     return best, out
 
 
@@ -91,7 +95,7 @@ def main() -> None:
     ap.add_argument("--extra", type=int, default=100_000,
                     help="pages of the manifest still to do (as many as done: the read ships the done list, the "
                          "longer case; with fewer left it ships those instead)")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
 
     from ocrvl_ray.layout.job import pending_pages
@@ -110,9 +114,9 @@ def main() -> None:
         ship(pending_pages(str(manifest), "train", set(), 0).keep)   # warm-up: imports, file cache
         for run in ("fresh", "resumed"):
             lmdb = str(work / f"{run}.lmdb")
-            t_mark, done = fastest(lambda: completed_pages(lmdb), args.reps)
-            t_filter, todo = fastest(lambda: pending_pages(str(manifest), "train", done, 0), args.reps)
-            t_ship, blob = fastest(lambda: ship(todo.keep), args.reps)
+            t_mark, done = fastest(lambda: completed_pages(lmdb), args.reps, f"{run} markers")
+            t_filter, todo = fastest(lambda: pending_pages(str(manifest), "train", done, 0), args.reps, f"{run} filter")
+            t_ship, blob = fastest(lambda: ship(todo.keep), args.reps, f"{run} ship")
             task[run], rows = fastest(lambda: scan(manifest, blob), args.reps)
             assert len(done) == (args.done if run == "resumed" else 0) and rows == len(ids) - len(done)
             assert (todo.pages_in, todo.already_done) == (len(ids), len(done))
@@ -120,6 +124,7 @@ def main() -> None:
             print(f"{run:<8} driver: markers {t_mark:6.3f} s  filter {t_filter:6.3f} s  ship {t_ship:6.3f} s "
                   f"({len(blob) / 1e6:.1f} MB) | read task: {task[run]:6.3f} s, {rows} pages left", flush=True)
         extra = [r - f for r, f in zip(times["resumed"], times["fresh"])]
+        cpu = sum(CPU[f"resumed {k}"] - CPU[f"fresh {k}"] for k in ("markers", "filter", "ship"))
         per_million = sum(extra) * 1e6 / args.done
         old = frozenset(ids[:args.done])
         blob = pickle.dumps(old)
@@ -129,7 +134,8 @@ def main() -> None:
 
     print(f"\ndriver's extra seconds at {args.done} done pages: markers {extra[0]:.3f} + filter {extra[1]:.3f} + ship "
           f"{extra[2]:.3f} = {sum(extra):.3f} s; method: fastest of {args.reps}, resumed minus fresh, x 1e6 / "
-          f"{args.done} (linear: each step is one pass over the markers or the page ids); the read task scans "
+          f"{args.done} (linear: each step is one pass over the markers or the page ids); driver CPU {cpu:.3f} s "
+          f"(on a loaded machine the wall figure moves with the load, the CPU one much less); the read task scans "
           f"{task['resumed'] - task['fresh']:+.3f} s (once per manifest file, not per decode task)")
     print(f"before (for contrast): the done set pickled into every decode task: {len(blob) / 1e6:.1f} MB and "
           f"{t_old:.3f} s to unpickle per task at {args.done} done ({t_old * 1e6 / args.done:.1f} s per task per "
