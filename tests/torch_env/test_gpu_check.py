@@ -23,7 +23,7 @@ def test_smoke_prints_every_detector_line():
     assert not [ln for ln in lines if ln.startswith("FIGURE")], "a CPU smoke run printed a GPU figure"
     rates = dict(re.findall(r"^SMOKE FIGURE detector_pages_per_s_(v\d_(?:fp32|bf16)_b\d+) ([\d.]+)$", res.stdout, re.M))
     assert sorted(rates) == sorted(f"{v}_{d}_b{b}" for v in available_versions() for d in ("fp32", "bf16")
-                                   for b in (1, 2))
+                                   for b in (1, 2)), res.stdout
     assert all(float(r) > 0 for r in rates.values())
 
 
