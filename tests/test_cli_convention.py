@@ -15,7 +15,7 @@ from ocrvl_ray.core.config import ConfigError
 #: every command and sub-command, as typed after ``ocrvl``
 ALL = [["prepare"], ["lookup", "build"], ["lookup", "import"], ["layout"], ["train"], ["merge"], ["fix"],
        ["verify"], ["reshard"], ["inspect"], ["eval"], ["eval", "run"], ["eval", "score"], ["pipeline"], ["cluster-check"],
-       ["demo-loop"]]
+       ["demo-loop"], ["convert-detector"]]
 IDS = [" ".join(c) for c in ALL]
 
 
