@@ -102,12 +102,18 @@ def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
     over = dict(cfg.train.overrides)
     if lmdb and "train_lmdb_paths" not in over:
         over["train_lmdb_paths"] = lmdb
-    over.setdefault("output_dir", str(Path(cfg.run_dir) / "sft"))
     items = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in over.items()]
     ours, args = load_train_config(cfg.train.config, items)
     if cfg.model_version and ours.engine == "paddleformers" and ours.model_version is None:
         ours.model_version = args["model_version"] = cfg.model_version
+    if not args.get("output_dir"):   # one folder (and Ray run name) per training config: a changed one starts afresh
+        args["output_dir"] = str((Path(cfg.run_dir) / f"sft-{_train_key(ours, args)[:8]}").resolve())
     return ours, args
+
+
+def _train_key(ours, args) -> str:
+    # model_version, when set, is in args too: left out of ours, older runs' hashes stay valid
+    return config_hash([ours.model_dump(mode="json", exclude={"model_version"}), args])
 
 
 def _eval_stage(cfg: PipelineConfig) -> EvalStage:
@@ -183,9 +189,14 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
         elif name == "train":
             lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
             ours, args = _train_cfg(cfg, _pick(lmdbs, ("train",)))
-            # model_version, when set, is in args too: left out of ours, older runs' hashes stay valid
-            key = config_hash([ours.model_dump(mode="json", exclude={"model_version"}), args])
-            inputs, run = {"train_lmdb_paths": args.get("train_lmdb_paths")}, (lambda: _run_train(ours, args))
+            key, out = _train_key(ours, args), args["output_dir"]
+            if rec.get("config_hash") not in (None, key) and rec.get("inputs", {}).get("output_dir") == out \
+                    and Path(out).exists():
+                raise OcrvlError(f"the train config changed since output_dir={out} was trained, and training "
+                                 "there would resume its checkpoints; set train.overrides.output_dir to a new "
+                                 "folder (or leave it out: <run_dir>/sft-<config hash>)")
+            inputs = {"train_lmdb_paths": args.get("train_lmdb_paths"), "output_dir": out}
+            run = (lambda: _run_train(ours, args))
         elif name == "merge":
             lora = lora or man.stage("train").get("outputs", {}).get("checkpoint")
             if not lora:

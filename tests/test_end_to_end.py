@@ -101,3 +101,24 @@ def test_eval_after_a_recorded_train_only_layout_never_scores_the_training_lmdb(
         run_pipeline(_eval_config(tmp_path, ["eval"]))
     stages = json.loads((run / "run_manifest.json").read_text())["stages"]
     assert "eval" not in stages
+
+
+def test_a_changed_train_config_trains_afresh_never_on_the_old_checkpoints(ray_local, tmp_path, tiny_base):
+    def cfg(steps: int, **over) -> PipelineConfig:
+        return load_config(PipelineConfig, overrides={"run_dir": str(tmp_path / "run"), "stages": ["train"], "train": {
+            "overrides": {"entry": "ocrvl_ray.testing.train:tiny_lora_sft", "model_name_or_path": str(tiny_base),
+                          "max_steps": steps, "save_steps": 2, "num_workers": 1, "use_gpu": False,
+                          "storage_path": str(tmp_path / "storage"), **over}}}, env={})
+
+    first = run_pipeline(cfg(2))["stages"]["train"]
+    second = run_pipeline(cfg(4))["stages"]["train"]
+    out1, out2 = Path(first["inputs"]["output_dir"]), Path(second["inputs"]["output_dir"])
+    assert out1 != out2 and {out1.parent, out2.parent} == {tmp_path / "run"} and out2.name.startswith("sft-")
+    attempts = [json.loads(line) for line in (out2 / "attempts.jsonl").read_text().splitlines()]
+    assert [a["resume_from_checkpoint"] for a in attempts] == [None]          # not resumed from out1's checkpoint
+    assert Path(second["outputs"]["checkpoint"]).name == "checkpoint-4"
+    # a folder the user names is theirs: another config there would resume its checkpoints, so it is refused
+    mine = str(tmp_path / "mine")
+    run_pipeline(cfg(2, output_dir=mine, run_name="mine"))
+    with pytest.raises(OcrvlError, match=f"train config changed since output_dir={mine} was trained"):
+        run_pipeline(cfg(4, output_dir=mine, run_name="mine"))

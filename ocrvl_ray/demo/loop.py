@@ -122,7 +122,7 @@ def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = ()
         build_base(engine, base)
     init_ray()
     stages = run_pipeline(cfg, log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
-    curve = loss_curve(cfg.train.overrides.get("output_dir") or str(Path(cfg.run_dir) / "sft"))
+    curve = loss_curve(stages["train"]["inputs"]["output_dir"]) if "train" in cfg.stages else []
     summary = {"engine": engine, "run_dir": cfg.run_dir, "loss": curve,
                **{name: stages[name].get("outputs") for name in cfg.stages}}
     if curve:

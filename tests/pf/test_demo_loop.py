@@ -44,7 +44,9 @@ def test_the_loop_closes_on_the_valid_split(loop):
     # every sample of the train LMDB with a label became a training row
     with LmdbReader(lmdbs["train"]) as r:
         labelled = sum(bool(r.label(i)) for i in range(len(r)))
-    engine = json.loads((run / "sft.data" / "engine.json").read_text())
+    sft = Path(stages["train"]["inputs"]["output_dir"])
+    assert sft.parent == run and sft.name.startswith("sft-")                  # one folder per training config
+    engine = json.loads((run / f"{sft.name}.data" / "engine.json").read_text())
     assert engine["data"]["rows"] == labelled > 100
     # the base was built with PaddleFormers' own PaddleOCR-VL code, the export merged and verified
     assert json.loads((run / "base" / "config.json").read_text())["model_type"] == "paddleocr_vl"
@@ -58,7 +60,8 @@ def test_the_loop_closes_on_the_valid_split(loop):
 
 
 def test_the_training_loss_falls(loop):
-    losses = [json.loads(line) for line in (loop["run"] / "sft.metrics.jsonl").read_text().splitlines()]
+    [metrics] = loop["run"].glob("sft-*.metrics.jsonl")
+    losses = [json.loads(line) for line in metrics.read_text().splitlines()]
     curve = [(r["step"], r["loss"]) for r in losses if "loss" in r and "checkpoint" not in r]
     assert [s for s, _ in curve] == [1, 5, 10, 15, 20, 25, 30, 35, 40], curve     # the first step, then every 5th
     # the labels are random sample words: a tiny random model learns their distribution, from ~ln(vocab) down
