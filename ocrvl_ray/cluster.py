@@ -22,12 +22,18 @@ from ocrvl_ray.core.runtime import StageResources
 
 PRIVATE_PORTS = (8265, 10001)   # dashboard / job API, Ray client
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+#: Ray's test providers (``RAY_FAKE_CLUSTER=1``): every node is a process on one machine, sharing its disk; the
+#: wheel lacks their defaults file, so they are checked without Ray's default merge and without the mount rules.
+FAKE_PROVIDERS = ("fake_multinode", "fake_multinode_docker")
+#: Providers that fill each node type's ``memory`` resource from the instance type when the config omits it.
+MEMORY_FILLED_BY = ("aws",)
 
 
 @dataclass
 class Request:
     """``count`` copies (``min_count`` needed to make progress) of one resource request, e.g. an actor pool.
-    ``memory`` (bytes per copy) is checked only against node types that declare a ``memory`` resource."""
+    ``memory`` (bytes per copy) fits only node types with a ``memory`` resource (declared, or filled in by the
+    provider): for any other the autoscaler never launches a node, whatever the machine has."""
     name: str
     resources: dict[str, float]
     min_count: int = 1
@@ -64,8 +70,18 @@ def ray_validate(cfg: dict) -> dict:
 
     logging.getLogger("ray.autoscaler._private.util").setLevel(logging.WARNING)  # "setting max workers…"
 
+    ptype = cfg.get("provider", {}).get("type") if isinstance(cfg.get("provider"), dict) else None
     try:
-        prepared = prepare_config(copy.deepcopy(cfg))
+        if ptype in FAKE_PROVIDERS:   # prepare_config's steps with empty defaults in place of the missing file
+            from ray.autoscaler._private.util import fill_node_type_min_max_workers, merge_setup_commands
+
+            empty = {k: [] for k in ("cluster_synced_files", "initialization_commands", "setup_commands",
+                                     "head_setup_commands", "worker_setup_commands", "head_start_ray_commands",
+                                     "worker_start_ray_commands", "rsync_exclude", "rsync_filter")}
+            prepared = merge_setup_commands({**empty, "auth": {}, "file_mounts": {}, **copy.deepcopy(cfg)})
+            fill_node_type_min_max_workers(prepared)
+        else:
+            prepared = prepare_config(copy.deepcopy(cfg))
         validate_config(prepared)
     except jsonschema.ValidationError as e:
         where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
@@ -74,21 +90,31 @@ def ray_validate(cfg: dict) -> dict:
         raise OcrvlError(f"Ray rejects the cluster config: required key {e} is missing") from None
     except (ValueError, TypeError) as e:
         raise OcrvlError(f"Ray rejects the cluster config: {type(e).__name__}: {e}") from None
+    except (NotImplementedError, OSError) as e:   # a provider Ray does not know, or whose defaults it lacks
+        raise OcrvlError(f"provider.type={ptype!r}: Ray cannot check this provider here ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); use one of Ray's providers "
+                         f"(aws, gcp, azure, kuberay, local, ...) or {', '.join(FAKE_PROVIDERS)} for tests") from None
     return prepared
 
 
 def node_slots(cfg: dict) -> list[tuple[str, dict[str, float]]]:
-    """One entry per node the cluster can have at full scale: the head once, each worker type max_workers times."""
+    """One entry per node the cluster can have at full scale: the head once, each worker type max_workers times.
+    On a provider that fills in ``memory`` (``MEMORY_FILLED_BY``) a node type without it has unbounded memory
+    (its amount is known only at launch)."""
     head = cfg["head_node_type"]
+    filled = cfg.get("provider", {}).get("type") in MEMORY_FILLED_BY
     slots = []
     for name, nt in cfg["available_node_types"].items():
         n = 1 if name == head else int(nt.get("max_workers", cfg.get("max_workers", 0)))
-        slots += [(name, dict(nt.get("resources", {})))] * n
+        res = dict(nt.get("resources", {}))
+        if filled:
+            res.setdefault("memory", float("inf"))
+        slots += [(name, res)] * n
     return slots
 
 
 def _fits(req: dict[str, float], have: dict[str, float]) -> bool:
-    return all(v <= have.get(k, 0) + 1e-9 for k, v in req.items() if v > 0 and (k != "memory" or k in have))
+    return all(v <= have.get(k, 0) + 1e-9 for k, v in req.items() if v > 0)
 
 
 def _pack(slots: list[tuple[str, dict[str, float]]], items: list[dict[str, float]]) -> int:
@@ -111,7 +137,13 @@ def check_fit(cfg: dict, requests: list[Request]) -> list[str]:
     problems = []
     for r in requests:
         where = [name for name, res in dict(slots).items() if _fits(r.per_copy(), res)]
-        if not where:
+        if not where and r.memory and any(_fits(r.resources, res) for res in dict(slots).values()):
+            lacking = [n for n, res in dict(slots).items() if _fits(r.resources, res)]
+            problems.append(f"{r.name} asks {_fmt(r.per_copy())} per copy; the node types with its "
+                            f"{_fmt(r.resources)} ({', '.join(lacking)}) declare no memory that large, so the "
+                            f"autoscaler never launches one for it: drop the pool's memory_mb or declare `memory` "
+                            f"in their resources")
+        elif not where:
             problems.append(f"{r.name} asks {_fmt(r.resources)} per copy; no node type offers that "
                             f"({', '.join(f'{n} {_fmt(res)}' for n, res in dict(slots).items())})")
         elif _pack(slots, [r.per_copy()] * r.count) < r.count:
@@ -124,7 +156,7 @@ def check_fit(cfg: dict, requests: list[Request]) -> list[str]:
 
 
 def _fmt(res: dict[str, float]) -> str:
-    return "{" + ", ".join(f"{k}: {v:g}" for k, v in res.items()) + "}"
+    return "{" + ", ".join(f"{k}: {v / 2**20:g} MiB" if k == "memory" else f"{k}: {v:g}" for k, v in res.items()) + "}"
 
 
 def layout_requests(config) -> list[Request]:
@@ -158,6 +190,7 @@ def project_problems(cfg: dict, output_mount: str = "/data", repo_mount: str = "
     problems = []
     types = cfg.get("available_node_types", {})
     head = cfg.get("head_node_type")
+    fake = cfg.get("provider", {}).get("type") in FAKE_PROVIDERS
     for name, nt in types.items():
         gpus = nt.get("resources", {}).get("GPU", 0)
         if name != head and gpus and nt.get("min_workers", 0) != 0:
@@ -170,6 +203,8 @@ def project_problems(cfg: dict, output_mount: str = "/data", repo_mount: str = "
                                 "cannot run the CUDA 12.6 image")
     if not any(nt.get("resources", {}).get("GPU", 0) for n, nt in types.items() if n != head):
         problems.append("no GPU worker type: detection and training need one")
+    if fake:   # one machine, one disk: nothing to mount or sync, no ingress
+        return problems
     docker = cfg.get("docker", {})
     run_opts = " ".join(docker.get("run_options", []) + docker.get("head_run_options", []))
     if docker and f"{output_mount}:{output_mount}" not in run_opts.replace(" ", ""):

@@ -150,12 +150,55 @@ def test_fit_reads_each_stages_own_declaration(cfg):
     assert list(reqs) == ["decode task", "layout actor pool", "table crop task", "cells actor pool", "compose task",
                           "LMDB writer task"]
     assert reqs["decode task"].resources == {"CPU": 1.0} and reqs["LMDB writer task"].resources == {"CPU": 0.0}
-    assert reqs["layout actor pool"].memory == 1 << 30 and reqs["decode task"].memory == 0
-    # node types that declare memory are checked against the detectors' 1 GiB reservation
+    # no memory request unless the user sets one (issue 27: node types without `memory` never satisfy it)
+    assert reqs["layout actor pool"].memory == 0 and reqs["decode task"].memory == 0
+    lc = load_config(LayoutConfig, LAYOUT, overrides=["layout.memory_mb=1024"], env={})
+    assert {r.name: r.memory for r in layout_requests(lc)}["layout actor pool"] == 1 << 30
+    # node types that declare memory are checked against it
     small = copy.deepcopy(cfg)
     for nt in small["available_node_types"].values():
         nt["resources"]["memory"] = 512 << 20
-    assert "no node type offers that" in " ".join(check_fit(ray_validate(small), layout_requests(lc)))
+    assert "declare no memory that large" in " ".join(check_fit(ray_validate(small), layout_requests(lc)))
+
+
+FAKE = {"cluster_name": "drill", "max_workers": 4, "idle_timeout_minutes": 1,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                     "disable_launch_config_check": True},
+        "head_node_type": "head",
+        "available_node_types": {
+            "head": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            "cpu": {"resources": {"CPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2},
+            "gpu": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 2}}}
+
+
+def test_fake_provider_is_checked_and_memory_requests_it_cannot_meet_are_flagged(tmp_path, capsys):
+    """Issue 27 (1, 10): Ray's fake multi-node provider (no defaults file in the wheel) is checked, not a
+    traceback; a pool's memory request on node types that declare no memory is one problem line naming the
+    pool, the request and the node types (the autoscaler would never launch a GPU node for it)."""
+    import yaml
+
+    path = tmp_path / "fake.yaml"
+    path.write_text(yaml.safe_dump(FAKE), encoding="utf-8")
+    gpu = tmp_path / "gpu.yaml"
+    gpu.write_text("layout: {device: gpu}\ncells: {device: gpu}\n", encoding="utf-8")
+    assert main([str(path), str(gpu), "--train-workers", "2"]) == 0
+    assert capsys.readouterr().out.strip().endswith("fake.yaml: OK")
+    gpu.write_text("layout: {device: gpu, memory_mb: 1024}\ncells: {enabled: false}\n", encoding="utf-8")
+    assert main([str(path), str(gpu)]) == 1
+    problem, = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("problem:")]
+    assert problem == ("problem: layout actor pool asks {CPU: 0, GPU: 1, memory: 1024 MiB} per copy; the node types "
+                       "with its {CPU: 0, GPU: 1} (gpu) declare no memory that large, so the autoscaler never launches "
+                       "one for it: drop the pool's memory_mb or declare `memory` in their resources")
+
+
+def test_unknown_provider_is_one_line(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "odd.yaml"
+    path.write_text(yaml.safe_dump({**FAKE, "provider": {"type": "nosuch"}}), encoding="utf-8")
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("ocrvl cluster-check: error: provider.type='nosuch': ")
 
 
 def test_small_clusters_run_without_ray_datas_reservation():

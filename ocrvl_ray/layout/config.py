@@ -26,6 +26,9 @@ class ActorPool(BaseModel):
     num_gpus: Optional[float] = Field(None, ge=0, description="per actor; null = 1 on a GPU device, else 0")
     num_cpus: Optional[float] = Field(None, ge=0, description="per actor; null = 0 on a GPU device (the actor "
                                       "waits on the GPU: every CPU slot stays with decode/compose tasks), else 0.25")
+    memory_mb: Optional[int] = Field(None, ge=1, description="MiB Ray reserves per actor; null = none. Only for node "
+                                     "types that declare (or, on AWS, are filled in with) a `memory` resource: an "
+                                     "autoscaler never launches a node type that lacks one (`ocrvl cluster-check`)")
 
 
 class LayoutModelConfig(ActorPool):

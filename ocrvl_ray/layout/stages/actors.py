@@ -9,19 +9,17 @@ from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.core.runtime import StageResources
 from ocrvl_ray.layout.config import ActorPool, actor_cpus, actor_gpus
 
-#: Memory Ray reserves per detector actor (a loaded paddleocr predictor is ~0.5-1 GiB RSS). Declaring it
-#: also keeps the CPU decode tasks out of the actor: Ray fuses a task into an actor pool only when their
-#: resources are equal, and decode running inside a detector actor would serialise both.
-DETECTOR_MEMORY = 1 << 30
-
 
 def pool_resources(name: str, pool: ActorPool, device: str) -> StageResources:
-    """A detector actor pool's request: pool size, per-actor CPUs (``actor_cpus``), GPUs (``actor_gpus``), memory.
+    """A detector actor pool's request: pool size, per-actor CPUs (``actor_cpus``), GPUs (``actor_gpus``), and
+    ``memory_mb`` only when the user sets it.
 
-    With a GPU device each actor requests its GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it.
+    With a GPU device each actor requests its GPUs and Ray sets ``CUDA_VISIBLE_DEVICES`` for it. No memory by
+    default: a node type that does not declare ``memory`` (the fake provider cannot, GCP's does not fill it in)
+    never satisfies a memory request, so the autoscaler would never launch a GPU node for the pool (issue 27).
     """
     return StageResources(f"{name} actor pool", num_cpus=actor_cpus(pool, device), num_gpus=actor_gpus(pool, device),
-                          memory=DETECTOR_MEMORY, actors=(pool.min_actors, pool.max_actors))
+                          memory=(pool.memory_mb or 0) << 20, actors=(pool.min_actors, pool.max_actors))
 
 
 def resolve_device(device: str) -> str:
