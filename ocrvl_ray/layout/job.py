@@ -349,7 +349,7 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
                 inner = unwrap_ray(e)
                 msg = str(err).splitlines()[0] if err is not None else \
                     f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
-                raise OcrvlError(f"{msg} (full log: {log_path})") from None
+                raise OcrvlError(f"{msg} (full log: {log_path})") from e
     finally:
         if counter is not None:
             ray.kill(counter)

@@ -94,8 +94,12 @@ def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
 
 
 def load_predictor(cls_name: str, model_name: str, model_dir: str | None, device: str, key: str):
-    """Construct a paddleocr predictor (``LayoutDetection`` / ``TableCellsDetection``) once per actor."""
+    """Construct a paddleocr predictor (``LayoutDetection`` / ``TableCellsDetection``) once per actor.
+
+    A GPU device on a CPU-only Paddle is refused here (paddlex would warn in the worker's log and run on the
+    CPU while the actor holds a GPU). A failed load keeps its cause (``__cause__``) and names it."""
     prepare_paddle_env()
+    check_paddle_device(device, key)
     import paddleocr
 
     try:
@@ -107,7 +111,21 @@ def load_predictor(cls_name: str, model_name: str, model_dir: str | None, device
         where = model_dir or "the official weights (download needs internet)"
         hint = "" if model_dir else f"; offline, set {key}.model_dir=DIR or demo_models=true"
         raise OcrvlError(f"{key}: cannot load {model_name} from {where}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}{hint}") from None
+                         f"{str(e).splitlines()[0] if str(e) else ''}{hint}") from e
+
+
+def check_paddle_device(device: str, key: str) -> None:
+    """``device`` gpu/gpu:N needs a Paddle built with CUDA in this process; else a one-line ``OcrvlError``."""
+    if device == "cpu":
+        return
+    import paddle
+
+    if not paddle.device.is_compiled_with_cuda():
+        import platform
+
+        raise OcrvlError(f"{key}.device={device} but Paddle {paddle.__version__} on node {platform.node()} is "
+                         f"CPU-only: install paddlepaddle-gpu on the GPU nodes, or set {key}.device=cpu "
+                         f"({key}.num_gpus=1 still places the actors on GPU nodes)")
 
 
 def with_columns(batch, compute, reads: tuple[str, ...], drop: tuple[str, ...] = ()):
