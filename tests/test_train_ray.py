@@ -3,6 +3,7 @@ LoRA fine-tune, checkpoints reported to storage, crash + resume, re-run resume, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,66 @@ def test_no_placement_group_cleaner_on_a_ray_this_process_started(ray_local):
     assert started_here()                     # the session's ray.init(address="local")
     assert PlacementGroupCleanerCallback in kinds(DataParallelTrainer)
     assert kinds(Trainer) == kinds(DataParallelTrainer) - {PlacementGroupCleanerCallback}
+
+
+def _stored(root: Path, step: int, files: dict[str, bytes], listed: dict[str, int] | None) -> Path:
+    d = root / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    if listed is not None:
+        (d / "ocrvl-files.json").write_text(json.dumps(listed))
+    return d
+
+
+def test_newest_stored_checkpoint_is_the_newest_complete_one(tmp_path):
+    """Complete = every listed file there with its size (any upload order), or, unlisted, a trainer state."""
+    from pyarrow.fs import LocalFileSystem
+
+    from ocrvl_ray.train.checkpoints import newest_stored
+
+    fs, exp = LocalFileSystem(), str(tmp_path)
+    state = b'{"global_step": 1}'
+    _stored(tmp_path, 4, {"trainer_state.json": state}, None)                      # not staged by us
+    eight = _stored(tmp_path, 8, {"trainer_state.json": state, "w.bin": b"1234"},
+                    {"trainer_state.json": len(state), "w.bin": 4})
+    _stored(tmp_path, 12, {"trainer_state.json": state, "w.bin": b"12"},          # upload cut short
+            {"trainer_state.json": len(state), "w.bin": 4})
+    _stored(tmp_path, 16, {"w.bin": b"1234"}, {"trainer_state.json": len(state), "w.bin": 4})
+    _stored(tmp_path, 20, {"w.bin": b"1234"}, None)                                 # no trainer state
+    (tmp_path / "checkpoint-24").write_text("a file, not a folder")
+    assert newest_stored(fs, exp, -1) == str(eight)
+    assert newest_stored(fs, exp, 8) is None
+    assert newest_stored(fs, exp, 3) == str(eight)
+    (tmp_path / "checkpoint-8" / "w.bin").unlink()
+    assert newest_stored(fs, exp, -1) == str(tmp_path / "checkpoint-4")
+    assert newest_stored(fs, str(tmp_path / "missing"), -1) is None
+
+
+def test_restart_uses_a_stored_checkpoint_ray_never_registered(lora_run, tmp_path):
+    """Issue 27 item 7: a node dies after a checkpoint's upload but before Ray Train registers it. The
+    registered checkpoint of the stored run is checkpoint-12; checkpoint-16 (a complete copy, as our upload
+    leaves it) was stored after it but never registered, checkpoint-20 is a cut-off upload. The next start
+    resumes from checkpoint-16 and says so."""
+    import ray
+
+    storage = tmp_path / "storage"
+    shutil.copytree(lora_run["storage"], storage / "tiny")          # the run folder with Ray's bookkeeping
+    shutil.copytree(storage / "tiny" / "checkpoint-12", storage / "tiny" / "checkpoint-16")
+    shutil.copytree(storage / "tiny" / "checkpoint-12", storage / "tiny" / "checkpoint-20")
+    next((storage / "tiny" / "checkpoint-20").glob("*.safetensors")).write_bytes(b"cut")
+    out = tmp_path / "run"
+    ours, args = load_train_config(None, [
+        "num_workers=2", "use_gpu=false", f"output_dir={out}", f"storage_path={storage}", "run_name=tiny",
+        "max_failures=0", "watch_interval_s=0.5", "entry=ocrvl_ray.testing.train:allreduce_check"], env={})
+    assert fit(ours, args).error is None
+    got = [json.loads((out / f"allreduce-rank{r}.json").read_text()) for r in range(2)]
+    assert [g["resume_from_checkpoint"] for g in got] == [str(out / "checkpoint-16")] * 2
+    restored = load_file(str(out / "checkpoint-16" / "peft_model-00001-of-00001.safetensors"))
+    assert restored.keys() == load_file(str(storage / "tiny" / "checkpoint-12" /
+                                             "peft_model-00001-of-00001.safetensors")).keys()
+    logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
+    said = [line for f in logs.glob("worker-*.out") for line in f.read_text(errors="replace").splitlines()
+            if "never registered" in line]
+    assert said == [f"ocrvl train: resuming from {storage / 'tiny' / 'checkpoint-16'}: stored but never "
+                    f"registered by Ray Train, newer than {storage / 'tiny' / 'checkpoint-12'}"], said

@@ -1,5 +1,6 @@
 """The trainer's ``checkpoint-N/`` folders on disk: find finished ones, stage them for reporting,
-restore one for resuming, and read their metrics. Plain filesystem code (no Ray, no Paddle).
+restore one for resuming, find the newest complete one in storage, and read their metrics. Plain
+filesystem code (no Ray, no Paddle; storage through a ``pyarrow.fs`` filesystem).
 
 A paddleformers checkpoint is written file by file: weights, ``trainer_state.json``, RNG state,
 optimizer, and ``scheduler.pdparams`` last. A folder counts as finished when ``trainer_state.json`` and
@@ -22,6 +23,9 @@ STAGED_RE = re.compile(r"^checkpoint-(\d+)-[0-9a-f]{8}$")     # a staging copy m
 STATE_FILE = "trainer_state.json"
 STATE_FILE_PF1 = "trainer_state.bin"     # PaddleFormers 1.x writes the trainer state pickled under this name
 LAST_FILE = "scheduler.pdparams"
+#: Written into each staged copy: ``{relative path: size}`` of its files, so a copy in storage can be
+#: told complete whatever order the upload wrote its files in.
+FILES_LIST = "ocrvl-files.json"
 #: Numeric fields of paddleformers' log entries that we stream as metrics.
 METRIC_KEYS = ("loss", "learning_rate", "grad_norm", "epoch", "progress_or_epoch", "train_loss")
 
@@ -134,7 +138,48 @@ def stage(src: Path, staging_root: Path) -> Path | None:
     except (FileNotFoundError, shutil.Error):
         shutil.rmtree(dst, ignore_errors=True)
         return None
+    files = {f.relative_to(dst).as_posix(): f.stat().st_size for f in sorted(dst.rglob("*"))
+             if f.is_file() and f.name != FILES_LIST}
+    (dst / FILES_LIST).write_text(json.dumps(files, sort_keys=True), encoding="utf-8")
     return dst
+
+
+def stored_complete(fs, fs_path: str) -> bool:
+    """A ``checkpoint-N`` in storage (``pyarrow.fs`` filesystem + path) is complete: every file of its
+    :data:`FILES_LIST` is there with its size; without a list (not staged by us), its trainer state is."""
+    from pyarrow.fs import FileType
+
+    listed = f"{fs_path}/{FILES_LIST}"
+    if fs.get_file_info(listed).type != FileType.File:
+        names = [f"{fs_path}/{STATE_FILE}", f"{fs_path}/{STATE_FILE_PF1}"]
+        return any(i.type == FileType.File for i in fs.get_file_info(names))
+    try:
+        with fs.open_input_stream(listed) as f:
+            files = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):     # still being written
+        return False
+    infos = fs.get_file_info([f"{fs_path}/{name}" for name in files])
+    return all(i.type == FileType.File and i.size == size for i, size in zip(infos, files.values()))
+
+
+def newest_stored(fs, experiment_fs_path: str, after_step: int) -> str | None:
+    """The newest complete ``checkpoint-N`` under the run's storage folder with N > ``after_step``
+    (the step of the checkpoint Ray Train registered, -1 for none), as a path on ``fs``; else None.
+
+    Such a folder was uploaded but never registered: the run failed between the upload and the
+    controller's bookkeeping (e.g. its node died), and resuming from the registered one would redo
+    every step in between."""
+    from pyarrow.fs import FileSelector, FileType
+
+    steps = {}
+    for info in fs.get_file_info(FileSelector(experiment_fs_path, allow_not_found=True)):
+        m = CKPT_RE.match(info.base_name)
+        if m and info.type == FileType.Directory and int(m.group(1)) > after_step:
+            steps[int(m.group(1))] = info.path
+    for step in sorted(steps, reverse=True):
+        if stored_complete(fs, steps[step]):
+            return steps[step]
+    return None
 
 
 def restore(src: str | os.PathLike, output_dir: str | os.PathLike, step: int) -> Path:

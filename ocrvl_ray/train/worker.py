@@ -106,13 +106,26 @@ def _drain() -> list[dict]:
 def _restore(config: dict, rank: int, local_rank: int) -> int:
     """Decide where the entry starts, the same on every rank; returns the step resumed from or -1.
 
-    Ray Train's latest checkpoint is copied back into output_dir. Without one (a first start, or a
-    failure before Ray registered the reported checkpoint) rank 0 looks at its output_dir:
-    :func:`ocrvl_ray.train.checkpoints.start_from`."""
+    Ray Train's latest checkpoint is copied back into output_dir, or a newer complete one in storage
+    that Ray never registered (:func:`ocrvl_ray.train.checkpoints.newest_stored`; one line says so).
+    Without either (a first start, or a failure before the first upload) rank 0 looks at its
+    output_dir: :func:`ocrvl_ray.train.checkpoints.start_from`."""
     import ray.train
+    from ray.train import Checkpoint
     from ray.train.collective import barrier, broadcast_from_rank_zero
 
     checkpoint = ray.train.get_checkpoint()
+    storage = ray.train.get_context().get_storage()
+    newer = None
+    if rank == 0:
+        registered = ck.checkpoint_step(checkpoint.path) if checkpoint is not None else -1
+        newer = ck.newest_stored(storage.storage_filesystem, storage.experiment_fs_path, registered)
+        if newer is not None:
+            print(f"ocrvl train: resuming from {newer}: stored but never registered by Ray Train, newer than "
+                  f"{checkpoint.path if checkpoint is not None else 'no registered checkpoint'}", flush=True)
+    newer = broadcast_from_rank_zero(newer)
+    if newer is not None:
+        checkpoint = Checkpoint(newer, filesystem=storage.storage_filesystem)
     out = Path(config["output_dir"])
     if checkpoint is None:
         plan = None
