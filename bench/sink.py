@@ -28,6 +28,14 @@ time, in every method (the raw loop as well; the cause is outside our code and n
 docs/performance.md); the bench prints the whole machine's kernel seconds per run so such
 an outlier shows, and besides the medians the ratio of the fastest repetitions
 (``RATIO sink_vs_raw_lmdb_best``).
+
+The commit interval (``commit_interval_s``, default 30 s: a write task starts, and a transaction commits, at
+least that often) costs one more write task and transaction per interval when pages come slower than the byte
+target fills. The bench times the 1-shard sink with an interval so short that every block is its own task and
+every page its own transaction (``interval`` runs, alternating with the others): ``FIGURE sink_s_per_extra_commit``
+= (its median wall - the 1-shard sink's) / the extra transactions, and ``RATIO sink_commit_interval_cost`` = that
+/ ``DEFAULT_COMMIT_INTERVAL_S``, the share of a writer's time the default interval can add (an upper bound: the
+bench's extra commits each also pay a task start only every ``--pages-per-block`` pages).
 """
 from __future__ import annotations
 
@@ -45,7 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrvl_ray.lmdb import LmdbSink, verify_lmdb, write_lmdb  # noqa: E402
 from ocrvl_ray.lmdb import schema as S  # noqa: E402
-from ocrvl_ray.lmdb.writer import encode_gt, keep_freed_heap  # noqa: E402
+from ocrvl_ray.lmdb.writer import DEFAULT_COMMIT_INTERVAL_S, encode_gt, keep_freed_heap  # noqa: E402
 from ocrvl_ray.testing.sink import synthetic_pages  # noqa: E402
 
 
@@ -129,10 +137,11 @@ def main() -> None:
                        LmdbSink(os.path.join(tmp, f"warm{n}.lmdb"), n, **opts))
         ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=-(-len(pages) // args.pages_per_block))
         ds = ds.materialize()
-        runs = ["raw", *counts]
+        runs = ["raw", *counts, *(["interval"] if 1 in counts else [])]
         wall: dict = {run: [] for run in runs}
+        txns: dict = {run: [] for run in runs}
         kernel: dict = {run: [] for run in runs}
-        span: dict = {run: [] for run in counts}
+        span: dict = {run: [] for run in [*counts, "interval"]}
         for rep in range(args.reps):
             for what in (runs if rep % 2 == 0 else runs[::-1]):
                 path = os.path.join(tmp, f"{what}-{rep}.lmdb")
@@ -142,8 +151,11 @@ def main() -> None:
                     wall[what].append(raw_lmdb(path, pages))
                 else:
                     t = time.perf_counter()
-                    summary = write_lmdb(ds, LmdbSink(path, what, **opts))
+                    sink = LmdbSink(path, 1, **opts, commit_interval_s=1e-6) if what == "interval" else \
+                        LmdbSink(path, what, **opts)
+                    summary = write_lmdb(ds, sink)
                     wall[what].append(time.perf_counter() - t)
+                    txns[what].append(summary["txns"])
                     first, last = summary["write_span"]
                     span[what].append(last - first)
                 kernel[what].append(kernel_s() - k0)
@@ -177,6 +189,13 @@ def main() -> None:
         print(f"RATIO sink_vs_raw_lmdb_wall {raw / med[1]:.3f}")
         print(f"RATIO sink_vs_raw_lmdb {raw / steady[1]:.3f}")
         print(f"RATIO sink_vs_raw_lmdb_best {min(wall['raw']) / min(span[1]):.3f}")
+    if 1 in counts:
+        extra = statistics.median(txns["interval"]) - statistics.median(txns[1])
+        per_commit = (med["interval"] - med[1]) / extra
+        print(f"commit every page, a task per block: {med['interval']:.2f} s wall, {extra:.0f} more transactions "
+              f"(runs: {runs_s(wall['interval'])})")
+        print(f"FIGURE sink_s_per_extra_commit {per_commit:.4f} s")
+        print(f"RATIO sink_commit_interval_cost {per_commit / DEFAULT_COMMIT_INTERVAL_S:.5f}")
     if 1 in counts and 2 in counts:
         print(f"RATIO sink_shards_2_vs_1 {steady[1] / steady[2]:.3f}")
 

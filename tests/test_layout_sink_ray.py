@@ -164,13 +164,17 @@ ray.data.DataContext.get_current().enable_progress_bars = False
 from ocrvl_ray.lmdb import LmdbSink, write_lmdb
 from ocrvl_ray.testing.sink import synthetic_pages
 
+import json
+SINK = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"min_pages_per_write": 4}   # several commits before the kill
+PAUSE = float(sys.argv[4]) if len(sys.argv) > 4 else 0.15
+
 def slow(row):
-    time.sleep(0.15)
+    time.sleep(PAUSE)
     return row
 
 pages = synthetic_pages(int(sys.argv[2]), seed=15, skip_every=6)
 ds = ray.data.from_items([p.to_row() for p in pages], override_num_blocks=len(pages)).map(slow)
-write_lmdb(ds, LmdbSink(sys.argv[1], min_pages_per_write=4))   # several commits before the kill
+write_lmdb(ds, LmdbSink(sys.argv[1], **SINK))
 print("FINISHED")
 """
 
@@ -187,19 +191,18 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def test_kill_minus_9_of_driver_then_rerun(ray_local, ray_address, tmp_path):
-    n_pages = 80
-    pages = synthetic_pages(n_pages, seed=15, skip_every=6)
-    path = str(tmp_path / "k.lmdb")
+def _kill_after(path: str, n_pages: int, min_done: int, tmp_path, ray_address, *extra: str) -> set:
+    """Runs ``KILL_SCRIPT`` as a second driver, SIGKILLs it (and its session) once ``min_done`` pages are
+    committed; returns the pages committed then."""
     script = tmp_path / "writer.py"
     script.write_text(KILL_SCRIPT)
     log = open(tmp_path / "writer.log", "w")
-    proc = subprocess.Popen([sys.executable, str(script), path, str(n_pages)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)),
-                            env=dict(os.environ, RAY_ADDRESS=ray_address))
+    proc = subprocess.Popen([sys.executable, str(script), path, str(n_pages), *extra], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=os.path.dirname(os.path.dirname(__file__)), env=dict(os.environ, RAY_ADDRESS=ray_address))
     try:
         deadline = time.time() + 120
-        while len(completed_pages(path)) < 8:
+        while len(completed_pages(path)) < min_done:
             assert proc.poll() is None, (tmp_path / "writer.log").read_text()[-2000:]
             assert time.time() < deadline, "writer made no progress"
             time.sleep(0.1)
@@ -215,12 +218,33 @@ def test_kill_minus_9_of_driver_then_rerun(ray_local, ray_address, tmp_path):
     while _group_alive(proc.pid) and time.time() < deadline:
         time.sleep(0.1)
     assert "FINISHED" not in (tmp_path / "writer.log").read_text()
-    done = completed_pages(path)
+    return completed_pages(path)
+
+
+def test_kill_minus_9_of_driver_then_rerun(ray_local, ray_address, tmp_path):
+    n_pages = 80
+    pages = synthetic_pages(n_pages, seed=15, skip_every=6)
+    path = str(tmp_path / "k.lmdb")
+    done = _kill_after(path, n_pages, 8, tmp_path, ray_address)
     assert 8 <= len(done) < n_pages
     report = verify_lmdb(path)                 # consistent right after the crash
     assert report["ok"], report["problems"]
     todo = [p for p in pages if p.page_id not in done]
     write_lmdb(dataset(ray_local, todo, 4), LmdbSink(path))
+    assert_exact(path, pages)
+
+
+def test_a_slow_stream_commits_every_commit_interval_s(ray_local, ray_address, tmp_path):
+    """Issue 27 (6): with the default 512 MB write tasks a small, slow run committed nothing until its end;
+    now a write task starts (and commits) at least every ``commit_interval_s``, so a driver killed mid-run
+    leaves committed pages, and the rest follows on a rerun."""
+    n_pages = 60
+    pages = synthetic_pages(n_pages, seed=15, skip_every=6)
+    path = str(tmp_path / "i.lmdb")
+    done = _kill_after(path, n_pages, 1, tmp_path, ray_address, json.dumps({"commit_interval_s": 1.0}), "0.5")
+    assert 0 < len(done) < n_pages
+    assert verify_lmdb(path)["ok"]
+    write_lmdb(dataset(ray_local, [p for p in pages if p.page_id not in done], 4), LmdbSink(path))
     assert_exact(path, pages)
 
 

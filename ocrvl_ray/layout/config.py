@@ -6,7 +6,8 @@ from typing import Any, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
-from ocrvl_ray.lmdb.writer import DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT, DEFAULT_WRITE_BYTES
+from ocrvl_ray.lmdb.writer import (DEFAULT_COMMIT_INTERVAL_S, DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT,
+                                   DEFAULT_WRITE_BYTES)
 from ocrvl_ray.core.generations import LAYOUT, VERSIONS, ModelVersion, canonical
 
 
@@ -116,6 +117,15 @@ class LayoutConfig(JobConfig):
                                              "stable hash) plus <output>.shards.json (docs/performance.md)")
     num_cpus: Optional[int] = Field(None, description="local runs only: logical CPUs for the local Ray")
     num_gpus: Optional[int] = Field(None, description="local runs only: GPUs for the local Ray")
+    commit_interval_s: float = Field(DEFAULT_COMMIT_INTERVAL_S, gt=0, description="a write task also commits "
+                                     "at least this often (besides by size), so a crash loses at most this much work")
+    stall_timeout_s: float = Field(300.0, ge=0, description="stop with one line naming what the cluster cannot give "
+                                   "when no page is composed for this long while Ray holds resource requests it "
+                                   "cannot place and no node is being launched (0 = never)")
+    wait_for_nodes: bool = Field(False, description="keep waiting for nodes however long (no stall watchdog)")
+    persistent_node: Optional[str] = Field(None, description="the driver (and so the LMDB writer) may run on this "
+                                           "node besides the head: its IP, hostname or Ray node id, a node whose "
+                                           "disk outlives the job (docs/cluster.md)")
     progress: bool = Field(True, description="print a progress line every progress_every_s seconds")
     progress_every_s: float = Field(15.0, gt=0, description="seconds between progress lines")
     quiet: bool = Field(True, description="Ray's own output (tracebacks, logs) goes to <output>.log, not the console")

@@ -296,7 +296,7 @@ def make_sink(cfg: LayoutConfig, plan: SplitPlan, progress=None):
     sink = LmdbSink(plan.work, cfg.shards, index_base=cfg.index_base, label_format=cfg.label_format,
                     min_pages_per_write=cfg.write_batch_pages, min_bytes_per_write=cfg.write_batch_mb << 20,
                     identity=identity_record(plan.identity), before_commit=PartWriter(detections_path(plan.work)),
-                    progress=progress)
+                    progress=progress, commit_interval_s=cfg.commit_interval_s)
     sink.prepare()
     return sink
 

@@ -18,9 +18,9 @@ from ray.data.block import Block, BlockAccessor
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.lmdb.rows import SinkPage, SinkSample, as_bytes
 from ocrvl_ray.lmdb.shards import check_shard_folder, shard_of, shard_paths, write_index
-from ocrvl_ray.lmdb.writer import (DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT, DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES,
-                                   DEFAULT_WRITE_BYTES, RESOURCES, LmdbWriter, WriteStats, check_options,
-                                   keep_freed_heap)
+from ocrvl_ray.lmdb.writer import (DEFAULT_COMMIT_INTERVAL_S, DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT,
+                                   DEFAULT_MAP_SIZE, DEFAULT_MAX_TXN_BYTES, DEFAULT_WRITE_BYTES, RESOURCES, LmdbWriter,
+                                   WriteStats, check_options, keep_freed_heap)
 
 
 class LmdbSink(Datasink):
@@ -33,7 +33,9 @@ class LmdbSink(Datasink):
 
     Ray bundles blocks so each write task (one env open, a few fsyncs) gets at least ``min_bytes_per_write``
     bytes, or, when ``min_pages_per_write`` is given, that many pages (per shard) instead (both ``None``: one
-    task per block). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction
+    task per block). With a byte target a task also starts once ``commit_interval_s`` have passed since the last
+    one started (at the next block that arrives), and a task commits at least that often too: a crash loses at
+    most about that much work however slowly pages come (``WriteTarget``). ``map_size`` is the initial map, doubled when full; ``max_txn_bytes`` bounds a transaction
     (it always ends at a page boundary). ``before_commit(pages)`` (picklable) runs before each transaction,
     e.g. to write the pages' detections first; ``progress`` (a ``core.console.page_counter`` actor) is told
     ``("written", n)`` after each transaction, so the driver counts written pages without reading the LMDB.
@@ -44,7 +46,7 @@ class LmdbSink(Datasink):
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
                  min_pages_per_write: int | None = None, min_bytes_per_write: int | None = DEFAULT_WRITE_BYTES,
                  identity: bytes | None = None, before_commit: Callable[[list[SinkPage]], None] | None = None,
-                 progress=None):
+                 progress=None, commit_interval_s: float = DEFAULT_COMMIT_INTERVAL_S):
         check_options(index_base, label_format)
         if int(shards) < 1:
             raise OcrvlError(f"shards={shards}: need at least 1")
@@ -52,10 +54,12 @@ class LmdbSink(Datasink):
         self.paths = [self.path] if self.shards == 1 else shard_paths(self.path, self.shards)
         self.index_base, self.label_format = index_base, label_format
         self._opts = dict(index_base=index_base, label_format=label_format, map_size=map_size,
-                          max_txn_bytes=max_txn_bytes, identity=identity)  # identity: refuse pages of another config
+                          max_txn_bytes=max_txn_bytes, identity=identity,  # identity: refuse pages of another config
+                          commit_interval_s=commit_interval_s)
         self.before_commit = before_commit
         self.progress = progress   # a ``console.page_counter``: told the pages each transaction commits
-        self._min_rows, self._min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
+        self._min_rows, min_bytes = task_size(min_pages_per_write, min_bytes_per_write)
+        self._min_bytes = None if min_bytes is None else WriteTarget(min_bytes, commit_interval_s)
         self.summary: dict = {}
 
     def _writer(self, i: int) -> LmdbWriter:
@@ -136,6 +140,31 @@ class LmdbSink(Datasink):
                         "path": self.path}
         if self.shards > 1:
             self.summary.update(shards=self.shards, shard_num_samples=counts)
+
+
+class WriteTarget(int):
+    """The bytes Ray Data bundles into a write task, a target that is also met once ``interval_s`` have passed
+    since it was last met (or since the sink was made): small or slow runs then commit as they go instead of
+    only when the stream ends (issue 27: 128 of 200 pages composed, none committed, at 512 MB per task).
+
+    Ray 2.60's write bundler (``EstimateBytes.can_build_ready_bundle``) asks ``size_bytes >= target`` each
+    time a block arrives; for an ``int`` subclass on the right Python tries its reflected ``__le__`` first.
+    The driver holds the one instance (the bundler runs there), so the clock is the stream's."""
+
+    def __new__(cls, nbytes: int, interval_s: float):
+        self = super().__new__(cls, int(nbytes))
+        self.interval_s, self.met = float(interval_s), time.monotonic()
+        return self
+
+    def __le__(self, size) -> bool:
+        now = time.monotonic()
+        if int(size) >= int(self) or now - self.met >= self.interval_s:
+            self.met = now
+            return True
+        return False
+
+    def __reduce__(self):
+        return WriteTarget, (int(self), self.interval_s)
 
 
 def task_size(pages: int | None, nbytes: int | None) -> tuple[int | None, int | None]:

@@ -31,6 +31,9 @@ DEFAULT_MAX_TXN_BYTES = 64 << 20  # commit at the next page boundary once a txn 
 #: Ray Data bundles blocks into write tasks of at least this many bytes: Ray's ~25-30 ms between two tasks and
 #: each task's env open are paid per task, so tasks are sized by what they write (docs/performance.md, "Sink").
 DEFAULT_WRITE_BYTES = 512 << 20
+#: A transaction also commits once this many seconds have passed since the write task's last commit (or start),
+#: at a page boundary, so a crash loses at most that much work however slowly pages arrive (docs/lmdb.md).
+DEFAULT_COMMIT_INTERVAL_S = 30.0
 #: One write task at a time on the driver's node; no CPU, so it also runs on a head that advertises none.
 RESOURCES = StageResources("LMDB writer task", num_cpus=0.0)
 
@@ -132,8 +135,9 @@ class LmdbWriter:
 
     def __init__(self, path: str, index_base: int = DEFAULT_INDEX_BASE, label_format: str = DEFAULT_LABEL_FORMAT,
                  map_size: int = DEFAULT_MAP_SIZE, max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES,
-                 identity: bytes | None = None):
+                 identity: bytes | None = None, commit_interval_s: float = DEFAULT_COMMIT_INTERVAL_S):
         check_options(index_base, label_format)
+        self.commit_interval_s = float(commit_interval_s)
         self.identity = identity  # ``identity.identity_record``: recorded once, then required to match
         self.path, self.index_base, self.label_format = os.fspath(path), index_base, label_format
         self.map_size, self.max_txn_bytes = int(map_size), int(max_txn_bytes)
@@ -177,11 +181,13 @@ class LmdbWriter:
             return int(txn.get(S.NUM_SAMPLES))
 
     def write_pages(self, pages: Iterable[SinkPage], before_commit=None, after_commit=None) -> WriteStats:
-        """Writes pages in transactions of about ``max_txn_bytes``, always ending at a page boundary.
+        """Writes pages in transactions of about ``max_txn_bytes`` or ``commit_interval_s`` (whichever comes first,
+        so a slow page source still commits), always ending at a page boundary.
 
         ``before_commit(pages)`` runs before each transaction (e.g. to write the pages' detections first),
         ``after_commit(stats)`` after it with that transaction's ``WriteStats`` (e.g. to report progress)."""
         stats, batch, size = WriteStats(), [], 0
+        since = time.monotonic()
 
         def commit(b: list[SinkPage], nbytes: int) -> None:
             if before_commit:
@@ -195,9 +201,9 @@ class LmdbWriter:
         for page in pages:
             batch.append(page)
             size += 256 + sum(len(s.image) + len(s.label) + len(s.meta) for s in page.samples)  # 256: marker
-            if size >= self.max_txn_bytes:
+            if size >= self.max_txn_bytes or time.monotonic() - since >= self.commit_interval_s:
                 commit(batch, size)
-                batch, size = [], 0
+                batch, size, since = [], 0, time.monotonic()
         if batch:
             commit(batch, size)
         stats.map_growths, self.map_growths = self.map_growths, 0
