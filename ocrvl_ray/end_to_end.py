@@ -102,8 +102,7 @@ def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
     over = dict(cfg.train.overrides)
     if lmdb and "train_lmdb_paths" not in over:
         over["train_lmdb_paths"] = lmdb
-    items = [f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in over.items()]
-    ours, args = load_train_config(cfg.train.config, items)
+    ours, args = load_train_config(cfg.train.config, over)   # typed values as given: 'no' stays a string
     if cfg.model_version and ours.engine == "paddleformers" and ours.model_version is None:
         ours.model_version = args["model_version"] = cfg.model_version
     if not args.get("output_dir"):   # one folder (and Ray run name) per training config: a changed one starts afresh

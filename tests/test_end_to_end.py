@@ -122,3 +122,15 @@ def test_a_changed_train_config_trains_afresh_never_on_the_old_checkpoints(ray_l
     run_pipeline(cfg(2, output_dir=mine, run_name="mine"))
     with pytest.raises(OcrvlError, match=f"train config changed since output_dir={mine} was trained"):
         run_pipeline(cfg(4, output_dir=mine, run_name="mine"))
+
+
+def test_train_overrides_reach_the_entry_with_their_yaml_types(tmp_path):
+    from ocrvl_ray.end_to_end import _train_cfg
+
+    cfg = load_config(PipelineConfig, overrides={"run_dir": str(tmp_path / "run"), "train": {"overrides": {
+        "evaluation_strategy": "no", "sharding": "", "train_lmdb_prob": "1.0", "max_steps": 4, "num_workers": 2}}},
+        env={})
+    ours, args = _train_cfg(cfg, None)
+    assert (args["evaluation_strategy"], args["sharding"], args["train_lmdb_prob"], args["max_steps"]) == \
+        ("no", "", "1.0", 4)                      # not the booleans / floats a key=value text would become
+    assert ours.num_workers == 2 and "num_workers" not in args
