@@ -1,0 +1,187 @@
+"""The multi-node drill (issue 27): a fake autoscaling cluster on this machine, jobs through `ray job submit`.
+
+Head with `CPU: 0`, worker types `cpu` {CPU: 1} and `gpu` {CPU: 1, GPU: 1} (fake GPUs), `min_workers: 0`,
+idle nodes removed after a few seconds (:mod:`ocrvl_ray.testing.fake_cluster`: own ports, own temp dir,
+own process session, stopped by its own PIDs). The layout job runs on a 60-page manifest with both
+detector pools asking for a GPU (`num_gpus=1`; the demo detectors compute on the CPU: this Paddle has no
+CUDA), so GPU nodes must be launched from zero. Every finished run must equal a single-node run's LMDB
+(keys and value hashes).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ocrvl_ray.testing.fake_cluster import RAY, FakeCluster
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = (400, 566)        # small pages: the template is resolution independent
+N_DRAWN, COPIES = 6, 10   # 6 rendered pages, each under 10 page ids: 60 pages
+MB = 1 << 20
+GPU_POOLS = ["layout.device=cpu", "layout.num_gpus=1", "layout.num_cpus=0",
+             "cells.device=cpu", "cells.num_gpus=1", "cells.num_cpus=0"]
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    """60 pages: the sample's report template drawn 6 times, each copied under 10 page ids, then `prepare`d."""
+    from ocrvl_ray.demo.sample import make_sample_dataset
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
+
+    root = tmp_path_factory.mktemp("drill-data")
+    data = make_sample_dataset(root / "ds", n_pages=N_DRAWN, seed=5, size=PAGES)
+    images, labels = Path(data["images_dir"]), Path(data["labels_dir"])
+    for page in data["pages"]:
+        doc = json.loads(Path(page["label"]).read_text("utf-8"))
+        for k in range(1, COPIES):
+            ident = f"{page['id']}_c{k:02d}"
+            doc["Images"]["identifier"] = ident
+            (labels / f"{ident}.json").write_text(json.dumps(doc, ensure_ascii=False), "utf-8")
+            shutil.copyfile(page["image"], images / f"{ident}.png")
+    out = root / "manifest.parquet"
+    prepare(PrepareConfig(dataset="ocr_public", labels=[str(labels)], images=[str(images)], out=str(out),
+                          quiet=True))
+    return out
+
+
+def _job_args(manifest: Path, output: Path) -> list[str]:
+    return [f"manifest={manifest}", f"output={output}", "demo_models=true", "report_html=false",
+            "progress_every_s=1", "decode_batch_size=4", "compose_batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def single_node(manifest, tmp_path_factory) -> Path:
+    """The reference: the same job on one local Ray (no GPU requests)."""
+    root = tmp_path_factory.mktemp("drill-single")
+    out = root / "single_layout.lmdb"
+    env = {k: v for k, v in _env(root).items() if k != "RAY_ADDRESS"}
+    res = subprocess.run([sys.executable, str(REPO / "jobs" / "layout.py"), *_job_args(manifest, out), "num_cpus=2"],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=root)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    from ocrvl_ray.lmdb import completed_pages
+
+    assert len(completed_pages(str(out))) == N_DRAWN * COPIES
+    return out
+
+
+def _env(root: Path) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ, OCRVL_CACHE=str(root / "cache"), RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    fc = FakeCluster({"cpu": {"resources": {"CPU": 1, "object_store_memory": 100 * MB}, "max_workers": 1},
+                      "gpu": {"resources": {"CPU": 1, "GPU": 1, "object_store_memory": 100 * MB}, "max_workers": 2}},
+                     head_resources={"CPU": 0}, idle_timeout_s=5, head_object_store_mb=150,
+                     env={"RAY_AUTH_MODE": "disabled"})
+    try:
+        yield fc.start()
+    finally:
+        left = fc.stop()
+        assert not left, f"processes of the fake cluster left running: {left}"
+
+
+def _contents(path: Path) -> dict[bytes, str]:
+    """Every key -> sha256 of its value; the identity record by its hash and identity (not the code's commit)."""
+    from ocrvl_ray.lmdb.schema import IDENTITY_KEY, open_readonly
+
+    env = open_readonly(str(path))
+    try:
+        with env.begin() as txn:
+            out = {k: hashlib.sha256(v).hexdigest() for k, v in txn.cursor()}
+            rec = json.loads(txn.get(IDENTITY_KEY))
+    finally:
+        env.close()
+    out[IDENTITY_KEY] = hashlib.sha256(json.dumps([rec["hash"], rec["identity"]], sort_keys=True).encode()).hexdigest()
+    return out
+
+
+def _submit(fc: FakeCluster, root: Path, args: list[str]) -> str:
+    """`ray job submit --no-wait` of jobs/layout.py with a PYTHONPATH runtime env (all fake nodes share this disk);
+    returns the submission id."""
+    sid = f"drill-{uuid.uuid4().hex[:8]}"
+    runtime_env = {"env_vars": {"PYTHONPATH": str(REPO), "OCRVL_CACHE": str(root / "cache")}}
+    res = subprocess.run([RAY, "job", "submit", "--address", fc.url, "--submission-id", sid, "--no-wait",
+                          "--runtime-env-json", json.dumps(runtime_env), "--",
+                          "python", str(REPO / "jobs" / "layout.py"), *args],
+                         env=fc.env, capture_output=True, text=True, timeout=120, cwd=root)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return sid
+
+
+def _status(fc: FakeCluster, sid: str) -> str:
+    with __import__("urllib.request").request.urlopen(f"{fc.url}/api/jobs/{sid}", timeout=20) as r:
+        return json.loads(r.read())["status"]
+
+
+def _logs(fc: FakeCluster, sid: str) -> str:
+    with __import__("urllib.request").request.urlopen(f"{fc.url}/api/jobs/{sid}/logs", timeout=20) as r:
+        return json.loads(r.read())["logs"]
+
+
+def _run(fc: FakeCluster, root: Path, args: list[str], during=None, timeout_s: float = 400) -> dict:
+    """Submit, poll every second (``during(fc, logs)`` may act), return status, logs and the GPU nodes seen."""
+    sid = _submit(fc, root, args)
+    gpu_seen: set[str] = set()
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status = _status(fc, sid)
+        gpu_seen |= {n["node_id"] for n in fc.workers("gpu")}
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        if during is not None:
+            during(fc, _logs(fc, sid))
+        time.sleep(1)
+    else:
+        subprocess.run([RAY, "job", "stop", "--address", fc.url, sid], env=fc.env, capture_output=True, timeout=60)
+        pytest.fail(f"job {sid} not finished in {timeout_s:.0f} s:\n{_logs(fc, sid)[-3000:]}")
+    return {"status": status, "logs": _logs(fc, sid), "gpu_nodes": gpu_seen}
+
+
+def test_gpu_pools_scale_from_zero_and_match_one_node(cluster, manifest, single_node, tmp_path):
+    assert cluster.workers() == []                       # nothing but the CPU: 0 head at start
+    out = tmp_path / "drill_layout.lmdb"
+    got = _run(cluster, tmp_path, _job_args(manifest, out) + GPU_POOLS)
+    assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
+    assert len(got["gpu_nodes"]) >= 1, got["logs"][-2000:]
+    assert _contents(out) == _contents(single_node)
+    cluster.wait(lambda: cluster.workers() == [], 60, "idle worker nodes removed")
+
+
+def test_raylet_killed_mid_run_still_identical(cluster, manifest, single_node, tmp_path):
+    """SIGKILL a worker node's raylet once pages are being composed; the job still finishes, same LMDB."""
+    import os
+    import re
+    import signal
+
+    killed: list[str] = []
+
+    def kill_one(fc: FakeCluster, logs: str) -> None:
+        done = [int(m) for m in re.findall(r"(\d+)/\d+ pages composed", logs)]
+        if killed or not done or max(done) == 0:
+            return
+        victims = fc.workers("cpu") or fc.workers()
+        if victims:
+            node = victims[0]["node_id"]
+            os.kill(fc.raylet_pid(node), signal.SIGKILL)
+            killed.append(node)
+
+    out = tmp_path / "drill_layout.lmdb"
+    got = _run(cluster, tmp_path, _job_args(manifest, out) + GPU_POOLS, during=kill_one)
+    assert killed, "no worker node was running while pages were composed:\n" + got["logs"][-3000:]
+    assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
+    assert _contents(out) == _contents(single_node)
