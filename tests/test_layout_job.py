@@ -313,3 +313,57 @@ def test_sink_tells_the_counter_what_it_committed(ray_local, tmp_path):
         time.sleep(0.1)
     assert ray.get(counter.totals.remote()) == {"composed": 0, "written": len(pages)}
     ray.kill(counter)
+
+
+def test_stall_watchdog_names_what_the_cluster_cannot_give(corpus, tmp_path, ray_address):
+    """Issue 27 (2): detectors asking for a GPU on a cluster without one used to wait forever, the console
+    repeating "0/N pages composed"; now the job stops with one line naming the request, within its timeout."""
+    out = tmp_path / "stall_layout.lmdb"
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONPATH=str(REPO))   # a second driver on the session Ray
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "ocrvl_ray.cli", "layout", f"manifest={corpus['manifest']}",
+                           f"output={out}", f"layout.model_dir={corpus['layout']}", "cells.enabled=false",
+                           "layout.device=gpu", "stall_timeout_s=3", "progress=false", "report_html=false"],
+                          env=env, capture_output=True, text=True, timeout=150, start_new_session=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ocrvl layout: error: layout [train]: no page composed for ") and \
+        "Ray cannot place {GPU: 1} x 1 and launches no node for it (nodes: {CPU: 4} x 1)" in last \
+        and "wait_for_nodes=true" in last, last
+    assert time.time() - t0 < 120
+
+
+def test_progress_goes_on_through_a_lost_or_restarted_counter(ray_local):
+    """Issue 27 (8): a failed read of the counter is a note and the job goes on; a restarted counter's totals
+    add to what was seen."""
+    import ray
+
+    from ocrvl_ray.core.console import page_counter
+    from ocrvl_ray.layout.job import Todo, Watch
+
+    cfg = load_config(LayoutConfig, overrides=["manifest=m.parquet", "progress_every_s=0.01"], env={})
+    counter, lines = page_counter(), []
+    watch = Watch(cfg, "train", Todo(None, 10, 1), counter, lines.append, time.time())
+    ray.get([counter.add.remote("composed", 3), counter.add.remote("written", 2)])
+    time.sleep(0.02)
+    watch.tick()
+    assert lines[-1].startswith("layout [train]: 4/10 pages composed, 3 written (")
+    ray.kill(counter, no_restart=False)             # restarts, from zero
+    deadline = time.time() + 30
+    while True:   # the kill is asynchronous: wait for the restarted counter (its totals back at zero)
+        try:
+            if ray.get(counter.totals.remote(), timeout=5)["composed"] == 0:
+                break
+        except Exception:  # noqa: BLE001 - restarting
+            pass
+        assert time.time() < deadline
+        time.sleep(0.2)
+    ray.get(counter.add.remote("composed", 2))
+    time.sleep(0.02)
+    watch.tick()
+    assert lines[-1].startswith("layout [train]: 6/10 pages composed, 3 written (")
+    ray.kill(counter)                               # gone for good
+    time.sleep(0.02)
+    watch.tick()
+    assert lines[-1].startswith("note: layout [train]: cannot read the page counter (") and \
+        lines[-1].endswith(" s)") and "the job goes on" in lines[-1]

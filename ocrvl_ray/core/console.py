@@ -87,8 +87,12 @@ class Ticker:
 def page_counter():
     """A Ray actor (no CPU) that counts pages by what happened to them: the compose tasks tell it
     ``counter.add.remote("composed", n)``, the sink ``counter.add.remote("written", n)`` (fire and forget); the
-    driver reads ``ray.get(counter.totals.remote())``. Retried tasks count again (progress only)."""
+    driver reads ``ray.get(counter.totals.remote())``. Retried tasks count again (progress only).
+
+    It lives on the driver's node (hard node affinity), whose loss ends the job anyway: a counter on a node
+    that died silenced the progress lines for the rest of a run (issue 27). Restartable, from zero."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     @ray.remote(num_cpus=0)
     class PageCounter:
@@ -101,4 +105,6 @@ def page_counter():
         def totals(self) -> dict[str, int]:
             return dict(self.counts)
 
-    return PageCounter.remote()
+    here = ray.get_runtime_context().get_node_id()
+    return PageCounter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+                               max_restarts=-1).remote()

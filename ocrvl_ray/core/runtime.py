@@ -64,3 +64,50 @@ class StageResources:
         if self.memory:
             args["memory"] = self.memory
         return args
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What the cluster cannot give a job right now (``waiting_on``): resource requests Ray holds pending or
+    infeasible (``demands``, e.g. ``"{GPU: 1} x 2"``), whether an autoscaler is launching nodes for them
+    (``launching``), and the nodes there are (``nodes``: their CPUs and GPUs, by node type when an autoscaler
+    names them)."""
+    demands: list[str]
+    launching: bool
+    nodes: str
+
+
+def waiting_on() -> Waiting:
+    """Asks the GCS (Ray 2.60's ``autoscaler.v2.sdk.get_cluster_status``, which reports task/actor and placement
+    group demands with or without an autoscaler) and the v1 autoscaler's status record (pending launches and
+    node types, on clusters started with ``--autoscaling-config``)."""
+    import json
+
+    import ray
+    from ray._private import ray_constants
+    from ray.autoscaler.v2.sdk import get_cluster_status
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    status = get_cluster_status(ray.get_runtime_context().gcs_address)
+    dem = status.resource_demands
+    demands = [f"{_shape(b.bundle)} x {b.count}"
+               for d in (*dem.ray_task_actor_demand, *dem.placement_group_demand, *dem.cluster_constraint_demand)
+               for b in d.bundles_by_count]
+    launching = bool(status.pending_launches or status.pending_nodes)
+    raw = _internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+    report = (json.loads(raw) if raw else {}).get("autoscaler_report") or {}
+    launching = launching or bool(report.get("pending_launches") or report.get("pending_nodes"))
+    types = report.get("node_type_mapping") or {}   # node IP -> node type, from an autoscaler
+    shapes: dict[str, int] = {}
+    for n in ray.nodes():
+        if n.get("Alive"):
+            t = types.get(n["NodeManagerAddress"], "")
+            s = _shape({k: v for k, v in n["Resources"].items() if k in ("CPU", "GPU")})
+            s = f"{t} {s}" if t and not t.startswith("node_") else s   # without one Ray names types by node id
+            shapes[s] = shapes.get(s, 0) + 1
+    nodes = ", ".join(f"{s} x {c}" for s, c in sorted(shapes.items()))
+    return Waiting(demands, launching, nodes)
+
+
+def _shape(bundle: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(bundle.items())) + "}"

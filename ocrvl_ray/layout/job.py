@@ -322,25 +322,24 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     t0 = time.time()
     ray.data.DataContext.get_current().enable_progress_bars = False   # Ray's output goes to the log file
     log_path = plan.output.rstrip("/") + ".log"
+    where = writer_node(cfg)
     # Pages commit a write task (up to write_batch_mb) at a time, so progress counts composed pages too; both
-    # counts come from the stages and the sink, never from a rescan of the LMDB.
-    counter = page_counter() if cfg.progress else None
+    # counts come from the stages and the sink, never from a rescan of the LMDB. The stall watchdog reads them.
+    counter = page_counter() if cfg.progress or stall_watch(cfg) else None
     try:
         sink = make_sink(cfg, plan, counter)
         todo = resume_state(cfg, manifest, plan)
         with RayLog(log_path, enabled=cfg.quiet) as log:
-            def progress() -> None:
-                made = ray.get(counter.totals.remote(), timeout=10)
-                composed = min(todo.pages_in - todo.already_done, made["composed"])
-                rate = composed / max(1e-9, time.time() - t0)
-                log.say(f"layout [{plan.split}]: {todo.already_done + composed}/{todo.pages_in} pages composed, "
-                        f"{todo.already_done + made['written']} written ({rate:.1f} pages/s)")
-
-            log.say(f"layout [{plan.split}]: {todo.pages_in} pages -> {plan.output} "
+            log.say(f"layout [{plan.split}]: {todo.pages_in} pages -> {plan.output} on {where} "
                     f"({todo.already_done} already done; Ray's output: {log_path})")
+            watch = Watch(cfg, plan.split, todo, counter, log.say, t0)
             try:
-                with Ticker(progress, cfg.progress_every_s if cfg.progress else 0):
+                with Ticker(watch.tick, watch.period if counter is not None else 0):
                     summary = write_lmdb(build_dataset(cfg, manifest, todo, plan.detections_in, counter), sink)
+            except KeyboardInterrupt:
+                if watch.stalled is None:
+                    raise
+                raise OcrvlError(f"{watch.stalled} (full log: {log_path})") from None
             except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
                 import traceback
 
@@ -365,6 +364,104 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
         report["report_html"] = inspect_lmdb(plan.output, html=True)["html"]
     write_report(report, plan.output)
     return report
+
+
+def writer_node(cfg: LayoutConfig) -> str:
+    """Where the LMDB is written: Ray runs the sink's write tasks on the driver's node, so that node must be the
+    head or the node named by ``persistent_node`` (an autoscaler removes the others, disk and all; with
+    ``--entrypoint-num-cpus`` on a ``CPU: 0`` head the driver lands on a worker). Returns e.g. "the head node
+    10.0.0.5 (ip-10-0-0-5)"; else a one-line ``OcrvlError``."""
+    import ray
+
+    me = ray.get_runtime_context().get_node_id()
+    node = next(n for n in ray.nodes() if n["NodeID"] == me)
+    name = f"{node['NodeManagerAddress']} ({node['NodeManagerHostname']})"
+    if "node:__internal_head__" in node["Resources"]:
+        return f"the head node {name}"
+    if cfg.persistent_node in (me, node["NodeManagerAddress"], node["NodeManagerHostname"]):
+        return f"node {name} (persistent_node)"
+    raise OcrvlError(f"the driver runs on node {name}, not the head: Ray writes the LMDB on the driver's node, and "
+                     f"an autoscaler can remove this one with its disk; submit without --entrypoint-num-cpus / "
+                     f"--entrypoint-resources so the driver runs on the head (docs/cluster.md), or set "
+                     f"persistent_node={node['NodeManagerAddress']} if this node's disk outlives the job")
+
+
+def stall_watch(cfg: LayoutConfig) -> bool:
+    return cfg.stall_timeout_s > 0 and not cfg.wait_for_nodes
+
+
+class Watch:
+    """The driver's eye on a running split, ticked every ``period`` s on a thread: a progress line every
+    ``progress_every_s`` (pages composed and written, from the counter actor) and the stall watchdog.
+
+    A failed read of the counter prints a note and the job goes on (a restarted counter counts from zero: its
+    totals are added to what was seen). The watchdog fires when no page was composed for ``stall_timeout_s``
+    while Ray holds requests it cannot place and no node is being launched (``runtime.waiting_on``): it keeps
+    the one line in ``stalled`` and interrupts the driver's main thread, which turns it into an ``OcrvlError``.
+    Pages it cannot count (the counter unreadable) never count as a stall."""
+
+    def __init__(self, cfg: LayoutConfig, split: str, todo: Todo, counter, say, t0: float):
+        self.cfg, self.split, self.todo, self.counter, self.say, self.t0 = cfg, split, todo, counter, say, t0
+        self.watchdog = stall_watch(cfg)
+        every = [cfg.progress_every_s] if cfg.progress else []
+        self.period = min(every + ([max(0.5, cfg.stall_timeout_s / 5)] if self.watchdog else []) or [1.0])
+        self.base = {"composed": 0, "written": 0}
+        self.last = dict(self.base)
+        self.moved_at = self.printed_at = t0
+        self.stalled: str | None = None
+
+    def tick(self) -> None:
+        import ray
+
+        now = time.time()
+        try:
+            made = ray.get(self.counter.totals.remote(), timeout=10)
+        except Exception as e:  # noqa: BLE001 - progress never fails a run
+            made = None
+            self.moved_at = now
+            if now - self.printed_at >= self.cfg.progress_every_s:
+                self.printed_at = now
+                self.say(f"note: layout [{self.split}]: cannot read the page counter ({type(e).__name__}); "
+                         f"the job goes on ({now - self.t0:.0f} s)")
+        if made is not None:
+            for k in self.base:
+                if made[k] < self.last[k]:   # restarted from zero
+                    self.base[k] += self.last[k]
+            if made["composed"] != self.last["composed"]:
+                self.moved_at = now
+            self.last = made
+            if self.cfg.progress and now - self.printed_at >= self.cfg.progress_every_s:
+                self.printed_at = now
+                self.say(self.line(now))
+        if self.watchdog and self.stalled is None and now - self.moved_at >= self.cfg.stall_timeout_s:
+            self.check_stall(now)
+
+    def line(self, now: float) -> str:
+        todo = self.todo
+        composed = min(todo.pages_in - todo.already_done, self.base["composed"] + self.last["composed"])
+        rate = composed / max(1e-9, now - self.t0)
+        return (f"layout [{self.split}]: {todo.already_done + composed}/{todo.pages_in} pages composed, "
+                f"{todo.already_done + self.base['written'] + self.last['written']} written ({rate:.1f} pages/s)")
+
+    def check_stall(self, now: float) -> None:
+        import _thread
+
+        from ocrvl_ray.core.runtime import waiting_on
+
+        try:
+            wait = waiting_on()
+        except Exception as e:  # noqa: BLE001 - the watchdog never fails a run by itself
+            self.say(f"note: layout [{self.split}]: cannot ask Ray what it waits for ({type(e).__name__}: {e})")
+            self.moved_at = now
+            return
+        if not wait.demands or wait.launching:
+            return
+        self.stalled = (f"layout [{self.split}]: no page composed for {now - self.moved_at:.0f} s while Ray cannot "
+                        f"place {', '.join(wait.demands[:4])} and launches no node for it (nodes: {wait.nodes}); "
+                        f"give the cluster a node type that offers it (`ocrvl cluster-check CLUSTER.yaml "
+                        f"LAYOUT.yaml`) or lower the request, or set wait_for_nodes=true to keep waiting "
+                        f"(stall_timeout_s={self.cfg.stall_timeout_s:g})")
+        _thread.interrupt_main()
 
 
 def _swap_in(work: str, output: str) -> None:
