@@ -208,6 +208,17 @@ def build_tiny_cell_model(out_dir: str | os.PathLike, cells: Sequence[Sequence[f
     return out
 
 
+def demo_model_dirs(cache_dir: str | os.PathLike | None = None,
+                    layout_model_name: str = LAYOUT_MODEL_NAME) -> tuple[Path, Path]:
+    """Where ``demo_models`` puts (layout_dir, cell_dir): named by a hash of what they detect, so every node
+    builds the same folders under the same ``cache_dir``."""
+    base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "ocrvl-demo-models"
+    variants = [(scene.aspect, scene.regions) for name, scene in SCENES.items() if name != "report"]
+    key = hashlib.sha1(json.dumps([TEMPLATE_REGIONS, TEMPLATE_CELLS, variants, 2]).encode()).hexdigest()[:10]
+    v3 = "-v3" if layout_model_name == LAYOUT_V3_MODEL_NAME else ""
+    return base / f"layout{v3}-{key}", base / f"cells-{key}"
+
+
 def demo_models(cache_dir: str | os.PathLike | None = None,
                 layout_model_name: str = LAYOUT_MODEL_NAME) -> tuple[Path, Path]:
     """(layout_dir, cell_dir): scripted models matching the bundled sample's page designs (``scenes.SCENES``,
@@ -215,12 +226,10 @@ def demo_models(cache_dir: str | os.PathLike | None = None,
 
     ``layout_model_name``: PP-DocLayoutV2 or PP-DocLayoutV3 (the same boxes, each with a box-shaped mask).
     """
-    base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "ocrvl-demo-models"
+    layout_dir, cell_dir = demo_model_dirs(cache_dir, layout_model_name)
+    base = layout_dir.parent
     base.mkdir(parents=True, exist_ok=True)
     variants = [(scene.aspect, scene.regions) for name, scene in SCENES.items() if name != "report"]
-    key = hashlib.sha1(json.dumps([TEMPLATE_REGIONS, TEMPLATE_CELLS, variants, 2]).encode()).hexdigest()[:10]
-    v3 = "-v3" if layout_model_name == LAYOUT_V3_MODEL_NAME else ""
-    layout_dir, cell_dir = base / f"layout{v3}-{key}", base / f"cells-{key}"
     for target, build in ((layout_dir, lambda d: build_tiny_layout_model(d, TEMPLATE_REGIONS, layout_model_name,
                                                                          by_aspect=variants)),
                           (cell_dir, lambda d: build_tiny_cell_model(d, TEMPLATE_CELLS))):
@@ -233,3 +242,15 @@ def demo_models(cache_dir: str | os.PathLike | None = None,
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
     return layout_dir, cell_dir
+
+
+def ensure_demo_model(model_dir: str | os.PathLike) -> bool:
+    """Builds the demo model folder ``model_dir`` names when this node lacks it (a worker on another machine than
+    the driver that built it: issue 27); True when ``model_dir`` is a demo model folder, False for any other."""
+    d = Path(model_dir)
+    for name in (LAYOUT_MODEL_NAME, LAYOUT_V3_MODEL_NAME):
+        if d in demo_model_dirs(d.parent, name):
+            if not (d / "inference.yml").is_file():
+                demo_models(d.parent, name)
+            return True
+    return False

@@ -57,12 +57,19 @@ def stage_resources(cfg: LayoutConfig) -> list[StageResources]:
     return [s.resources for s in stages(cfg, cfg.detections)] + [writer.RESOURCES]
 
 
-def read_manifest(manifest: str):
+def read_manifest(manifest: str, from_driver: bool = False):
     """The manifest as a Dataset, through Ray Data's V1 Parquet reader.
 
     Ray 2.60's default (V2) lists files in a task and starts 32 footer-reader actors on every read, for a
-    manifest of one or a few files: ~4 s of each layout run on 2 cores (docs/performance.md, "Start-up")."""
+    manifest of one or a few files: ~4 s of each layout run on 2 cores (docs/performance.md, "Start-up").
+    ``from_driver``: a file only the driver's machine has (the bundled sample's, prepared in its temp dir; small):
+    the driver reads it and its rows go through the object store, so read tasks on other nodes need no copy."""
     import ray.data
+
+    if from_driver:
+        import pyarrow.parquet as pq
+
+        return ray.data.from_arrow(pq.read_table(manifest))
 
     ctx = ray.data.DataContext.get_current()
     v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
@@ -166,7 +173,7 @@ def build_dataset(cfg: LayoutConfig, manifest: str, todo: Todo, detections: str 
 
     graph = stages(cfg, detections, progress)
     check_graph(graph)
-    ds = read_manifest(manifest)
+    ds = read_manifest(manifest, from_driver=not cfg.manifest)   # no manifest= : the bundled sample's
     if reservation_starves(cfg, ray.cluster_resources().get("CPU", 0.0)):
         ds.context.op_resource_reservation_enabled = False
     ds = ds.filter(expr=todo.keep)          # pushed down into the Parquet read

@@ -75,10 +75,19 @@ def check_model_dir(model_dir: str | None, what: str, key: str) -> str | None:
     Two layouts load: a static export (``inference.json`` or ``inference.pdmodel`` with ``inference.pdiparams``;
     the ``paddle_static`` engine) and a dynamic one (``model.safetensors`` or ``model_state.pdparams`` with
     ``config.json``, e.g. ``save_pretrained``; the ``paddle_dynamic`` engine). Both need ``inference.yml``.
+    A demo model folder (``demo_models=true``) missing on this node is built here first.
     """
     if model_dir is None:
         return None
     d = Path(model_dir)
+    if not d.is_dir():
+        from ocrvl_ray.demo.models import ensure_demo_model
+
+        if not ensure_demo_model(d):   # the demo models are built on each node that lacks them
+            import platform
+
+            raise OcrvlError(f"{key}={model_dir}: no such folder on node {platform.node()}; give a folder every "
+                             f"node can read (shared storage), or leave {key} unset with demo_models=true")
     has = {f for f in MODEL_FILES if (d / f).is_file()}
     if "inference.yml" not in has:
         raise OcrvlError(f"{key}={model_dir}: no {what} model there (inference.yml missing); "
