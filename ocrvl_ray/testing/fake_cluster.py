@@ -133,6 +133,13 @@ class FakeCluster:
             data = json.loads(r.read())
         return [n for n in data["data"]["result"]["result"] if n["state"] == "ALIVE"]
 
+    def actor_nodes(self, class_name: str) -> list[str]:
+        """Node ids of the alive actors whose class name contains ``class_name``."""
+        with urllib.request.urlopen(f"{self.url}/api/v0/actors?limit=10000&detail=true", timeout=20) as r:
+            data = json.loads(r.read())
+        return [a["node_id"] for a in data["data"]["result"]["result"]
+                if a["state"] == "ALIVE" and class_name in (a.get("class_name") or "")]
+
     def workers(self, node_type: str | None = None) -> list[dict[str, Any]]:
         """Alive worker (non-head) nodes, optionally only those of one node type."""
         return [n for n in self.nodes() if not n["is_head_node"]
