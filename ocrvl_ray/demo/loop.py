@@ -8,16 +8,23 @@ in under ``run_dir`` and the base built first (once; a rerun resumes like any pi
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ocrvl_ray.core.errors import OcrvlError
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+#: engine -> the venv its eval stage runs from, when not its own: in .venv-erniekit (protobuf < 7 for the fork)
+#: paddlex's tokenizer fails (its sentencepiece_model_pb2 is protobuf 7 gencode).
+EVAL_VENV = {"erniekit": ".venv"}
 #: engine -> (the venv it runs from, its build command): the engines need separate environments.
 ENGINES = {
     "paddleformers": (".venv-paddleformers", 'python3 -m venv .venv-paddleformers && '
                                              '.venv-paddleformers/bin/pip install -e ".[paddleformers]"'),
+    "erniekit": (".venv-erniekit", 'python3 -m venv .venv-erniekit && .venv-erniekit/bin/pip install -e '
+                                   '".[dev,erniekit]" && .venv-erniekit/bin/pip install --no-deps imgaug==0.4.0'),
 }
 
 
@@ -30,14 +37,18 @@ def check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise OcrvlError(f"demo-loop: unknown engine {engine!r}; one of {', '.join(ENGINES)}")
     venv, build = ENGINES[engine]
-    if engine == "paddleformers":
-        from ocrvl_ray.train.engines.paddleformers import check_installed
+    from importlib.util import find_spec
 
-        try:
+    from ocrvl_ray.train.engines.paddleformers import check_installed
+
+    try:
+        if engine == "paddleformers":
             check_installed()
-        except OcrvlError:
-            raise OcrvlError(f"demo-loop paddleformers runs from {venv}: {venv}/bin/ocrvl demo-loop paddleformers "
-                             f"(build it with: {build})") from None
+        elif find_spec("imgaug") is None or find_spec("decord") is None:   # what the fork imports besides ours
+            raise OcrvlError("the fork's imports are missing")
+    except OcrvlError:
+        raise OcrvlError(f"demo-loop {engine} runs from {venv}: {venv}/bin/ocrvl demo-loop {engine} "
+                         f"(build it with: {build})") from None
 
 
 def base_corpus() -> list[str]:
@@ -48,18 +59,24 @@ def base_corpus() -> list[str]:
             *KOREAN_WORDS, *LATIN_WORDS]
 
 
-def build_base(engine: str, out: Path) -> Path:
-    """The tiny random base in ``out`` (kept when already there), built with the engine's own model code."""
-    if (out / "config.json").is_file():       # written last, by the rename below
+def build_base(engine: str, out: Path, ernie_root: str | None = None) -> Path:
+    """The tiny random base in ``out`` (kept when already there), built with the engine's own model code:
+    PaddleFormers 1.x's PaddleOCR-VL, or the fork's (from ``ernie_root``)."""
+    if out.is_dir():                           # complete: it appears by the rename below
         return out
-    from ocrvl_ray.demo.tiny_paddleocr_vl import build_tiny_paddleocr_vl
-
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         import shutil
 
         shutil.rmtree(tmp)
-    build_tiny_paddleocr_vl(tmp, "v1", corpus=tuple(base_corpus()), vocab=2048)
+    if engine == "erniekit":
+        from ocrvl_ray.demo.tiny_fork_model import build_tiny_fork_base
+
+        build_tiny_fork_base(tmp, ernie_root, extra_text="".join(base_corpus()))
+    else:
+        from ocrvl_ray.demo.tiny_paddleocr_vl import build_tiny_paddleocr_vl
+
+        build_tiny_paddleocr_vl(tmp, "v1", corpus=tuple(base_corpus()), vocab=2048)
     tmp.rename(out)
     return out
 
@@ -75,6 +92,12 @@ def load_demo_config(engine: str, overrides: Mapping[str, Any] | Sequence[str] =
     base = str(run_dir / "base")
     filled = {"run_dir": str(run_dir), "layout.output": str(run_dir / "sample_layout.lmdb"), "merge.base": base,
               "train.overrides.model_name_or_path": base, "train.overrides.storage_path": str(run_dir / "storage")}
+    if engine == "erniekit":
+        root = given.get("train", {}).get("overrides", {}).get("ernie_root") or os.environ.get("ERNIE_ROOT")
+        if not root:
+            raise OcrvlError("demo-loop erniekit needs your ERNIE checkout (the fork with the LMDB reader): "
+                             "ERNIE_ROOT=/path/to/ERNIE or train.overrides.ernie_root=/path/to/ERNIE")
+        filled["train.overrides.ernie_root"] = str(Path(root).resolve())
     paths: dict[str, Any] = {}
     for key, value in filled.items():
         set_dotted(paths, key, value)
@@ -107,6 +130,29 @@ def comparison_line(comp: dict) -> str:
     return "; ".join(parts) + (f"; samples: {counts}" if counts else "") + (f" (n={comp['n']})" if "n" in comp else "")
 
 
+def eval_in(venv: str, cfg, say: Callable[[str], None]) -> dict:
+    """The pipeline's eval stage run by ``venv``'s Python (``ocrvl pipeline <run_dir>/demo_loop.yaml
+    stages=[eval]``, the same run manifest); returns the manifest's stages."""
+    import subprocess
+
+    import yaml
+
+    from ocrvl_ray.end_to_end import RunManifest
+
+    python = REPO / venv / "bin" / "python"
+    if not python.is_file():
+        raise OcrvlError(f"the eval stage runs from {venv}, which is missing; build it with ./install.sh default")
+    conf = Path(cfg.run_dir) / "demo_loop.yaml"
+    conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), allow_unicode=True,
+                                   sort_keys=False), "utf-8")
+    say(f"[eval] from {venv}: {venv}/bin/ocrvl pipeline {conf} stages=[eval]")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    if subprocess.run([str(python), "-m", "ocrvl_ray.cli", "pipeline", str(conf), "stages=[eval]"], cwd=REPO,
+                      env=env).returncode != 0:
+        raise OcrvlError(f"the eval stage failed (run from {venv}); its error is above")
+    return RunManifest(cfg.run_dir).data["stages"]
+
+
 def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = (), say: Callable[[str], None] = print) -> dict[str, Any]:
     """Build the base, run the pipeline, print what came out; returns the summary."""
     from ocrvl_ray.core.console import RayLog
@@ -119,9 +165,13 @@ def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = ()
     base = Path(cfg.merge.base)
     with RayLog(str(base) + ".log") as out:       # the model code's own chatter goes to the log
         out.say(f"demo-loop {engine}: a tiny random PaddleOCR-VL ({engine}'s model code) -> {base}")
-        build_base(engine, base)
+        build_base(engine, base, cfg.train.overrides.get("ernie_root"))
+    elsewhere = EVAL_VENV.get(engine) if "eval" in cfg.stages else None
+    here = cfg.model_copy(update={"stages": [s for s in cfg.stages if not (elsewhere and s == "eval")]})
     init_ray()
-    stages = run_pipeline(cfg, log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
+    stages = run_pipeline(here, log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
+    if elsewhere:
+        stages = eval_in(elsewhere, cfg, say=lambda line: say(f"demo-loop {engine}: {line}"))
     curve = loss_curve(stages["train"]["inputs"]["output_dir"]) if "train" in cfg.stages else []
     summary = {"engine": engine, "run_dir": cfg.run_dir, "loss": curve,
                **{name: stages[name].get("outputs") for name in cfg.stages}}

@@ -1,8 +1,9 @@
 """Test-only: run the user's erniekit fork on CPU and watch what it reads.
 
-``entry=tests.erniekit_env.cpu_fork:run`` applies the four CPU-only workarounds (issue item 8; never in
-production code), records every sample the fork's own LMDB reader returns, optionally crashes once, and
-then calls the production entry ``ocrvl_ray.train.entries:erniekit`` with the rest of the config.
+``entry=tests.erniekit_env.cpu_fork:run`` applies the four CPU-only workarounds
+(``ocrvl_ray.demo.erniekit_cpu``, the demo loop's; never in the default entry), records every sample the fork's
+own LMDB reader returns, optionally crashes once, and then calls the production entry
+``ocrvl_ray.train.entries:erniekit`` with the rest of the config.
 
 Test keys (popped before erniekit sees the config):
   test_record_dir      reads-rank<r>.jsonl: {"path", "index", "label"} per sample the reader returned
@@ -14,50 +15,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-
-def cpu_workarounds() -> None:
-    """The fork's GPU assumptions, patched for a CPU run (platform notes §A):
-    bf16 forced in FinetuningArguments; an S x (S+1) causal mask on the non-flash path; Paddle 3.3.1 CPU
-    nll_loss(reduction=mean) with ignored labels corrupting the heap; GPU-only memory logging."""
-    import paddle
-    import paddle.nn.functional as F
-    from paddleformers.trainer import Trainer, TrainingArguments
-
-    import ernie.modeling_paddleocr_vl as vl
-    from ernie.modeling_paddleocr_vl_ernie import Ernie4_5Model
-    from erniekit.train.ocr_vl_sft.pretraining_trainer import PretrainingTrainer
-
-    if getattr(TrainingArguments, "_ocrvl_cpu", False):
-        return
-    post_init = TrainingArguments.__post_init__
-
-    def no_bf16(self):
-        self.bf16 = False                                 # CPU has no bf16 conv2d
-        post_init(self)
-
-    TrainingArguments.__post_init__ = no_bf16
-    TrainingArguments._ocrvl_cpu = True
-
-    update_mask = Ernie4_5Model._update_causal_mask
-
-    def square_mask(self, attention_mask, input_tensor, *args, **kwargs):
-        mask = update_mask(self, attention_mask, input_tensor, *args, **kwargs)
-        if isinstance(mask, paddle.Tensor) and mask.shape[-1] == input_tensor.shape[1] + 1:
-            mask = mask[..., : input_tensor.shape[1]]
-        return mask
-
-    Ernie4_5Model._update_causal_mask = square_mask
-
-    def cross_entropy(shift_logits, shift_labels):       # same value as the fork's, reduction="none" + mean
-        # (F.log_softmax over a 103424-wide row takes minutes on Paddle 3.3.1 CPU; logsumexp does not)
-        log_softmax = shift_logits - paddle.logsumexp(shift_logits, axis=-1, keepdim=True)
-        losses = F.nll_loss(log_softmax, shift_labels, reduction="none")
-        keep = (shift_labels != -100).astype(losses.dtype)
-        return (losses * keep).sum() / keep.sum().clip(min=1.0)
-
-    vl.paddle_cross_entropy_by_hand = cross_entropy
-    PretrainingTrainer._maybe_log_save_evaluate = Trainer._maybe_log_save_evaluate
 
 
 def record_reads(record_dir: str, rank: int) -> None:
@@ -84,6 +41,7 @@ def run(config: dict) -> None:
     from paddleformers.trainer import trainer as pf_trainer
     from paddleformers.trainer.trainer_callback import TrainerCallback
 
+    from ocrvl_ray.demo.erniekit_cpu import cpu_workarounds
     from ocrvl_ray.train import entries
     from ocrvl_ray.testing.train import _CrashOnce
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.erniekit_env.fork import FORK_TARBALL, unpack
-from tests.erniekit_env.tiny_fork_model import build_tiny_model
+from ocrvl_ray.demo.tiny_fork_model import build_tiny_model
 
 if not FORK_TARBALL.is_file():
     pytest.skip(f"the erniekit fork tarball is absent ({FORK_TARBALL})", allow_module_level=True)
@@ -164,3 +164,33 @@ def test_no_fork_argument_is_taken_for_a_typo_of_our_keys(world):
     fields = fork_fields(world["ernie"])
     assert len(fields) > 300 and "train_lmdb_paths" in fields
     assert typos_of_ours(sorted(set(fields) - OUR_KEYS)) == []
+
+
+def test_demo_loop_closes_with_the_fork(world, ray_address, tmp_path):
+    """`ocrvl demo-loop erniekit` (docs/quickstart-loop.md): a base built with the fork's model code, the fork's
+    LoRA on the bundled sample's train LMDB with a falling loss, merge, eval of base vs fine-tuned on the valid
+    LMDB, the report."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "ocrvl_ray.cli", "demo-loop", "erniekit", f"run_dir={run}"],
+                         capture_output=True, text=True, timeout=1500, cwd=Path(__file__).resolve().parents[2],
+                         env={**os.environ, "RAY_ADDRESS": ray_address, "ERNIE_ROOT": str(world["ernie"])})
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    assert res.returncode == 0, lines[-30:]
+    stages = json.loads((run / "run_manifest.json").read_text())["stages"]
+    assert [stages[s]["status"] for s in ("layout", "train", "merge", "eval")] == ["done"] * 4
+    assert stages["eval"]["inputs"]["data"] == str(run / "sample_valid_layout.lmdb")
+    assert stages["train"]["inputs"]["train_lmdb_paths"] == str(run / "sample_train_layout.lmdb")
+    sft = Path(stages["train"]["inputs"]["output_dir"])
+    curve = [(r["step"], r["loss"]) for r in map(json.loads, sft.with_name(sft.name + ".metrics.jsonl").read_text()
+                                                 .splitlines()) if "loss" in r and "checkpoint" not in r]
+    assert curve[0][0] == 1 and curve[-1][0] == 40 and curve[-1][1] < curve[0][1] - 0.5, curve
+    assert stages["merge"]["outputs"]["verified"] is True
+    preds = pq.read_table(run / "eval" / "predictions.parquet").to_pydict()
+    assert len(preds["reference"]) == 12 and {"prediction:base", "prediction:ft"} <= set(preds)
+    assert res.stdout.strip().splitlines()[-1] == f"demo-loop erniekit: report {run / 'eval' / 'report.html'}"

@@ -1,6 +1,9 @@
-"""A tiny random PaddleOCR-VL folder the erniekit fork can train ``from_scratch``: config.json,
+"""A tiny random PaddleOCR-VL folder for the user's erniekit fork (tests, the demo loop): config.json,
 preprocessor_config.json and a synthetic SentencePiece tokenizer (vocab 103424, the image placeholder
-at id 100295 as in PaddleOCR-VL; every special token the fork's data processor looks up is one piece)."""
+at id 100295 as in PaddleOCR-VL; every special token the fork's data processor looks up is one piece).
+``build_tiny_model`` writes no weights (the fork trains it ``from_scratch``); ``build_tiny_fork_base`` adds
+random weights made by the fork's own model code, saved in Hugging Face layout like the real base (the fork
+loads them with ``convert_from_hf=True``; ``ocrvl merge`` and ``ocrvl eval`` read them)."""
 from __future__ import annotations
 
 import json
@@ -100,4 +103,33 @@ def build_tiny_model(out: str | Path, extra_text: str = "") -> Path:
            "size": {"min_pixels": 3136, "max_pixels": 12544}, "temporal_patch_size": 1,
            "image_processor_type": "SiglipImageProcessor"}
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=1))
+    return out
+
+
+def build_tiny_fork_base(out: str | Path, ernie_root: str | Path, extra_text: str = "", seed: int = 0) -> Path:
+    """``build_tiny_model`` plus ``model.safetensors``: the fork's ``PaddleOCRVLForConditionalGeneration`` at
+    random (``seed``), its Linear weights transposed to Hugging Face's [out, in] (the fork's own
+    ``transpose_weight_keys``), fp32."""
+    import sys
+
+    import numpy as np
+    import paddle
+    from safetensors.numpy import save_file
+
+    if str(ernie_root) not in sys.path:
+        sys.path.insert(0, str(ernie_root))
+    from ernie.configuration_paddleocr_vl import PaddleOCRVLConfig
+    from ernie.modeling_paddleocr_vl import PaddleOCRVLForConditionalGeneration
+
+    out = build_tiny_model(out, extra_text)
+    paddle.seed(seed)
+    model = PaddleOCRVLForConditionalGeneration(PaddleOCRVLConfig.from_pretrained(str(out)))
+    linear = PaddleOCRVLForConditionalGeneration.transpose_weight_keys
+    tensors = {}
+    for name, value in model.state_dict().items():
+        array = value.numpy()
+        if array.ndim == 2 and name.endswith(".weight") and any(f".{k}." in f".{name}" for k in linear):
+            array = array.T
+        tensors[name] = np.ascontiguousarray(array)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
