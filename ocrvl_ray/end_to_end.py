@@ -208,7 +208,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> dic
             lmdbs = lmdbs or man.stage("layout").get("outputs", {}).get("lmdb")
             data = cfg.eval.data or _pick(lmdbs, VALID_SPLITS, only=False)   # never the training LMDB
             if not data:
-                raise OcrvlError(no_valid_split("the layout stage's outputs", list(lmdbs) if isinstance(lmdbs, dict) else []))
+                made = list(lmdbs) if isinstance(lmdbs, dict) else []
+                raise OcrvlError(no_valid_split("the layout stage's outputs", made))
             if not export:
                 raise OcrvlError("eval needs the merge stage's export; run the merge stage first (or set eval.export)")
             ev = _eval_stage(cfg)

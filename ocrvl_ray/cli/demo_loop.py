@@ -1,13 +1,192 @@
-"""``ocrvl demo-loop ENGINE [key=value ...]``: the bundled sample through layout, a tiny model's training, merge and
-eval, offline on CPU (``ocrvl_ray.demo.loop``, docs/quickstart-loop.md)."""
+"""``ocrvl demo-loop ENGINE [key=value ...]`` (docs/quickstart-loop.md): the whole loop, offline, on CPU, in minutes.
+
+The bundled sample -> layout (train and valid LMDBs, demo models) -> a tiny random PaddleOCR-VL built on the spot
+with the engine's own model code -> a few LoRA steps on the train LMDB -> merge -> eval of base vs fine-tuned on
+the valid LMDB -> the HTML report. It is ``ocrvl pipeline configs/demo_loop_<engine>.yaml`` with the paths filled
+in under ``run_dir`` and the base built first (once; a rerun resumes like any pipeline).
+"""
 from __future__ import annotations
 
-from typing import Optional
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pydantic import Field
 
 from ocrvl_ray.cli import Spec
+from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.end_to_end import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+#: engine -> the venv its eval stage runs from, when not its own: in .venv-erniekit (protobuf < 7 for the fork)
+#: paddlex's tokenizer fails (its sentencepiece_model_pb2 is protobuf 7 gencode).
+EVAL_VENV = {"erniekit": ".venv"}
+#: engine -> (the venv it runs from, its build command): the engines need separate environments.
+ENGINES = {
+    "paddleformers": (".venv-paddleformers", 'python3 -m venv .venv-paddleformers && '
+                                             '.venv-paddleformers/bin/pip install -e ".[paddleformers]"'),
+    "erniekit": (".venv-erniekit", 'python3 -m venv .venv-erniekit && .venv-erniekit/bin/pip install -e '
+                                   '".[dev,erniekit]" && .venv-erniekit/bin/pip install --no-deps imgaug==0.4.0'),
+}
+
+
+def config_path(engine: str) -> Path:
+    return CONFIGS / f"demo_loop_{engine}.yaml"
+
+
+def check_engine(engine: str) -> None:
+    """The engine is known and its trainer is importable here (one line naming the venv otherwise)."""
+    if engine not in ENGINES:
+        raise OcrvlError(f"demo-loop: unknown engine {engine!r}; one of {', '.join(ENGINES)}")
+    venv, build = ENGINES[engine]
+    from importlib.util import find_spec
+
+    from ocrvl_ray.train.engines.paddleformers import check_installed
+
+    try:
+        if engine == "paddleformers":
+            check_installed()
+        elif find_spec("imgaug") is None or find_spec("decord") is None:   # what the fork imports besides ours
+            raise OcrvlError("the fork's imports are missing")
+    except OcrvlError:
+        raise OcrvlError(f"demo-loop {engine} runs from {venv}: {venv}/bin/ocrvl demo-loop {engine} "
+                         f"(build it with: {build})") from None
+
+
+def base_corpus() -> list[str]:
+    """Texts the tiny tokenizer learns from: the words the bundled sample draws, so labels are short in tokens."""
+    from ocrvl_ray.demo.sample import KOREAN_WORDS, LATIN_WORDS
+
+    return [" ".join(KOREAN_WORDS), " ".join(LATIN_WORDS), "0123456789 , . - 1,234 12-345",
+            *KOREAN_WORDS, *LATIN_WORDS]
+
+
+def build_base(engine: str, out: Path, ernie_root: str | None = None) -> Path:
+    """The tiny random base in ``out`` (kept when already there), built with the engine's own model code:
+    PaddleFormers 1.x's PaddleOCR-VL, or the fork's (from ``ernie_root``)."""
+    if out.is_dir():                           # complete: it appears by the rename below
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    if engine == "erniekit":
+        from ocrvl_ray.demo.tiny_fork_model import build_tiny_fork_base
+
+        build_tiny_fork_base(tmp, ernie_root, extra_text="".join(base_corpus()))
+    else:
+        from ocrvl_ray.demo.tiny_paddleocr_vl import build_tiny_paddleocr_vl
+
+        build_tiny_paddleocr_vl(tmp, "v1", corpus=tuple(base_corpus()), vocab=2048)
+    tmp.rename(out)
+    return out
+
+
+def load_demo_config(engine: str, overrides: Mapping[str, Any] | Sequence[str] = ()):
+    """The pipeline config of the engine's demo loop (``overrides``: ``key=value`` texts or a nested mapping of
+    ``PipelineConfig`` keys), with every path absolute under ``run_dir``."""
+    from ocrvl_ray.core.config import deep_merge, load_config, load_yaml, parse_overrides, set_dotted
+
+    given = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(list(overrides))
+    run_dir = Path(given.get("run_dir") or load_yaml(config_path(engine))["run_dir"]).resolve()
+    base = str(run_dir / "base")
+    filled = {"run_dir": str(run_dir), "layout.output": str(run_dir / "sample_layout.lmdb"), "merge.base": base,
+              "train.overrides.model_name_or_path": base, "train.overrides.storage_path": str(run_dir / "storage")}
+    if engine == "erniekit":
+        root = given.get("train", {}).get("overrides", {}).get("ernie_root") or os.environ.get("ERNIE_ROOT")
+        if not root:
+            raise OcrvlError("demo-loop erniekit needs your ERNIE checkout (the fork with the LMDB reader): "
+                             "ERNIE_ROOT=/path/to/ERNIE or train.overrides.ernie_root=/path/to/ERNIE")
+        filled["train.overrides.ernie_root"] = str(Path(root).resolve())
+    paths: dict[str, Any] = {}
+    for key, value in filled.items():
+        set_dotted(paths, key, value)
+    return load_config(PipelineConfig, config_path(engine), deep_merge(paths, given))
+
+
+def loss_curve(output_dir: str) -> list[tuple[int, float]]:
+    """(step, loss) of every logged training step, from the run's ``<output_dir>.metrics.jsonl``."""
+    from ocrvl_ray.train.checkpoints import side_dir
+
+    path = side_dir(output_dir, "metrics.jsonl")
+    points = {}
+    if path.is_file():
+        for line in path.read_text("utf-8").splitlines():
+            rec = json.loads(line)
+            if isinstance(rec.get("loss"), (int, float)) and "checkpoint" not in rec:
+                points[int(rec.get("step", 0))] = float(rec["loss"])
+    return sorted(points.items())
+
+
+def comparison_line(comp: dict) -> str:
+    """The eval's base-vs-fine-tuned comparison in words: each metric's two values and whether the change holds
+    under the bootstrap, then the per-sample counts."""
+    parts = []
+    for key, name in (("cer", "CER"), ("ned", "NED"), ("exact_match", "exact match")):
+        m = comp.get(key)
+        if m:
+            parts.append(f"{name} {m['a']:.3f} -> {m['b']:.3f}" + (" (significant)" if m.get("significant") else ""))
+    counts = ", ".join(f"{comp[k]} {k}" for k in ("improved", "regressed", "same") if k in comp)
+    return "; ".join(parts) + (f"; samples: {counts}" if counts else "") + (f" (n={comp['n']})" if "n" in comp else "")
+
+
+def eval_in(venv: str, cfg, say: Callable[[str], None]) -> dict:
+    """The pipeline's eval stage run by ``venv``'s Python (``ocrvl pipeline <run_dir>/demo_loop.yaml
+    stages=[eval]``, the same run manifest); returns the manifest's stages."""
+    import subprocess
+
+    import yaml
+
+    from ocrvl_ray.end_to_end import RunManifest
+
+    python = REPO / venv / "bin" / "python"
+    if not python.is_file():
+        raise OcrvlError(f"the eval stage runs from {venv}, which is missing; build it with ./install.sh default")
+    conf = Path(cfg.run_dir) / "demo_loop.yaml"
+    conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), allow_unicode=True,
+                                   sort_keys=False), "utf-8")
+    say(f"[eval] from {venv}: {venv}/bin/ocrvl pipeline {conf} stages=[eval]")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    if subprocess.run([str(python), "-m", "ocrvl_ray.cli", "pipeline", str(conf), "stages=[eval]"], cwd=REPO,
+                      env=env).returncode != 0:
+        raise OcrvlError(f"the eval stage failed (run from {venv}); its error is above")
+    return RunManifest(cfg.run_dir).data["stages"]
+
+
+def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = (),
+                  say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build the base, run the pipeline, print what came out; returns the summary."""
+    from ocrvl_ray.core.console import RayLog
+    from ocrvl_ray.core.runtime import init_ray
+    from ocrvl_ray.end_to_end import check_pipeline, run_pipeline
+
+    check_engine(engine)
+    cfg = load_demo_config(engine, overrides)
+    check_pipeline(cfg)
+    base = Path(cfg.merge.base)
+    with RayLog(str(base) + ".log") as out:       # the model code's own chatter goes to the log
+        out.say(f"demo-loop {engine}: a tiny random PaddleOCR-VL ({engine}'s model code) -> {base}")
+        build_base(engine, base, cfg.train.overrides.get("ernie_root"))
+    elsewhere = EVAL_VENV.get(engine) if "eval" in cfg.stages else None
+    here = cfg.model_copy(update={"stages": [s for s in cfg.stages if not (elsewhere and s == "eval")]})
+    init_ray()
+    stages = run_pipeline(here, log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
+    if elsewhere:
+        stages = eval_in(elsewhere, cfg, say=lambda line: say(f"demo-loop {engine}: {line}"))
+    curve = loss_curve(stages["train"]["inputs"]["output_dir"]) if "train" in cfg.stages else []
+    summary = {"engine": engine, "run_dir": cfg.run_dir, "loss": curve,
+               **{name: stages[name].get("outputs") for name in cfg.stages}}
+    if curve:
+        (s0, l0), (s1, l1) = curve[0], curve[-1]
+        say(f"demo-loop {engine}: training loss {l0:.3f} (step {s0}) -> {l1:.3f} (step {s1})")
+    if "eval" in cfg.stages:
+        say(f"demo-loop {engine}: base -> fine-tuned on {stages['eval']['inputs']['data']}: "
+            f"{comparison_line(summary['eval'].get('base_vs_ft') or {})}")
+        say(f"demo-loop {engine}: report {summary['eval']['report']}")
+    return summary
 
 
 class DemoLoopConfig(PipelineConfig):
@@ -17,8 +196,6 @@ class DemoLoopConfig(PipelineConfig):
 
 
 def run(cfg: DemoLoopConfig) -> int:
-    from ocrvl_ray.demo.loop import check_engine, load_demo_config, run_demo_loop
-
     given = cfg.model_dump(mode="json", exclude_unset=True, exclude={"engine"})
     check_engine(cfg.engine)
     load_demo_config(cfg.engine, given)       # config errors before anything runs
