@@ -258,6 +258,7 @@ def test_model_that_cannot_load_is_one_line_error(corpus, tmp_path, capsys):
     """An OcrvlError raised inside a detector actor reaches the user as one line, not a Ray traceback."""
     from ocrvl_ray.cli import main
 
+    (tmp_path / "no-model").mkdir()   # a folder without a model (a missing one is named as such)
     rc = main(["layout", f"manifest={corpus['manifest']}", f"output={tmp_path / 'y.lmdb'}", "progress=false",
                f"layout.model_dir={tmp_path / 'no-model'}", f"cells.model_dir={corpus['cells']}"])
     assert rc == 2
