@@ -39,7 +39,9 @@ class EvalConfig(ScoreOptions):
     models: list[str] = Field(default_factory=list, description="[NAME=]PATH[+LORA], the first is the baseline")
     data: str = Field("", description="LMDB folder(s) written by the layout job, comma-separated")
     out: str = Field("", description="output folder (predictions.parquet, metrics.json, report.html)")
-    engine: Literal["paddle", "vllm"] = "paddle"
+    engine: Literal["paddle", "transformers", "vllm"] = Field(
+        "paddle", description="paddle: Paddle dynamic graph; transformers: torch + Hugging Face transformers "
+                              "(.venv-torch, no Paddle); vllm: vLLM engine replicas")
     limit: int = Field(0, ge=0, description="first N samples per LMDB; 0 = all")
     prompt: str = "OCR:"
     model_version: Optional[ModelVersion] = Field(
@@ -49,10 +51,12 @@ class EvalConfig(ScoreOptions):
     loop_max_period: int = Field(8, ge=1, description="repetition guard: longest repeated unit (tokens/chars)")
     loop_min_repeats: int = Field(16, ge=2, description="repetition guard: repeats that make a loop")
     device: Literal["cpu", "gpu"] = "cpu"
-    actors: int = Field(1, ge=1, description="model replicas (paddle: actors; vllm: engine replicas)")
+    dtype: Optional[Literal["float32", "bfloat16"]] = Field(
+        None, description="engine=transformers weights and activations; null = bfloat16 on gpu, float32 on cpu")
+    actors: int = Field(1, ge=1, description="model replicas (paddle/transformers: actors; vllm: engine replicas)")
     batch_size: int = Field(8, ge=1)
     num_gpus: Optional[float] = Field(None, ge=0, description="per replica; None = 1 on gpu, 0 on cpu")
-    num_cpus: float = Field(1, ge=0, description="per paddle actor")
+    num_cpus: float = Field(1, ge=0, description="per paddle or transformers actor")
     vllm: VllmOptions = Field(default_factory=VllmOptions)
     quiet: bool = Field(True, description="Ray's own output (logs, tracebacks, progress bars) goes to <out>/eval.log, "
                                           "not the console")

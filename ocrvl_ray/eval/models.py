@@ -48,20 +48,24 @@ class ModelSpec:
         return {"name": self.name, "kind": self.kind, "path": self.path, "lora": self.lora}
 
 
-def parse_model(text: str) -> ModelSpec:
-    """``[NAME=]PATH[+LORA]`` -> a checked :class:`ModelSpec`."""
+def parse_model(text: str, engine: str = "paddle") -> ModelSpec:
+    """``[NAME=]PATH[+LORA]`` -> a :class:`ModelSpec` checked for ``engine``."""
     m = _NAME.match(text)
     name, rest = (m.group(1), m.group(2)) if m else (None, text)
     base, _, lora = rest.partition("+")
     spec = ModelSpec(name or Path(lora or base).resolve().name, base, lora or None)
     check_model(spec, text)
+    if engine == "transformers":
+        check_transformers_folder(spec, text)
     return spec
 
 
-def parse_models(texts: list[str]) -> list[ModelSpec]:
+def parse_models(texts: list[str], engine: str = "paddle") -> list[ModelSpec]:
     if not texts:
         raise OcrvlError("no --model given; pass --model [NAME=]PATH (base folder, merged export or BASE+LORA)")
-    specs = [parse_model(t) for t in texts]
+    if engine == "transformers":
+        check_transformers_env()
+    specs = [parse_model(t, engine) for t in texts]
     seen: dict[str, str] = {}
     for s, t in zip(specs, texts):
         if s.name in seen:
@@ -115,6 +119,36 @@ def check_model(spec: ModelSpec, given: str) -> None:
     if spec.lora and not (Path(spec.lora) / "lora_config.json").is_file():
         raise OcrvlError(f"--model {given!r}: {spec.lora} has no lora_config.json; pass the LoRA checkpoint folder "
                          "(checkpoint-N or the training output dir)")
+
+
+#: transformers that has PaddleOCR-VL and reads the hub's flat config.json.
+TRANSFORMERS_MIN = (5, 13)
+
+
+def check_transformers_env() -> None:
+    """``engine=transformers`` needs torch and transformers >= 5.13 in this Python (``.venv-torch``)."""
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as e:
+        raise OcrvlError(f"engine=transformers needs torch and transformers >= 5.13 in this Python ({e}); "
+                         "run it from .venv-torch (./install.sh torch)") from None
+    version = tuple(int(v) for v in re.findall(r"\d+", transformers.__version__)[:2])
+    if version < TRANSFORMERS_MIN:
+        raise OcrvlError(f"engine=transformers needs transformers >= 5.13 (PaddleOCR-VL), this Python has "
+                         f"{transformers.__version__}; run it from .venv-torch (./install.sh torch)")
+
+
+def check_transformers_folder(spec: ModelSpec, given: str) -> None:
+    """What ``engine=transformers`` needs beyond :func:`check_model`: a folder with only the sentencepiece
+    ``tokenizer.model`` is converted by transformers, which needs the ``sentencepiece`` package."""
+    p = Path(spec.path)
+    if not (p / "tokenizer.json").is_file():
+        try:
+            import sentencepiece  # noqa: F401
+        except ImportError:
+            raise OcrvlError(f"--model {given!r}: {p} has tokenizer.model but no tokenizer.json; engine=transformers "
+                             "converts it with the sentencepiece package: pip install sentencepiece") from None
 
 
 def _tensor_names(path: Path) -> list[str]:

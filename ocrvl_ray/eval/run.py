@@ -27,18 +27,29 @@ def _dataset(cols: dict[str, list]):
     return ray.data.from_arrow(pa.table({"row": list(range(len(cols["image"]))), "image": cols["image"]}))
 
 
-def predict_paddle(ds, spec: ModelSpec, generation: str, cfg: EvalConfig) -> Iterator[dict]:
-    from ocrvl_ray.eval.engines.paddle import PaddlePredictor
-
+def _actor_pool(predictor, ds, spec: ModelSpec, generation: str, cfg: EvalConfig, **extra) -> Iterator[dict]:
+    """The paddle and transformers engines: ``predictor`` (a Ray Data actor class) on ``cfg.actors`` replicas."""
     out = ds.map_batches(
-        PaddlePredictor, batch_format="numpy", batch_size=cfg.batch_size, concurrency=cfg.actors,
+        predictor, batch_format="numpy", batch_size=cfg.batch_size, concurrency=cfg.actors,
         num_cpus=cfg.num_cpus, num_gpus=cfg.gpus_per_replica(),
         fn_constructor_kwargs=dict(spec=spec, generation=generation, prompt=cfg.prompt,
                                    max_new_tokens=cfg.max_new_tokens, loop_max_period=cfg.loop_max_period,
-                                   loop_min_repeats=cfg.loop_min_repeats, device=cfg.device))
+                                   loop_min_repeats=cfg.loop_min_repeats, device=cfg.device, **extra))
     for b in out.iter_batches(batch_size=None, batch_format="numpy"):
         for i in range(len(b["row"])):
             yield {k: b[k][i] for k in ("row", "hyp", "loop", "tokens")}
+
+
+def predict_paddle(ds, spec: ModelSpec, generation: str, cfg: EvalConfig) -> Iterator[dict]:
+    from ocrvl_ray.eval.engines.paddle import PaddlePredictor
+
+    yield from _actor_pool(PaddlePredictor, ds, spec, generation, cfg)
+
+
+def predict_transformers(ds, spec: ModelSpec, generation: str, cfg: EvalConfig) -> Iterator[dict]:
+    from ocrvl_ray.eval.engines.transformers import TransformersPredictor
+
+    yield from _actor_pool(TransformersPredictor, ds, spec, generation, cfg, dtype=cfg.dtype)
 
 
 def predict_vllm(ds, spec: ModelSpec, generation: str, cfg: EvalConfig) -> Iterator[dict]:
@@ -49,7 +60,7 @@ def predict_vllm(ds, spec: ModelSpec, generation: str, cfg: EvalConfig) -> Itera
         yield {"row": r["row"], "hyp": hyp, "loop": loop, "tokens": r["tokens"]}
 
 
-ENGINES: dict[str, Callable] = {"paddle": predict_paddle, "vllm": predict_vllm}
+ENGINES: dict[str, Callable] = {"paddle": predict_paddle, "transformers": predict_transformers, "vllm": predict_vllm}
 
 
 def run_eval(models: list[str], data: str | list[str], out: str, cfg: EvalConfig | dict | None = None,
@@ -100,7 +111,7 @@ def run_eval_job(cfg: EvalConfig, log: Optional[Callable[[str], None]] = None) -
     from ocrvl_ray.core.errors import OcrvlError
     from ocrvl_ray.core.runtime import init_ray
 
-    specs = parse_models(cfg.models)
+    specs = parse_models(cfg.models, cfg.engine)
     paths = split_paths(cfg.data)
     if not cfg.out:
         raise OcrvlError("no --out given; pass the folder for predictions.parquet, metrics.json and report.html")
