@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -64,7 +67,7 @@ def single_node(manifest, tmp_path_factory) -> Path:
     """The reference: the same job on one local Ray (no GPU requests)."""
     root = tmp_path_factory.mktemp("drill-single")
     out = root / "single_layout.lmdb"
-    env = {k: v for k, v in _env(root).items() if k != "RAY_ADDRESS"}
+    env = _env(root)
     res = subprocess.run([sys.executable, str(REPO / "jobs" / "layout.py"), *_job_args(manifest, out), "num_cpus=2"],
                          env=env, capture_output=True, text=True, timeout=600, cwd=root)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -75,8 +78,6 @@ def single_node(manifest, tmp_path_factory) -> Path:
 
 
 def _env(root: Path) -> dict[str, str]:
-    import os
-
     env = dict(os.environ, OCRVL_CACHE=str(root / "cache"), RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     return env
@@ -124,12 +125,13 @@ def _submit(fc: FakeCluster, root: Path, args: list[str], job: str = "layout.py"
 
 
 def _status(fc: FakeCluster, sid: str) -> str:
-    with __import__("urllib.request").request.urlopen(f"{fc.url}/api/jobs/{sid}", timeout=20) as r:
+    """The job's status from the job server's REST API (what `ray job status` asks)."""
+    with urllib.request.urlopen(f"{fc.url}/api/jobs/{sid}", timeout=20) as r:
         return json.loads(r.read())["status"]
 
 
 def _logs(fc: FakeCluster, sid: str) -> str:
-    with __import__("urllib.request").request.urlopen(f"{fc.url}/api/jobs/{sid}/logs", timeout=20) as r:
+    with urllib.request.urlopen(f"{fc.url}/api/jobs/{sid}/logs", timeout=20) as r:
         return json.loads(r.read())["logs"]
 
 
@@ -153,22 +155,15 @@ def _run(fc: FakeCluster, root: Path, args: list[str], during=None, timeout_s: f
     return {"status": status, "logs": _logs(fc, sid), "gpu_nodes": gpu_seen}
 
 
-def test_gpu_pools_scale_from_zero_and_match_one_node(cluster, manifest, single_node, tmp_path):
-    assert cluster.workers() == []                       # nothing but the CPU: 0 head at start
-    out = tmp_path / "drill_layout.lmdb"
-    got = _run(cluster, tmp_path, _job_args(manifest, out) + GPU_POOLS)
-    assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
-    assert len(got["gpu_nodes"]) >= 1, got["logs"][-2000:]
-    assert _contents(out) == _contents(single_node)
-    cluster.wait(lambda: cluster.workers() == [], 60, "idle worker nodes removed")
-
-
-def test_raylet_killed_mid_run_still_identical(cluster, manifest, single_node, tmp_path):
-    """SIGKILL a worker node's raylet once pages are being composed; the job still finishes, same LMDB."""
-    import os
+def test_layout_job_scales_from_zero_survives_a_lost_raylet_and_matches_one_node(cluster, manifest, single_node,
+                                                                              tmp_path):
+    """0 worker nodes at start; the GPU-requesting pools get GPU nodes launched; once pages are being composed a
+    worker node's raylet is SIGKILLed (a CPU node's, else any). The job succeeds, its LMDB equals the
+    single-node run's (keys and value hashes), and the idle nodes are removed afterwards."""
     import re
     import signal
 
+    assert cluster.workers() == []                       # nothing but the CPU: 0 head at start
     killed: list[str] = []
 
     def kill_one(fc: FakeCluster, logs: str) -> None:
@@ -178,15 +173,18 @@ def test_raylet_killed_mid_run_still_identical(cluster, manifest, single_node, t
         victims = fc.workers("cpu") or fc.workers()
         if victims:
             node = victims[0]["node_id"]
+            kind = fc.node_type(node)
             os.kill(fc.raylet_pid(node), signal.SIGKILL)
-            killed.append(node)
+            killed.append(f"{kind} node {node} at {max(done)} pages composed")
 
     out = tmp_path / "drill_layout.lmdb"
     got = _run(cluster, tmp_path, _job_args(manifest, out) + GPU_POOLS, during=kill_one)
-    assert killed, "no worker node was running while pages were composed:\n" + got["logs"][-3000:]
     assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
+    assert len(got["gpu_nodes"]) >= 1, got["logs"][-2000:]
+    assert killed, "no worker node was running while pages were composed:\n" + got["logs"][-3000:]
     assert _contents(out) == _contents(single_node)
-
+    cluster.wait(lambda: cluster.workers() == [], 90, "idle worker nodes removed")
+    print(f"drill: GPU nodes launched {sorted(got['gpu_nodes'])}; raylet killed: {killed[0]}")
 
 def _has_stall_watchdog() -> bool:
     from ocrvl_ray.layout.config import LayoutConfig
@@ -209,12 +207,9 @@ def test_infeasible_request_stops_with_one_line(cluster, manifest, tmp_path):
 
 
 def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_path):
-    """Ray Train, 2 workers on two 1-CPU nodes. Once a checkpoint is in storage, one worker node's raylet is
-    SIGKILLed: the run restarts (a node launched for the lost one) from the newest complete stored
-    checkpoint, registered or not (item 7), and finishes."""
-    import os
-    import signal
-
+    """Ray Train, 2 workers on two 1-CPU nodes. Once a checkpoint is in storage, a node hosting a worker dies
+    (its raylet and every process under it SIGKILLed): once Ray declares the node dead the run restarts from the
+    newest complete stored checkpoint, registered or not (item 7), never from step 1, and finishes."""
     from pyarrow.fs import LocalFileSystem
 
     from ocrvl_ray.testing.train import build_tiny_base
@@ -226,18 +221,32 @@ def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_pat
             "max_failures=2", "watch_interval_s=0.5", "entry=ocrvl_ray.testing.train:tiny_lora_sft",
             f"model_name_or_path={base}", "max_steps=40", "save_steps=4"]
     killed: dict = {}
+    done = threading.Event()
 
-    def kill_after_upload(fc: FakeCluster, logs: str) -> None:
-        if killed or not (storage / "drill" / "checkpoint-4" / "trainer_state.json").is_file():
-            return
-        hosts = sorted(set(fc.actor_nodes("RayTrainWorker")) - {n["node_id"] for n in fc.nodes() if n["is_head_node"]})
-        if len(hosts) < 2:
-            return
-        stored = newest_stored(LocalFileSystem(), str(storage / "drill"), -1)
-        os.kill(fc.raylet_pid(hosts[-1]), signal.SIGKILL)
-        killed.update(node=hosts[-1], stored=checkpoint_step(stored), at=time.time())
+    def kill_after_upload() -> None:
+        """Find a node hosting a train worker, then kill it as soon as checkpoint-4 is in storage."""
+        target = None
+        while not done.is_set() and not killed:
+            try:
+                if target is None:
+                    head = {n["node_id"] for n in cluster.nodes() if n["is_head_node"]}
+                    hosts = sorted(set(cluster.actor_nodes("RayTrainWorker")) - head)
+                    target = hosts[-1] if len(hosts) == 2 else None
+                elif (storage / "drill" / "checkpoint-4" / "trainer_state.json").is_file():
+                    stored = newest_stored(LocalFileSystem(), str(storage / "drill"), -1)
+                    cluster.kill_node(target)
+                    killed.update(node=target, stored=checkpoint_step(stored))
+            except (OSError, ValueError, LookupError):
+                pass
+            time.sleep(0.1 if target else 0.5)
 
-    got = _run(cluster, tmp_path, args, during=kill_after_upload, timeout_s=420, job="train.py")
+    killer = threading.Thread(target=kill_after_upload, daemon=True)
+    killer.start()
+    try:
+        got = _run(cluster, tmp_path, args, timeout_s=420, job="train.py")
+    finally:
+        done.set()
+        killer.join(30)
     assert killed, got["logs"][-3000:]
     assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
     attempts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines()]

@@ -39,6 +39,14 @@ def _proc_field(pid: int, name: str) -> bytes:
         return b""
 
 
+def _ppid(pid: int) -> int | None:
+    stat = _proc_field(pid, "stat").decode(errors="replace")
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _sid(pid: int) -> int | None:
     stat = _proc_field(pid, "stat").decode(errors="replace")
     try:
@@ -169,6 +177,24 @@ class FakeCluster:
             if b"raylet" in cmd.split(b"\0")[0] and node_id.encode() in _proc_field(pid, "environ") + cmd:
                 return pid
         raise LookupError(f"no raylet of node {node_id} among this cluster's processes")
+
+    def kill_node(self, node_id: str) -> list[int]:
+        """A node dies at once: SIGKILL its raylet and every process under it (its workers and agents)."""
+        raylet = self.raylet_pid(node_id)
+        ours = set(self.pids())
+        parent = {pid: _ppid(pid) for pid in ours}
+        doomed = {raylet}
+        while True:
+            more = {pid for pid, pp in parent.items() if pp in doomed} - doomed
+            if not more:
+                break
+            doomed |= more
+        for pid in sorted(doomed):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return sorted(doomed)
 
     def pids(self) -> list[int]:
         """Every live process of this cluster: the head's session, and processes naming its GCS or temp dir."""
