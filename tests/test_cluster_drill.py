@@ -186,13 +186,7 @@ def test_layout_job_scales_from_zero_survives_a_lost_raylet_and_matches_one_node
     cluster.wait(lambda: cluster.workers() == [], 90, "idle worker nodes removed")
     print(f"drill: GPU nodes launched {sorted(got['gpu_nodes'])}; raylet killed: {killed[0]}")
 
-def _has_stall_watchdog() -> bool:
-    from ocrvl_ray.layout.config import LayoutConfig
 
-    return "stall_timeout_s" in LayoutConfig.model_fields
-
-
-@pytest.mark.xfail(not _has_stall_watchdog(), reason="the stall watchdog (issue 27 item 2) has not landed", run=False)
 def test_infeasible_request_stops_with_one_line(cluster, manifest, tmp_path):
     """No node type offers 2 GPUs: the job stops within its stall timeout, naming the unmet request."""
     t0 = time.time()
