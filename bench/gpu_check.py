@@ -14,6 +14,10 @@ paddlex-compatible finishing are all inside the rate. Pages are synthetic RGB sc
 Prints one line per figure:
   ``FIGURE detector_pages_per_s_<v2|v3|v4>_<fp32|bf16>_b<N> <pages/s>``
   ``FIGURE detector_peak_mib_<v2|v3|v4>_<fp32|bf16>_b<N> <MiB>``  (torch.cuda.max_memory_allocated in that run)
+  ``FIGURE eval_tokens_per_s_b<1|16|64> <tokens/s>``  (``--parts eval``: PaddleOCR-VL 0.9B from the real config,
+      random weights, bf16, ``TransformersGenerator.generate`` of ``--eval-batches`` copies of a region-sized
+      ``--region`` image, 128 new tokens, greedy; generated tokens of all rows / seconds)
+  ``FIGURE eval_peak_mib_b<N> <MiB>``
 and ``INFO`` lines (device, versions, regions per page: random weights find a random number of boxes, and
 post-processing cost grows with it). Without a CUDA GPU it prints no figure and exits 2, unless ``--smoke``,
 whose lines start with ``SMOKE`` (tiny models, CPU: never GPU figures). ``--budget`` seconds in all: the
@@ -55,6 +59,9 @@ def measure(detector, pages: list, seconds: float, cuda: bool) -> tuple[float, f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny models on CPU, SMOKE lines (the script's test)")
+    ap.add_argument("--parts", default="detector,eval", help="detector and/or eval (PaddleOCR-VL generate)")
+    ap.add_argument("--eval-batches", default=None, help="eval batch sizes (default 1,16,64; smoke: 1,2)")
+    ap.add_argument("--region", default=None, help="WxH of the eval's region image (default 800x600; smoke 200x150)")
     ap.add_argument("--models", default="v2,v3,v4", help="versions to time (those the transformers has)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--batches", default=None, help="default 1,8,32 (smoke: 1,2)")
@@ -90,15 +97,63 @@ def main(argv: list[str] | None = None) -> int:
     page = synthetic_page(width, height)
     args.budget = args.budget if args.budget is not None else (float("inf") if args.smoke else 330.0)
     deadline = time.monotonic() + args.budget
+    parts = args.parts.split(",")
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        for v in (v for v in wanted if v in have):
+        for v in (v for v in wanted if v in have and "detector" in parts):
             try:
                 run_version(v, Path(tmp) / v, args, batches, page, seconds, device, cuda, tag, deadline)
             except Exception as e:  # noqa: BLE001 - e.g. V3's post-processing needs OpenCV; the others still run
                 print(f"INFO {v}: failed, no figure: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
                 if cuda:
                     torch.cuda.empty_cache()
+        if "eval" in parts:
+            try:
+                run_eval(Path(tmp) / "ocrvl", args, page, cuda, tag, deadline)
+            except ImportError as e:   # the engine's prompt and loop guard need pydantic and rapidfuzz
+                print(f"INFO eval: not run, {e}; pip install pydantic rapidfuzz")
     return 0
+
+
+def run_eval(folder, args, page, cuda, tag, deadline) -> None:
+    """PaddleOCR-VL greedy generation as the eval actor runs it: tokens/s and peak memory per batch size."""
+    import torch
+
+    from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
+    from ocrvl_ray.eval.models import ModelSpec
+
+    new_tokens = 8 if args.smoke else 128
+    save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
+    # random weights repeat themselves: a guard that never fires keeps every row generating new_tokens
+    gen = TransformersGenerator(ModelSpec("random", str(folder)), "v1", "OCR:", new_tokens, 8, 10**6,
+                                device="cuda" if cuda else "cpu", dtype="bfloat16")
+    params = sum(p.numel() for p in gen.model.parameters()) / 1e6
+    from PIL import Image
+
+    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
+    y0, x0 = page.shape[0] // 12, page.shape[1] // 12    # the text-line column of the synthetic page
+    region = Image.fromarray(page[y0:y0 + h, x0:x0 + w])
+    w, h = region.size
+    print(f"INFO eval: {params:.1f} M parameters ({'tiny' if args.smoke else 'default'} config, random, bf16); "
+          f"region {w}x{h}, {gen.inputs([region])['input_ids'].shape[1]} prompt tokens, {new_tokens} new tokens")
+    for b in [int(x) for x in (args.eval_batches or ("1,2" if args.smoke else "1,16,64")).split(",")]:
+        if time.monotonic() > deadline:
+            print(f"SKIPPED eval_b{b}: --budget {args.budget:.0f} s spent")
+            continue
+        try:
+            gen.generate([region] * b)   # warm-up
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            tokens = sum(n for _, _, n in gen.generate([region] * b))
+            elapsed = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError as e:
+            print(f"INFO eval_b{b}: out of GPU memory, no figure ({str(e).splitlines()[0][:120]})")
+            torch.cuda.empty_cache()
+            continue
+        print(f"{tag} eval_tokens_per_s_b{b} {tokens / elapsed:.1f}")
+        if cuda:
+            print(f"{tag} eval_peak_mib_b{b} {torch.cuda.max_memory_allocated() / 2**20:.0f}")
 
 
 def run_version(v, folder, args, batches, page, seconds, device, cuda, tag, deadline) -> None:

@@ -133,3 +133,25 @@ def test_gpu_check_smoke_prints_the_eval_lines():
     rates = dict(re.findall(r"^SMOKE FIGURE eval_tokens_per_s_b(\d+) ([\d.]+)$", p.stdout, re.M))
     assert sorted(rates) == ["1", "2"] and all(float(r) > 0 for r in rates.values()), p.stdout
     assert not re.search(r"^FIGURE", p.stdout, re.M), "a CPU smoke run printed a GPU figure"
+
+
+PADDLE_PYTHON = ROOT / ".venv" / "bin" / "python"
+
+
+@pytest.mark.skipif(not PADDLE_PYTHON.exists(), reason="no default .venv (paddle engine); build it with ./install.sh")
+def test_paddle_and_transformers_engines_give_the_same_greedy_text(tiny_base, tmp_path):
+    """The same hub-layout folder through engine=paddle (the default venv) and engine=transformers (this one)."""
+    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    tables = {}
+    for engine, python in (("paddle", PADDLE_PYTHON), ("transformers", Path(sys.executable))):
+        out = tmp_path / engine
+        p = subprocess.run([str(python), "-m", "ocrvl_ray.cli", "eval", "--model", f"m={tiny_base}", "--data",
+                            str(lmdb), "--out", str(out), f"engine={engine}", "max_new_tokens=8", "bootstrap=0"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        assert p.returncode == 0, (engine, p.stdout[-2000:], p.stderr[-3000:])
+        tables[engine] = pq.read_table(out / "predictions.parquet").to_pydict()
+    a, b = tables["paddle"], tables["transformers"]
+    assert a["key"] == b["key"] and sum(a["tokens:m"]) > 4   # not just end-of-sentence
+    assert a["prediction:m"] == b["prediction:m"] and a["tokens:m"] == b["tokens:m"]

@@ -198,7 +198,7 @@ def save_random_model(out, tiny: bool = True, seed: int = 0, dtype: str = "float
     PaddleOCRVLForConditionalGeneration(config).to(getattr(torch, dtype)).save_pretrained(out)
     weights = load_file(out / "model.safetensors")
     weights["visual.vision_model.embeddings.packing_position_embedding.weight"] = torch.zeros(
-        16, cfg["vision_config"]["hidden_size"], dtype=getattr(torch, dtype))
+        32768, cfg["vision_config"]["hidden_size"], dtype=getattr(torch, dtype))   # paddlex's shape
     save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(cfg, indent=2))   # the flat hub layout
     pre = json.loads((DATA / "paddleocr-vl.preprocessor_config.json").read_text())
