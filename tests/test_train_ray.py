@@ -230,6 +230,6 @@ def test_restart_uses_a_stored_checkpoint_ray_never_registered(lora_run, tmp_pat
                                              "peft_model-00001-of-00001.safetensors")).keys()
     logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
     said = [line for f in logs.glob("worker-*.out") for line in f.read_text(errors="replace").splitlines()
-            if "never registered" in line]
+            if "never registered" in line and str(storage) in line]
     assert said == [f"ocrvl train: resuming from {storage / 'tiny' / 'checkpoint-16'}: stored but never "
                     f"registered by Ray Train, newer than {storage / 'tiny' / 'checkpoint-12'}"], said
