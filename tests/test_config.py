@@ -83,7 +83,7 @@ def test_unknown_model_version_is_one_line_listing_the_valid_values(command, cap
     extra = ["run_dir=/tmp/r"] if command == "pipeline" else []
     assert main([command, *extra, "model_version=v2"]) == 2
     assert capsys.readouterr().err == (f"ocrvl {command}: error: config key 'model_version': unknown generation 'v2'; "
-                                       "use one of v1, v1.5, v1.6 (also written 1.5, 1.6) (got 'v2')\n")
+                                       "use one of v1, v1.5, v1.6, v1.8 (also written 1.5, 1.6, 1.8) (got 'v2')\n")
 
 
 def test_layout_preset_follows_any_spelling():
@@ -97,7 +97,8 @@ def test_one_table_of_generations():
 
     from ocrvl_ray.core import generations as g
 
-    assert typing.get_args(typing.get_args(g.ModelVersion)[0]) == tuple(g.GENERATIONS) == g.VERSIONS
+    assert typing.get_args(typing.get_args(g.LayoutModelVersion)[0]) == tuple(g.GENERATIONS) == g.VERSIONS
+    assert typing.get_args(typing.get_args(g.ModelVersion)[0]) == g.CHAT_VERSIONS == ("v1", "v1.5", "v1.6")
     assert set(g.LAYOUT) == set(g.GENERATIONS)
 
 

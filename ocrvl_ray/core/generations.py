@@ -1,6 +1,11 @@
-"""PaddleOCR-VL model generations (v1, v1.5, v1.6), one table for every stage: the chat template and prompts
+"""PaddleOCR-VL model generations (v1, v1.5, v1.6, v1.8), one table for every stage: the chat template and prompts
 (training, eval), detection from a base's files, and the layout preset (``LAYOUT``: the layout detector the
-generation's document pipeline runs and the ``layout_shape_mode`` it crops regions with).
+generation's document pipeline runs, the ``layout_shape_mode`` it crops regions with and, for v1.8, the engine).
+
+1.8 ships PP-DocLayoutV4 (transformers >= 5.20 only, so its preset is ``layout.engine=transformers``); its chat
+template is not known here yet (/work/shared/reference/platform-notes-training.md lists none), so training and
+eval refuse v1.8 (``ModelVersion``, :func:`get`, :func:`detect`) while the layout job takes it
+(``LayoutModelVersion``).
 
 1.5 (2026-01) and 1.6 (2026-05) share v1's architecture and config.json but open the assistant turn with
 ``"Assistant:\\n"`` instead of v1's ``"Assistant: "``; fine-tuning 1.5 with v1's template is reported to
@@ -28,9 +33,9 @@ V15_PROMPTS = {**V1_PROMPTS, "spotting": "Spotting:", "seal": "Seal Recognition:
 
 @dataclass(frozen=True)
 class Generation:
-    name: str                    # "v1" | "v1.5" | "v1.6"
-    assistant: str               # what opens the assistant turn
-    template: str                # the PaddleFormers template name (v1: built in; 1.5+: registered by us)
+    name: str                    # "v1" | "v1.5" | "v1.6" | "v1.8"
+    assistant: Optional[str]     # what opens the assistant turn (None: not known yet, no training/eval)
+    template: Optional[str]      # the PaddleFormers template name (v1: built in; 1.5+: registered by us)
     prompts: Mapping[str, str]   # task -> prompt text
 
     @property
@@ -46,8 +51,11 @@ class Generation:
 V1 = Generation("v1", "Assistant: ", "paddleocr_vl", V1_PROMPTS)
 V15 = Generation("v1.5", "Assistant:\n", "paddleocr_vl_1.5", V15_PROMPTS)
 V16 = Generation("v1.6", "Assistant:\n", "paddleocr_vl_1.5", V15_PROMPTS)
-GENERATIONS = {g.name: g for g in (V1, V15, V16)}
-_ALIASES = {"1": "v1", "1.0": "v1", "v1.0": "v1", "1.5": "v1.5", "1.6": "v1.6"}
+V18 = Generation("v1.8", None, None, {})
+GENERATIONS = {g.name: g for g in (V1, V15, V16, V18)}
+#: The generations training and eval support (a known chat template).
+CHAT_VERSIONS = tuple(g.name for g in GENERATIONS.values() if g.template)
+_ALIASES = {"1": "v1", "1.0": "v1", "v1.0": "v1", "1.5": "v1.5", "1.6": "v1.6", "1.8": "v1.8"}
 
 
 def canonical(name: Any) -> str:
@@ -55,21 +63,39 @@ def canonical(name: Any) -> str:
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in GENERATIONS:
-        raise ValueError(f"unknown generation {name!r}; use one of {', '.join(GENERATIONS)} (also written 1.5, 1.6)")
+        raise ValueError(f"unknown generation {name!r}; use one of {', '.join(GENERATIONS)} (also written 1.5, 1.6, 1.8)")
+    return key
+
+
+def _no_template(name: str) -> str:
+    return (f"model_version={name}: PaddleOCR-VL {name}'s chat template is not known to ocrvl yet, so training and "
+            f"eval cannot use it (the layout job can); use one of {', '.join(CHAT_VERSIONS)}")
+
+
+def canonical_chat(name: Any) -> str:
+    """:func:`canonical`, refusing a generation without a known chat template (v1.8) in one line."""
+    key = canonical(name)
+    if not GENERATIONS[key].template:
+        raise ValueError(_no_template(key))
     return key
 
 
 def get(name: str) -> Generation:
-    """``v1``/``v1.5``/``v1.6`` (also ``1.5``, ``1.0``...) -> its Generation; a one-line error otherwise."""
+    """``v1``/``v1.5``/``v1.6`` (also ``1.5``, ``1.0``...) -> its Generation; a one-line error otherwise (also for
+    v1.8, whose chat template is not known yet)."""
     try:
-        return GENERATIONS[canonical(name)]
-    except ValueError:
-        raise OcrvlError(f"model_version={name!r} is unknown; use one of {', '.join(GENERATIONS)}") from None
+        return GENERATIONS[canonical_chat(name)]
+    except ValueError as e:
+        msg = str(e) if str(e).startswith("model_version=") else \
+            f"model_version={name!r} is unknown; use one of {', '.join(CHAT_VERSIONS)}"
+        raise OcrvlError(msg) from None
 
 
-#: The one config type of a generation (key ``model_version`` in every command): accepts every spelling
-#: :func:`canonical` knows and holds the canonical name.
-ModelVersion = Annotated[Literal["v1", "v1.5", "v1.6"], BeforeValidator(canonical)]
+#: The config type of a generation where the chat template matters (key ``model_version`` of training, eval,
+#: ``ocrvl pipeline``): accepts every spelling :func:`canonical` knows, holds the canonical name, refuses v1.8.
+ModelVersion = Annotated[Literal[CHAT_VERSIONS], BeforeValidator(canonical_chat)]
+#: The layout job's ``model_version``: every generation (v1.8 presets PP-DocLayoutV4).
+LayoutModelVersion = Annotated[Literal[tuple(GENERATIONS)], BeforeValidator(canonical)]
 
 
 def check_template(gen: Generation, template: Optional[str]) -> None:
@@ -84,7 +110,7 @@ def check_template(gen: Generation, template: Optional[str]) -> None:
                      "`template` from the config (ocrvl picks it from model_version) or set model_version")
 
 
-_NAME_RE = re.compile(r"paddleocr[-_ ]?vl[-_ ]?v?(1\.[56])", re.I)
+_NAME_RE = re.compile(r"paddleocr[-_ ]?vl[-_ ]?v?(1\.[568])", re.I)
 # The assistant opener as it appears in a chat template's source: literal newline, or escaped in a string.
 _V15_RE = re.compile(r"Assistant:(\n|\\n)")
 _V1_RE = re.compile(r"Assistant: ")
@@ -117,6 +143,8 @@ def detect(files: Mapping[str, str], folder_name: str = "") -> tuple[Generation,
         pass
     m = next((m for m in map(_NAME_RE.search, names) if m), None)
     named = f"v{m.group(1)}" if m else None
+    if named and not GENERATIONS[named].template:
+        raise OcrvlError(_no_template(named) + f" (the base is named {m.group(0)!r})")
     if named and family == "v1":
         raise OcrvlError(f"the base is named PaddleOCR-VL {named} but its chat template ({where}) is v1's; set "
                          "model_version=v1|v1.5|v1.6 explicitly")
@@ -171,4 +199,5 @@ LAYOUT: dict[str, dict[str, str]] = {
     "v1": {"model_name": "PP-DocLayoutV2", "shape_mode": "auto"},
     "v1.5": {"model_name": "PP-DocLayoutV3", "shape_mode": "auto"},
     "v1.6": {"model_name": "PP-DocLayoutV3", "shape_mode": "auto"},
+    "v1.8": {"model_name": "PP-DocLayoutV4", "shape_mode": "auto", "engine": "transformers"},
 }

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ocrvl_ray.core.config import JobConfig, truthy
 from ocrvl_ray.lmdb.writer import (DEFAULT_COMMIT_INTERVAL_S, DEFAULT_INDEX_BASE, DEFAULT_LABEL_FORMAT,
                                    DEFAULT_WRITE_BYTES)
-from ocrvl_ray.core.generations import LAYOUT, VERSIONS, ModelVersion, canonical
+from ocrvl_ray.core.generations import LAYOUT, VERSIONS, LayoutModelVersion, canonical
 
 
 def _debug_limit(raw: str) -> int:
@@ -33,20 +33,34 @@ class ActorPool(BaseModel):
 
 
 class LayoutModelConfig(ActorPool):
-    model_name: str = Field("PP-DocLayoutV2", description="paddlex layout model name")
+    engine: Literal["paddle", "transformers"] = Field(
+        "paddle", description="paddle = paddleocr LayoutDetection; transformers = Hugging Face transformers on torch "
+                              "(needs ./install.sh torch and model_dir = a transformers folder, `ocrvl convert-detector`)")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="engine=transformers: model weights dtype")
+    model_name: str = Field("PP-DocLayoutV2", description="layout model name (paddlex; engine=transformers: the "
+                                                          "model the folder must hold)")
     model_dir: Optional[str] = Field(None, description="exported model folder; null = paddleocr downloads the "
-                                                       "official weights (needs internet)")
+                                                       "official weights (needs internet; engine=paddle only)")
     device: str = Field("cpu", description="cpu, gpu or gpu:N")
     threshold: float = Field(0.5, ge=0, le=1, description="score threshold for layout regions")
     table_threshold: float = Field(0.3, ge=0, le=1, description="threshold for `table`, same single pass")
     layout_nms: bool = Field(True, description="paddlex's overlap suppression of layout boxes")
     shape_mode: Literal["auto", "rect", "quad", "poly"] = Field(
         "auto", description="paddlex layout_shape_mode for mask models (PP-DocLayoutV3): rect | quad | poly | auto "
-                            "(upstream's default); crops blank what lies outside the polygon")
+                            "(upstream's default); crops blank what lies outside the polygon. engine=transformers "
+                            "keeps the library's outline as is")
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype_needs_transformers(cls, value: str, info: ValidationInfo) -> str:
+        if value != "float32" and info.data.get("engine") != "transformers":
+            raise ValueError(f"layout.dtype={value} needs layout.engine=transformers (the paddle engine runs float32)")
+        return value
 
 
 class CellModelConfig(ActorPool):
     enabled: bool = Field(True, description="detect table cells (false: tables stay whole regions)")
+    engine: str = Field("paddle", description="paddle only: RT-DETR cells have no transformers engine here yet")
     model_name: Literal["RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_cell_det"] = \
         "RT-DETR-L_wired_table_cell_det"
     model_dir: Optional[str] = Field(None, description="exported model folder; null = the official weights")
@@ -54,6 +68,15 @@ class CellModelConfig(ActorPool):
     threshold: float = Field(0.3, ge=0, le=1, description="score threshold for cells")
     max_side: int = Field(1024, ge=32, description="table crops are downscaled to this before detection (the "
                           "detector resizes to 640x640 anyway); JPEG pages are decoded at 1/2, 1/4 when tables allow")
+
+    @field_validator("engine")
+    @classmethod
+    def _paddle_only(cls, value: str) -> str:
+        if value != "paddle":
+            raise ValueError(f"cells.engine={value} is not available: the RT-DETR table-cell detector runs on Paddle "
+                             f"only (no transformers port is wired in); use cells.engine=paddle, or cells.enabled=false "
+                             f"where Paddle is not installed")
+        return value
 
 
 class ComposeConfig(BaseModel):
@@ -69,9 +92,10 @@ class ComposeConfig(BaseModel):
 
 
 class LayoutConfig(JobConfig):
-    model_version: ModelVersion = Field(
+    model_version: LayoutModelVersion = Field(
         "v1", description="PaddleOCR-VL generation the data is for: presets layout.model_name and "
-                          "layout.shape_mode (core/generations.py); keys set explicitly win")
+                          "layout.shape_mode (v1.8: also layout.engine=transformers; core/generations.py); keys set "
+                          "explicitly win")
     manifest: Optional[str] = Field(None, description="Parquet manifest from `ocrvl prepare`; null = the bundled "
                                                       "sample dataset")
     output: str = Field("./out/sample_layout.lmdb", description="the LMDB folder to write (no spaces); one per "

@@ -97,6 +97,12 @@ def model_identity(name: str, model_dir: str | None) -> dict:
     return {"name": name, "files": files}
 
 
+def engine_identity(section) -> dict:
+    """The detector engine and dtype of a non-default engine; nothing for ``engine=paddle`` (the identity of every
+    LMDB written before engines existed stays valid). Either way, a rerun with the other engine differs."""
+    return {} if section.engine == "paddle" else {"engine": section.engine, "dtype": section.dtype}
+
+
 def layout_identity(cfg, manifest: str, split: str) -> dict:
     """Everything that shapes the content of the split's LMDB, resolved (not batch sizes, actors or hand-off):
     the recipe of every dataset the split holds with all its keys, the compose options, the detectors with
@@ -110,9 +116,9 @@ def layout_identity(cfg, manifest: str, split: str) -> dict:
         detect: dict[str, Any] = {"detections": file_identity(cfg.detections.replace("{split}", split))}
     else:
         lay, cel = cfg.layout, cfg.cells
-        detect = {"layout": {**model_identity(lay.model_name, lay.model_dir), "threshold": lay.threshold,
-                             "table_threshold": lay.table_threshold, "layout_nms": lay.layout_nms,
-                             "shape_mode": lay.shape_mode},
+        detect = {"layout": {**model_identity(lay.model_name, lay.model_dir), **engine_identity(lay),
+                             "threshold": lay.threshold, "table_threshold": lay.table_threshold,
+                             "layout_nms": lay.layout_nms, "shape_mode": lay.shape_mode},
                   "cells": {**model_identity(cel.model_name, cel.model_dir), "threshold": cel.threshold,
                             "max_side": cel.max_side} if cel.enabled else None}
     recipes = {d: get_recipe(d, cfg.recipes.get(d)).model_dump(mode="json") for d in manifest_datasets(manifest, split)}

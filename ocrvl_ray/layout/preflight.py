@@ -55,6 +55,9 @@ def check_models(cfg) -> list[str]:
         return []
     notes = []
     pools = [("layout", "layout", cfg.layout)] + ([("cells", "table-cell", cfg.cells)] if cfg.cells.enabled else [])
+    if cfg.layout.engine == "transformers":
+        check_transformers_layout(cfg.layout)
+        pools = pools[1:]
     for key, what, pool in pools:
         check_model_dir(pool.model_dir, what, f"{key}.model_dir")
         cached = official_model_cache(pool.model_name)
@@ -62,6 +65,41 @@ def check_models(cfg) -> list[str]:
             notes.append(f"{key}: {pool.model_name} is not in the paddlex cache ({cached}); paddleocr downloads it "
                          f"on first use (needs internet; offline, set {key}.model_dir=DIR or demo_models=true)")
     return notes
+
+
+def check_transformers_layout(sec) -> None:
+    """``layout.engine=transformers``: torch and transformers importable, the model's classes in this transformers
+    (PP-DocLayoutV4 needs >= 5.20), ``layout.model_dir`` a transformers folder holding ``layout.model_name``."""
+    from ocrvl_ray.layout.engines.configs import CLASS_PREFIX, FIRST_RELEASE
+
+    version = {f"PP-DocLayout{v.upper()}": v for v in CLASS_PREFIX}.get(sec.model_name)
+    if version is None:
+        raise OcrvlError(f"layout.model_name={sec.model_name}: layout.engine=transformers runs "
+                         f"{', '.join(f'PP-DocLayout{v.upper()}' for v in CLASS_PREFIX)}; set layout.model_name to "
+                         f"one of them or layout.engine=paddle")
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError as e:
+        raise OcrvlError(f"layout.engine=transformers needs torch and transformers >= {FIRST_RELEASE[version]} "
+                         f"({e.name} is missing here): build .venv-torch with ./install.sh torch and run from it"
+                         ) from None
+    from ocrvl_ray.layout.engines.configs import available_versions
+    from ocrvl_ray.layout.engines.transformers_detector import check_model_folder
+
+    if version not in available_versions():
+        raise OcrvlError(f"layout.model_name={sec.model_name} (model_version=v1.8 presets it) needs transformers >= "
+                         f"{FIRST_RELEASE[version]}, this environment has {transformers.__version__}; upgrade it "
+                         f"(./install.sh torch) or set model_version=v1.6 for PP-DocLayoutV3")
+    if sec.model_dir is None:
+        raise OcrvlError(f"layout.engine=transformers needs layout.model_dir=DIR, a transformers {sec.model_name} "
+                         f"folder (config.json, model.safetensors, preprocessor_config.json; "
+                         f"`ocrvl convert-detector --from PADDLE_DIR --out DIR` makes one)")
+    _, found = check_model_folder(sec.model_dir, "layout.model_dir")
+    if found != version:
+        raise OcrvlError(f"layout.model_dir={sec.model_dir} holds PP-DocLayout{found.upper()}, but layout.model_name="
+                         f"{sec.model_name}; set layout.model_name=PP-DocLayout{found.upper()} (or the model_version "
+                         f"that presets it)")
 
 
 def check_detections(path: str, split: str) -> str:

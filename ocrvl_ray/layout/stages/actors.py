@@ -63,8 +63,8 @@ def official_model_cache(model_name: str) -> Path:
 
 
 #: The files of a model folder that ``check_model_dir`` looks for (and paddlex loads); an LMDB's identity hashes
-#: every one of them a folder holds (``layout/outputs.model_identity``). ``preprocessor_config.json``: the
-#: transformers-style folder's image processor.
+#: every one of them a folder holds (``layout/outputs.model_identity``). ``config.json``, ``model.safetensors``,
+#: ``preprocessor_config.json``: a transformers folder (``layout.engine=transformers``) too.
 MODEL_FILES = ("inference.yml", "inference.json", "inference.pdmodel", "inference.pdiparams", "model.safetensors",
                "model_state.pdparams", "config.json", "preprocessor_config.json")
 
@@ -166,24 +166,29 @@ def clip_box(box, width: int, height: int) -> tuple[float, float, float, float]:
 
 
 def predict_each(run, inputs: list) -> list:
-    """Boxes per input from one batched ``run(inputs)``; if that fails, input by input, so one bad input
-    costs only itself (its slot holds the exception).
-
-    Runs without autograd: paddlex's dynamic engine (``model.safetensors`` models) otherwise keeps every
-    activation of the batch alive (PP-DocLayoutV2 at full size, fp32, CPU: +1.8 GB at batch 2 instead of
-    +0.24 GB; ``bench/detector_memory.py``)."""
+    """:func:`each_or_one` under Paddle's ``no_grad``: paddlex's dynamic engine (``model.safetensors`` models)
+    otherwise keeps every activation of the batch alive (PP-DocLayoutV2 at full size, fp32, CPU: +1.8 GB at batch
+    2 instead of +0.24 GB; ``bench/detector_memory.py``)."""
     if not inputs:
         return []
     import paddle
 
     with paddle.no_grad():
-        try:
-            return [r["boxes"] for r in run(inputs)]
-        except Exception:  # noqa: BLE001
-            out = []
-            for x in inputs:
-                try:
-                    out.append(run([x])[0]["boxes"])
-                except Exception as e:  # noqa: BLE001
-                    out.append(e)
-            return out
+        return each_or_one(lambda xs: [r["boxes"] for r in run(xs)], inputs)
+
+
+def each_or_one(run, inputs: list) -> list:
+    """One result per input from one batched ``run(inputs)``; if that fails, input by input, so one bad input
+    costs only itself (its slot holds the exception). No Paddle here (the transformers engine uses it as is)."""
+    if not inputs:
+        return []
+    try:
+        return list(run(inputs))
+    except Exception:  # noqa: BLE001
+        out = []
+        for x in inputs:
+            try:
+                out.append(run([x])[0])
+            except Exception as e:  # noqa: BLE001
+                out.append(e)
+        return out

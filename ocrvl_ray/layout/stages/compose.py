@@ -89,7 +89,10 @@ def detector_identities(cfg, detections: str | None) -> str:
     """JSON of what found each page's regions (goes with its detections record)."""
     if detections:
         return json.dumps({"detections": detections})
-    return json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir},
+    from ocrvl_ray.layout.outputs import engine_identity
+
+    return json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir,
+                                  **engine_identity(cfg.layout)},
                        "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir}
                        if cfg.cells.enabled else None})
 

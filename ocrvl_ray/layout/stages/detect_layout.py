@@ -1,4 +1,6 @@
-"""LayoutDetectStage: the actor stage around ``paddleocr.LayoutDetection`` (PP-DocLayoutV2 or V3).
+"""LayoutDetectStage: the actor stage around the layout detector: ``paddleocr.LayoutDetection`` (PP-DocLayoutV2 or
+V3; ``layout.engine=paddle``) or ``engines.transformers_detector.TransformersDetector`` (V2/V3/V4 on torch;
+``layout.engine=transformers``, which never imports Paddle).
 
 Loads the predictor once per actor (``setup``); each batch runs ONE pass over the batch's ``det_image`` column with
 a per-class threshold (``table`` at ``table_threshold``, every other class at ``threshold``), maps the
@@ -7,7 +9,8 @@ with the model's reading ``order``). Tables scoring between ``table_threshold`` 
 ``kind="table_only"``: the cell detector uses them, compose does not make layout samples of them (as the
 original, which ran a second pass at 0.3 for tables only). A mask model (PP-DocLayoutV3) also returns each
 region's outline shaped by ``shape_mode`` (paddlex ``layout_shape_mode``); it is kept as ``Region.polygon``
-in page pixels.
+in page pixels. The transformers engine's regions are put in paddleocr's box form (``_paddle_form``), so both
+engines go through the same mapping.
 Rows whose ``status`` is not "ok" pass through. The detector input columns (``CONSUMED``) are not passed on.
 """
 from __future__ import annotations
@@ -19,8 +22,9 @@ import numpy as np
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.config import LayoutModelConfig
-from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, load_predictor, pool_resources, predict_each,
-                                            with_columns)
+from ocrvl_ray.layout.config import actor_cpus
+from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, each_or_one, load_predictor, pool_resources,
+                                            predict_each, with_columns)
 from ocrvl_ray.layout.stages.base import Stage
 from ocrvl_ray.layout.stages.decode import OK
 
@@ -52,6 +56,9 @@ class LayoutDetectStage(Stage):
 
     def setup(self) -> None:
         sec = self.section
+        if sec.engine == "transformers":
+            self.model = load_transformers(sec)
+            return
         model_dir = check_model_dir(sec.model_dir, "layout", "layout.model_dir")
         self.model = load_predictor("LayoutDetection", sec.model_name, model_dir, sec.device, "layout")
         # paddlex keeps the model's label_list on the wrapped predictor's config
@@ -80,7 +87,13 @@ class LayoutDetectStage(Stage):
 
     def _predict(self, batch, rows: list[int]) -> list:
         """Boxes per row: one batched call; if it fails, row by row so one bad page costs only itself."""
-        return predict_each(self._run, [np.asarray(batch["det_image"][i]) for i in rows])
+        images = [np.asarray(batch["det_image"][i]) for i in rows]
+        if self.section.engine == "transformers":   # decode's det_image is BGR; the library takes RGB
+            return each_or_one(self._run_transformers, [np.ascontiguousarray(im[..., ::-1]) for im in images])
+        return predict_each(self._run, images)
+
+    def _run_transformers(self, images: list[np.ndarray]) -> list:
+        return [[_paddle_form(r) for r in regions] for regions in self.model.predict(images)]
 
     def _run(self, images: list[np.ndarray]) -> list:
         return self.model.predict(images, batch_size=len(images), threshold=self.thresholds,
@@ -104,3 +117,22 @@ class LayoutDetectStage(Stage):
             out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind,
                               polygon=poly).to_row())
         return out
+
+
+def load_transformers(sec: LayoutModelConfig):
+    """The section's ``TransformersDetector`` (``table`` at ``table_threshold``), with torch's intra-op threads set
+    to the actor's CPUs (at least 1)."""
+    import torch
+
+    from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
+
+    torch.set_num_threads(max(1, int(actor_cpus(sec, sec.device))))
+    return TransformersDetector(sec.model_dir, device=sec.device, dtype=sec.dtype, threshold=sec.threshold,
+                                thresholds={"table": sec.table_threshold}, layout_nms=sec.layout_nms)
+
+
+def _paddle_form(r: dict) -> dict:
+    """A transformers-engine region -> the box dict paddleocr gives (``coordinate``, ``order`` None when
+    unranked, ``polygon_points`` None without an outline)."""
+    return {"label": r["label"], "score": r["score"], "coordinate": r["box"],
+            "order": None if r["order"] == -1 else r["order"], "polygon_points": r["polygon"] or None}
