@@ -93,15 +93,14 @@ def support_files(base: Path) -> list[str]:
     return out
 
 
-def bool_tie_word_embeddings(config: Path) -> None:
-    """Rewrites an int ``tie_word_embeddings`` (the hub config's) as a bool: transformers 5.4-5.12 refuse the int."""
-    if not config.is_file():
-        return
-    cfg = json.loads(config.read_text("utf-8"))
-    tie = cfg.get("tie_word_embeddings")
-    if isinstance(tie, int) and not isinstance(tie, bool):
-        cfg["tie_word_embeddings"] = bool(tie)
-        config.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", "utf-8")
+def bool_tie_word_embeddings(text: str) -> str:
+    """``config.json`` text with an int ``tie_word_embeddings`` (the hub config's) rewritten as a bool, else as is:
+    transformers 5.4-5.12 refuse the int. What the export writes and ``ocrvl verify`` expects."""
+    cfg = json.loads(text)
+    tie = cfg.get("tie_word_embeddings") if isinstance(cfg, dict) else None
+    if not isinstance(tie, int) or isinstance(tie, bool):
+        return text
+    return json.dumps({**cfg, "tie_word_embeddings": bool(tie)}, indent=2, ensure_ascii=False) + "\n"
 
 
 def plan_shards(infos: list[TensorInfo], max_shard_bytes: int) -> list[list[TensorInfo]]:
@@ -248,7 +247,10 @@ def merge_lora(base_dir: str | os.PathLike, lora_dir: str | os.PathLike, out_dir
         for rel in copied:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(base_dir / rel, tmp / rel)
-        bool_tie_word_embeddings(tmp / "config.json")
+        if "config.json" in copied:
+            text = (tmp / "config.json").read_text("utf-8")
+            if bool_tie_word_embeddings(text) != text:
+                (tmp / "config.json").write_text(bool_tie_word_embeddings(text), "utf-8")
         for p in adapter.files:
             if p not in hashes:
                 hashes[p] = file_sha256(p)

@@ -9,7 +9,6 @@ Without ``--lora`` the merge report (if any) says which tensors may differ.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.export.adapter import LoraPair, load_adapter, pair_adapter
-from ocrvl_ray.export.merge import REPORT, lora_delta_rows, support_files
+from ocrvl_ray.export.merge import REPORT, bool_tie_word_embeddings, lora_delta_rows, support_files
 from ocrvl_ray.export.st import CHUNK_BYTES, DTYPES, TensorSet, read_rows, row_chunks
 
 MAX_LINES = 10  # per problem kind
@@ -128,7 +127,7 @@ def _check_files(export: Path, base: Path, res: VerifyResult) -> None:
         dst = export / rel
         if not dst.is_file():
             res.add("missing files", rel)
-        elif _sha(dst) != _sha(base / rel):
+        elif dst.read_bytes() != _expected(base, rel):
             res.add("files differ from base", rel)
     if not (export / "model.safetensors").is_file() and not (export / "model.safetensors.index.json").is_file():
         odd = sorted(p.name for p in export.glob("*.safetensors"))
@@ -136,8 +135,11 @@ def _check_files(export: Path, base: Path, res: VerifyResult) -> None:
                            "transformers, PaddleX and vLLM look for those names")
 
 
-def _sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+def _expected(base: Path, rel: str) -> bytes:
+    """What the export holds for a copied base file: its bytes; ``config.json`` with a bool ``tie_word_embeddings``."""
+    if rel != "config.json":
+        return (base / rel).read_bytes()
+    return bool_tie_word_embeddings((base / rel).read_text("utf-8")).encode("utf-8")
 
 
 def _same_bytes(b, e, chunk_bytes: int) -> bool:

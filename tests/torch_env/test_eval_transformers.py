@@ -56,6 +56,18 @@ def test_the_checkpoints_lm_head_is_loaded_and_a_batch_decodes_like_single_image
     assert all(n == 6 or 0 < n < 6 for _, _, n in batched)
 
 
+def test_the_repetition_guard_stops_each_row_of_a_batch(tiny_base):
+    from PIL import Image
+
+    g = TransformersGenerator(parse_model(str(tiny_base), "transformers"), "v1", "OCR:", 40, 8, 2)
+    images = [Image.new("RGB", (200, 60), (250, 250, 240)), Image.new("RGB", (90, 300), (90, 20, 140)),
+              Image.new("RGB", (120, 120), (10, 200, 30))]
+    batched = g.generate(images)
+    assert batched == [g.generate([im])[0] for im in images]   # a stopped row's padding is not counted
+    assert any(loop for _, loop, _ in batched), batched        # a random model repeats itself at once
+    assert all(n < 40 for _, loop, n in batched if loop), batched
+
+
 def test_eval_scores_a_base_its_lora_in_memory_and_its_merged_export(tiny_base, tmp_path):
     from ocrvl_ray.export.merge import merge_lora
     from ocrvl_ray.export.st import TensorSet
@@ -104,6 +116,7 @@ def test_a_merged_export_writes_tie_word_embeddings_as_a_bool(tiny_base, tmp_pat
 
     from ocrvl_ray.export.merge import merge_lora
     from ocrvl_ray.export.st import TensorSet
+    from ocrvl_ray.export.verify import verify_export
     from ocrvl_ray.testing.export import is_linear, write_adapter
 
     base = tmp_path / "base"
@@ -117,6 +130,8 @@ def test_a_merged_export_writes_tie_word_embeddings_as_a_bool(tiny_base, tmp_pat
     assert written["tie_word_embeddings"] is False
     assert {k: v for k, v in written.items() if k != "tie_word_embeddings"} == \
         {k: v for k, v in cfg.items() if k != "tie_word_embeddings"}
+    v = verify_export(Path(export), base, lora)   # the rewrite is what verify expects, not a difference
+    assert v.ok, v.lines()
 
 
 def test_the_engine_imports_neither_ray_nor_paddle():

@@ -76,8 +76,7 @@ def load_config(path: str):
 
 class TransformersGenerator:
     """The model (``spec.path``, plus ``spec.lora`` when set), its image processor and tokenizer from a PaddleOCR-VL
-    folder: ``generate(images)`` ->
-    ``[(text, loop cut, generated tokens)]`` for a list of PIL images, greedy, in one batch."""
+    folder: ``generate(images)`` -> ``[(text, loop cut, generated tokens)]`` for PIL images, greedy, one batch."""
 
     def __init__(self, spec, generation: str, prompt: str, max_new_tokens: int, loop_max_period: int,
                  loop_min_repeats: int, device: str = "cpu", dtype: Optional[str] = None):
@@ -138,6 +137,8 @@ class TransformersGenerator:
         for row in ids[:, prompt_len:].tolist():
             if self.eos in row:    # after EOS comes padding
                 row = row[:row.index(self.eos)]
+            while row and row[-1] == self.tokenizer.pad_token_id:   # a row the loop guard stopped early
+                row.pop()
             hyp, loop = finish(self.tokenizer.decode(row, skip_special_tokens=True), *self.loop)
             results.append((hyp, loop, len(row)))
         return results
