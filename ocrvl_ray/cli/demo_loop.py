@@ -149,7 +149,8 @@ def eval_in(venv: str, cfg, say: Callable[[str], None]) -> dict:
     conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), allow_unicode=True,
                                    sort_keys=False), "utf-8")
     say(f"[eval] from {venv}: {venv}/bin/ocrvl pipeline {conf} stages=[eval]")
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    # its own local Ray: workers of a Ray started from another venv would run that venv's Python
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "RAY_ADDRESS")}
     if subprocess.run([str(python), "-m", "ocrvl_ray.cli", "pipeline", str(conf), "stages=[eval]"], cwd=REPO,
                       env=env).returncode != 0:
         raise OcrvlError(f"the eval stage failed (run from {venv}); its error is above")
