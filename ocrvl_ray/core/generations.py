@@ -63,7 +63,8 @@ def canonical(name: Any) -> str:
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in GENERATIONS:
-        raise ValueError(f"unknown generation {name!r}; use one of {', '.join(GENERATIONS)} (also written 1.5, 1.6, 1.8)")
+        raise ValueError(f"unknown generation {name!r}; use one of {', '.join(GENERATIONS)} "
+                         f"(also written 1.5, 1.6, 1.8)")
     return key
 
 

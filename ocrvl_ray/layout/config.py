@@ -35,7 +35,8 @@ class ActorPool(BaseModel):
 class LayoutModelConfig(ActorPool):
     engine: Literal["paddle", "transformers"] = Field(
         "paddle", description="paddle = paddleocr LayoutDetection; transformers = Hugging Face transformers on torch "
-                              "(needs ./install.sh torch and model_dir = a transformers folder, `ocrvl convert-detector`)")
+                              "(needs ./install.sh torch and model_dir = a transformers folder, "
+                              "`ocrvl convert-detector`)")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="engine=transformers: model weights dtype")
     model_name: str = Field("PP-DocLayoutV2", description="layout model name (paddlex; engine=transformers: the "
                                                           "model the folder must hold)")
@@ -74,8 +75,8 @@ class CellModelConfig(ActorPool):
     def _paddle_only(cls, value: str) -> str:
         if value != "paddle":
             raise ValueError(f"cells.engine={value} is not available: the RT-DETR table-cell detector runs on Paddle "
-                             f"only (no transformers port is wired in); use cells.engine=paddle, or cells.enabled=false "
-                             f"where Paddle is not installed")
+                             f"only (no transformers port is wired in); use cells.engine=paddle, or "
+                             f"cells.enabled=false where Paddle is not installed")
         return value
 
 

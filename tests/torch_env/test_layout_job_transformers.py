@@ -25,7 +25,8 @@ def tiny(tmp_path_factory):
 def _cfg(out, model_dir, version, *over):
     return load_config(LayoutConfig, overrides=[
         f"output={out}", "split=train", "limit=1", "cells.enabled=false", "progress=false", "report_html=false",
-        "layout.engine=transformers", f"layout.model_dir={model_dir}", f"layout.model_name=PP-DocLayout{version.upper()}",
+        "layout.engine=transformers", f"layout.model_dir={model_dir}",
+        f"layout.model_name=PP-DocLayout{version.upper()}",
         "layout.threshold=0.0", "mask=none", *over], env={})
 
 
