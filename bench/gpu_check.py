@@ -1,7 +1,9 @@
-"""GPU figures of the transformers layout engine, runnable on a bare CUDA machine (torch + transformers only).
+"""GPU figures of the transformers layout and eval engines, runnable on a bare CUDA machine (torch + transformers;
+the eval part also needs pydantic and rapidfuzz, which our prompt table and repetition guard import).
 
-    python bench/gpu_check.py [--models v2,v3,v4] [--dtypes fp32,bf16] [--batches 1,8,32] [--page 2480x3508]
-                              [--seconds 4] [--budget 330]
+    python bench/gpu_check.py [--parts detector,eval] [--models v2,v3,v4] [--dtypes fp32,bf16] [--batches 1,8,32]
+                              [--page 2480x3508] [--eval-batches 1,16,64] [--region 800x600] [--seconds 4]
+                              [--budget 330]
     python bench/gpu_check.py --smoke        # tiny models on CPU: the script's own test (tests/torch_env)
 
 No Ray, no Paddle, nothing downloaded: each PP-DocLayout version the installed transformers has is built from
