@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The one install command (README): the default environment and the two training-engine environments.
+# The one install command (README): the default environment, the two training-engine environments and the
+# PyTorch environment.
 #   .venv                 layout, merge, eval, inspect, the tests (paddleformers 0.3.1 for the LoRA format)
 #   .venv-erniekit        the user's erniekit fork (engine=erniekit): its imports and pins (docs/train.md)
 #   .venv-paddleformers   PaddleFormers 1.x (engine=paddleformers, docs/train_paddleformers.md)
-#   .venv-torch           the transformers engines, no Paddle (`./install.sh torch`; not built by default yet)
+#   .venv-torch           the transformers engines (layout detection, eval), torch + transformers from PyPI, no Paddle
 # Engines that cannot share one environment get their own; `./install.sh default` builds only .venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
-envs=${*:-default erniekit paddleformers}
+envs=${*:-default erniekit paddleformers torch}
 for env in $envs; do
   case $env in
     default)
