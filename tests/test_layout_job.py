@@ -123,13 +123,26 @@ def test_run_report_and_lmdb_contract(corpus, baseline):
     assert got == expected
 
 
-def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseline, tmp_path):
+def test_rerun_is_a_no_op_and_worker_counts_do_not_change_content(corpus, baseline, tmp_path, capsys):
+    """A rerun of a finished LMDB starts no stream (one "nothing to do" line) and its report.json still describes
+    the whole LMDB: the first run's pages and skips, each run kept in <output>.runs/ (issue 26, items 5-6)."""
     from ocrvl_ray.layout.job import run_layout
 
-    out, _ = baseline
+    out, first = baseline
+    capsys.readouterr()
     again = run_layout(_cfg(corpus, out))
+    said = capsys.readouterr().out
     assert again["pages_already_done"] == N_GOOD + 5 and again["pages_processed"] == 0
     assert again["num_samples"] == 24 * N_GOOD
+    assert said.strip().splitlines() == [f"layout [train]: nothing to do: {N_GOOD + 5} pages already in {out}"]
+    runs = sorted(Path(str(out) + ".runs").glob("*.json"))
+    assert len(runs) == 2 and json.loads(runs[1].read_text("utf-8"))["pages_processed"] == 0
+    whole = json.loads(Path(str(out) + ".report.json").read_text("utf-8"))
+    assert whole["pages_ok"] == N_GOOD and whole["pages_done"] == N_GOOD + 5
+    assert whole["pages_skipped"] == {"image_corrupt": 3, "image_missing": 1, "image_too_large": 1}
+    assert whole["samples_written"] == whole["num_samples"] == 24 * N_GOOD
+    assert whole["guards"]["counts"]["guard.layout_beside_cells"] == 4 * N_GOOD
+    assert whole["item_skips"] == first["item_skips"] and whole["runs"] == [str(p) for p in runs]
     wide = tmp_path / "wide_layout.lmdb"
     run_layout(_cfg(corpus, wide, **{"layout.max_actors": 2, "cells.max_actors": 2, "layout.batch_size": 1,
                                      "cells.batch_size": 3, "decode_batch_size": 1, "compose_batch_size": 2}))

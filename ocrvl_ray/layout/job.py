@@ -284,8 +284,9 @@ def run_layout(cfg: LayoutConfig) -> dict:
     init_ray(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
     reports = {}
     for plan in plans:
-        reports[plan.split] = run_split(cfg, manifest, plan)
-        print_report(reports[plan.split])
+        rep = reports[plan.split] = run_split(cfg, manifest, plan)
+        if rep["pages_already_done"] < rep["pages_in"]:
+            print_report(rep)   # a no-op run said "nothing to do" instead
     report = combine_reports(reports)
     if len(reports) > 1:
         print(f"layout: {len(reports)} splits -> " + ", ".join(f"{s}: {r['output']} ({r['num_samples']} samples)"
@@ -321,9 +322,9 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     import ray.data
 
     from ocrvl_ray.core.config import config_hash
-    from ocrvl_ray.core.console import RayLog, Ticker, page_counter
+    from ocrvl_ray.core.console import page_counter
     from ocrvl_ray.layout.detections import detections_path
-    from ocrvl_ray.lmdb import write_lmdb
+    from ocrvl_ray.lmdb import LmdbReader
     from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
@@ -336,26 +337,13 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     try:
         sink = make_sink(cfg, plan, counter)
         todo = resume_state(cfg, manifest, plan)
-        with RayLog(log_path, enabled=cfg.quiet) as log:
-            log.say(f"layout [{plan.split}]: {todo.pages_in} pages -> {plan.output} on {where} "
-                    f"({todo.already_done} already done; Ray's output: {log_path})")
-            watch = Watch(cfg, plan.split, todo, counter, log.say, t0)
-            try:
-                with Ticker(watch.tick, watch.period if counter is not None else 0):
-                    summary = write_lmdb(build_dataset(cfg, manifest, todo, plan.detections_in, counter), sink)
-            except KeyboardInterrupt:
-                if watch.stalled is None:
-                    raise
-                raise OcrvlError(f"{watch.stalled} (full log: {log_path})") from None
-            except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
-                import traceback
-
-                traceback.print_exc()   # into the log file while it is redirected
-                err = user_error(e)
-                inner = unwrap_ray(e)
-                msg = str(err).splitlines()[0] if err is not None else \
-                    f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
-                raise OcrvlError(f"{msg} (full log: {log_path})") from e
+        if todo.already_done == todo.pages_in:   # a finished LMDB: no stream, no detector pools
+            print(f"layout [{plan.split}]: nothing to do: {todo.already_done} pages already in {plan.output}",
+                  flush=True)
+            with LmdbReader(plan.work) as r:
+                summary = {"num_samples": len(r), "shards": cfg.shards}
+        else:
+            summary = stream_split(cfg, manifest, plan, todo, counter, sink, log_path, where, t0)
     finally:
         if counter is not None:
             ray.kill(counter)
@@ -371,6 +359,38 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
         report["report_html"] = inspect_lmdb(plan.output, html=True)["html"]
     write_report(report, plan.output)
     return report
+
+
+def stream_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan, todo: Todo, counter, sink, log_path: str,
+                 where: str, t0: float) -> dict:
+    """The pages left (``todo``) through the graph into ``sink``; returns the sink's summary. A failure is one
+    ``OcrvlError`` line on the console, its whole story in the log."""
+    from ocrvl_ray.core.console import RayLog, Ticker
+    from ocrvl_ray.lmdb import write_lmdb
+
+    with RayLog(log_path, enabled=cfg.quiet) as log:
+        log.say(f"layout [{plan.split}]: {todo.pages_in} pages -> {plan.output} on {where} "
+                f"({todo.already_done} already done; Ray's output: {log_path})")
+        if not plan.detections_in:
+            log.say(f"layout [{plan.split}]: loading models ({'layout and cell' if cfg.cells.enabled else 'layout'} "
+                    "detector pools); pages follow once they are up")
+        watch = Watch(cfg, plan.split, todo, counter, log.say, t0)
+        try:
+            with Ticker(watch.tick, watch.period if counter is not None else 0):
+                return write_lmdb(build_dataset(cfg, manifest, todo, plan.detections_in, counter), sink)
+        except KeyboardInterrupt:
+            if watch.stalled is None:
+                raise
+            raise OcrvlError(f"{watch.stalled} (full log: {log_path})") from None
+        except Exception as e:  # noqa: BLE001 - one line on the console; the whole story in the log
+            import traceback
+
+            traceback.print_exc()   # into the log file while it is redirected
+            err = user_error(e)
+            inner = unwrap_ray(e)
+            msg = str(err).splitlines()[0] if err is not None else \
+                f"a stage failed: {type(inner).__name__}: {(str(inner).splitlines() or [''])[0][:300]}"
+            raise OcrvlError(f"{msg} (full log: {log_path})") from e
 
 
 def writer_node(cfg: LayoutConfig) -> str:

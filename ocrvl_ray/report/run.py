@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
+from datetime import datetime, timezone
+from functools import reduce
 from pathlib import Path
 
 from ocrvl_ray.core.config import config_hash
@@ -75,13 +78,87 @@ def combine_reports(reports: dict[str, dict]) -> dict:
     return out
 
 
-def write_report(report: dict, lmdb: str) -> str:
-    path = report_path(lmdb)
+def runs_dir(lmdb: str | os.PathLike) -> str:
+    """``out/x_layout.lmdb`` -> ``out/x_layout.lmdb.runs`` (one ``<UTC time>.json`` per run)."""
+    return str(Path(os.fspath(lmdb).rstrip("/\\"))) + ".runs"
+
+
+def page_statuses(lmdb: str) -> Counter:
+    """Pages by status, from the LMDB's page markers (all shards): what the whole LMDB holds, whatever runs made it
+    (a run killed before its report still left its markers)."""
+    from ocrvl_ray.lmdb import schema as S
+    from ocrvl_ray.lmdb.shards import expand, is_sharded
+
+    out: Counter = Counter()
+    for path in expand(lmdb) if is_sharded(lmdb) else [lmdb]:
+        if not os.path.isfile(os.path.join(path, "data.mdb")):
+            continue
+        env = S.open_readonly(path)
+        try:
+            with env.begin() as txn, txn.cursor() as cur:
+                if cur.set_range(S.PAGE_PREFIX):
+                    for k, v in cur:
+                        if not k.startswith(S.PAGE_PREFIX):
+                            break
+                        out[json.loads(v).get("status", "unknown")] += 1
+        finally:
+            env.close()
+    return out
+
+
+def _add_counts(total: dict, more: dict) -> dict:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
+    return total
+
+
+def aggregate_runs(runs: list[dict], statuses: Counter) -> dict:
+    """The LMDB's report over its runs (oldest first): page counts from its markers (``statuses``), samples and
+    skips inside pages summed over the runs since the LMDB was started (the last run that found no page done;
+    a deleted and remade LMDB starts afresh), the other keys from the last run."""
+    start = max((i for i, r in enumerate(runs) if r["pages_already_done"] == 0), default=0)
+    runs = runs[start:]
+    out = dict(runs[-1])
+    item, guard, page_ex = SkipCounter(), SkipCounter(), SkipCounter()
+    for r in runs:
+        item.merge(r.get("item_skips") or {})
+        guard.merge(r.get("guards") or {})
+        page_ex.merge({"counts": {}, "examples": r.get("page_skip_examples", {})})
+    elapsed = sum(r["elapsed_s"] for r in runs)
+    out.update(
+        pages_done=sum(statuses.values()), pages_ok=statuses.get("ok", 0),
+        pages_skipped={k: v for k, v in sorted(statuses.items()) if k != "ok"},
+        page_skip_examples=page_ex.examples, item_skips=item.to_dict() if item.total else {},
+        guards=guard.to_dict() if guard.total else {},
+        pages_already_done=runs[0]["pages_already_done"],   # done before the first recorded run (e.g. killed)
+        pages_processed=sum(r["pages_processed"] for r in runs),
+        samples_written=sum(r["samples_written"] for r in runs),
+        samples_by_kind=reduce(_add_counts, (r["samples_by_kind"] for r in runs), {}),
+        samples_by_label=reduce(_add_counts, (r["samples_by_label"] for r in runs), {}),
+        elapsed_s=round(elapsed, 2), writer_busy_s=round(sum(r.get("writer_busy_s", 0) for r in runs), 2),
+        pages_per_s=round(sum(r["pages_processed"] for r in runs) / elapsed, 3) if elapsed > 0 else 0.0,
+        runs=[r["run_json"] for r in runs if r.get("run_json")])
+    return out
+
+
+def _dump(obj: dict, path: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, ensure_ascii=False)
+        json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def write_report(report: dict, lmdb: str) -> str:
+    """Keeps this run's report as ``<lmdb>.runs/<UTC time>.json`` and rewrites ``<lmdb>.report.json``, the whole
+    LMDB over its runs (``aggregate_runs``); returns the latter's path (also set as ``report["report_json"]``)."""
+    runs = Path(runs_dir(lmdb))
+    runs.mkdir(parents=True, exist_ok=True)
+    report["run_json"] = str(runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + ".json"))
+    _dump(report, report["run_json"])
+    history = [json.loads(p.read_text("utf-8")) for p in sorted(runs.glob("*.json"))]
+    path = report_path(lmdb)
+    _dump(aggregate_runs(history, page_statuses(lmdb)), path)
     report["report_json"] = path
     return path
 
