@@ -209,6 +209,35 @@ def test_kill_minus_9_of_the_driver_then_rerun_is_exactly_once(corpus, baseline,
     assert lmdb_contents(out) == lmdb_contents(baseline[0])
 
 
+def test_ctrl_c_is_one_line_and_exit_130(corpus, tmp_path, ray_address):
+    """SIGINT mid-run: no traceback, exit 130 and one line saying how to resume (issue 26, item 6)."""
+    out = tmp_path / "interrupted_layout.lmdb"
+    env = dict(os.environ, RAY_ADDRESS=ray_address, PYTHONPATH=str(REPO))
+    args = [sys.executable, str(REPO / "jobs" / "layout.py"), f"manifest={corpus['manifest']}", f"output={out}",
+            f"layout.model_dir={corpus['layout']}", f"cells.model_dir={corpus['cells']}", "progress=false",
+            "decode_batch_size=1", "compose_batch_size=1", "layout.batch_size=1", "cells.batch_size=1",
+            "write_batch_pages=1", "report_html=false"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    said = []
+    try:
+        for line in proc.stdout:        # the pools are starting: the stream is running
+            said.append(line)
+            if "loading models" in line:
+                break
+        time.sleep(2)
+        os.kill(proc.pid, signal.SIGINT)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert any("loading models" in line for line in said), "".join(said)
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.strip() and "INFO worker.py" not in line]  # Ray's connect log
+    assert ours == ["ocrvl layout: interrupted; rerun the same command to resume"], err
+    assert "Traceback" not in rest + err and "KeyboardInterrupt" not in rest + err
+
+
 def test_cli_and_plan(corpus, tmp_path, capsys):
     """`ocrvl layout` is the same job; CPU decode and both detector pools are separate operators named after
     their stages, and the split filter is pushed down into the Parquet read."""

@@ -137,9 +137,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _guarded(command: str, run: Callable[[], Optional[int]]) -> int:
-    """The one error handler: a user error, possibly raised inside a Ray task, is one line and exit 2."""
+    """The one error handler: a user error, possibly raised inside a Ray task, is one line and exit 2; Ctrl-C is one
+    line and exit 130 (every job resumes from what it committed)."""
     try:
         return int(run() or 0)
+    except KeyboardInterrupt:
+        print(f"ocrvl {command}: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
+        return 130
     except Exception as e:
         err = user_error(e)
         if err is None:
