@@ -134,3 +134,10 @@ def test_train_overrides_reach_the_entry_with_their_yaml_types(tmp_path):
     assert (args["evaluation_strategy"], args["sharding"], args["train_lmdb_prob"], args["max_steps"]) == \
         ("no", "", "1.0", 4)                      # not the booleans / floats a key=value text would become
     assert ours.num_workers == 2 and "num_workers" not in args
+
+
+def test_pipeline_help_names_every_stage(capsys):
+    from ocrvl_ray.cli import main
+
+    assert main(["pipeline", "--help"]) == 0
+    assert "layout -> train -> merge -> eval" in capsys.readouterr().out

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reshard": ("ocrvl_ray.cli.reshard", "copy an LMDB into N shards (one or more per training rank), verified"),
     "inspect": ("ocrvl_ray.cli.inspect", "summarise an LMDB: counts, histograms, contact sheet (HTML)"),
     "eval": ("ocrvl_ray.cli.eval", "run models on a validation LMDB and score them per slice (or: eval score)"),
-    "pipeline": ("ocrvl_ray.cli.pipeline", "layout -> train -> merge in one resumable job (run manifest)"),
+    "pipeline": ("ocrvl_ray.cli.pipeline", "layout -> train -> merge -> eval in one resumable job (run manifest)"),
     "demo-loop": ("ocrvl_ray.cli.demo_loop", "the whole loop offline on CPU: sample -> layout -> tiny model -> train -> merge -> eval"),
     "cluster-check": ("ocrvl_ray.cli.cluster_check", "check a Ray cluster.yaml offline against what the jobs request"),
     "convert-detector": ("ocrvl_ray.cli.convert_detector", "convert a Paddle PP-DocLayoutV2/V3 checkpoint to a transformers folder"),
