@@ -107,8 +107,8 @@ def test_describe_keys_lists_dotted_keys_with_defaults():
 def test_layout_help_lists_every_key_with_its_default(capsys):
     assert main(["layout", "--help"]) == 0
     text = capsys.readouterr().out
-    keys = {ln.split()[0] for ln in text.split("config keys", 1)[1].splitlines()[1:] if ln.startswith("  ") and
-            "=" in ln.split()[0]}
+    keys = {ln.split()[0] for ln in text.split("config keys", 1)[1].splitlines()[1:]   # key lines, not wrapped text
+            if ln.startswith("  ") and not ln.startswith("   ") and "=" in ln.split()[0]}
     for want in ("manifest=null", "output=./out/sample_layout.lmdb", "demo_models=false", "limit=0",
                  "layout.model_name=PP-DocLayoutV2", "layout.threshold=0.5", "layout.table_threshold=0.3",
                  "layout.max_actors=1", "cells.enabled=true", "cells.max_side=1024", "cells.threshold=0.3",

@@ -44,7 +44,8 @@ def test_auto_detect_reads_the_bundled_sample(tmp_path):
     root = str(sample_dataset_dir())
     s = prepare(PrepareConfig(dataset="auto", labels=[root], images=[root], out=str(tmp_path / "m.parquet"),
                               split="train", quiet=True), use_ray=False)
-    assert s["by_split"] == {"ocr_public/train": 2, "finance_logistics/train": 1, "handwriting/train": 1,
+    # split="train" forces every page into train: the 6 Training pages and the 2 Validation ones
+    assert s["by_split"] == {"ocr_public/train": 3, "finance_logistics/train": 1, "handwriting/train": 2,
                              "public_admin/train": 1, "text_in_wild/train": 1}
     assert s["skipped"]["counts"] == {}
 
@@ -91,7 +92,7 @@ def test_lookup_build_small_tree_in_process_and_empty_tree_warns(tmp_path):
     proc = ocrvl("lookup", "build", root, "--out", str(tmp_path / "l.parquet"))
     assert proc.returncode == 0, proc.stderr
     assert "Started a local Ray" not in proc.stderr + proc.stdout
-    assert "6 images" in proc.stdout and time.time() - t0 < 20
+    assert "8 images" in proc.stdout and time.time() - t0 < 20   # 6 Training + 2 Validation pages
     (tmp_path / "empty").mkdir()
     proc = ocrvl("lookup", "build", str(tmp_path / "empty"), "--out", str(tmp_path / "l2.parquet"))
     assert "0 images" in proc.stdout

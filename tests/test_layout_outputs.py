@@ -269,7 +269,7 @@ def test_user_errors_are_one_line_before_ray(mixed, tmp_path):
         ([f"manifest={lookup}", f"output={tmp_path / 'a.lmdb'}"], "is a lookup index, not a manifest"),
         ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a b.lmdb'}"], "contains a space"),
         ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a.lmdb'}", "layout.model_dir=/x"],
-         "layout.model_dir=/x: no layout model there"),
+         "layout.model_dir=/x: no such folder on node"),
         ([f"manifest={mixed['manifest']}", f"output={tmp_path / 'a.lmdb'}", "split=test"],
          "split=test is not in manifest"),
     ]

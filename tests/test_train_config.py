@@ -263,7 +263,8 @@ def test_checkpoint_watcher_reports_each_finished_write_once(tmp_path):
     staging = ck.side_dir(out, "staging")
     assert staging == tmp_path / "out.staging"
     staged = ck.stage(c4, staging)
-    assert sorted(p.name for p in staged.iterdir()) == sorted(p.name for p in c4.iterdir())
+    # the staged copy: the checkpoint's files plus their list (a stored copy counts only when all are there)
+    assert sorted(p.name for p in staged.iterdir()) == sorted([ck.FILES_LIST] + [p.name for p in c4.iterdir()])
     assert ck.stage(out / "checkpoint-99", staging) is None
     again = tmp_path / "again"
     for stale in ("checkpoint-4", "checkpoint-6", "checkpoint-2"):
