@@ -325,6 +325,7 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
     from ocrvl_ray.core.console import page_counter
     from ocrvl_ray.layout.detections import detections_path
     from ocrvl_ray.lmdb import LmdbReader
+    from ocrvl_ray.lmdb.shards import expand
     from ocrvl_ray.report.run import build_report, write_report
 
     t0 = time.time()
@@ -340,8 +341,11 @@ def run_split(cfg: LayoutConfig, manifest: str, plan: SplitPlan) -> dict:
         if todo.already_done == todo.pages_in:   # a finished LMDB: no stream, no detector pools
             print(f"layout [{plan.split}]: nothing to do: {todo.already_done} pages already in {plan.output}",
                   flush=True)
-            with LmdbReader(plan.work) as r:
-                summary = {"num_samples": len(r), "shards": cfg.shards}
+            counts = []
+            for path in expand(plan.work):        # the LMDB, or each of its shards
+                with LmdbReader(path) as r:
+                    counts.append(len(r))
+            summary = {"num_samples": sum(counts), "shards": cfg.shards}
         else:
             summary = stream_split(cfg, manifest, plan, todo, counter, sink, log_path, where, t0)
     finally:
