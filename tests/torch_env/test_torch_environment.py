@@ -14,9 +14,11 @@ def test_whole_set_imports_together_without_paddle():
     out = _run("""
 import importlib.util
 import numpy, pyarrow, pyarrow.parquet, ray, ray.data, cv2, lmdb, yaml, pydantic, PIL, scipy, safetensors, omegaconf
-import rapidfuzz, torch, torchvision, transformers
+import rapidfuzz, torch, torchvision, transformers, peft, accelerate
+import ray.train.torch                       # the transformers training engine: TorchTrainer + PEFT LoRA
 from torchvision.ops import nms            # PyPI torchvision only loads its ops next to the torch it was built for
-from transformers import (PPDocLayoutV2ForObjectDetection, PPDocLayoutV3ForObjectDetection,
+from peft import LoraConfig, get_peft_model
+from transformers import (PaddleOCRVLForConditionalGeneration, PPDocLayoutV2ForObjectDetection, PPDocLayoutV3ForObjectDetection,
                           PPDocLayoutV4ForObjectDetection, PPDocLayoutV2ImageProcessor)
 PPDocLayoutV2ImageProcessor()               # needs torchvision
 assert nms(torch.tensor([[0., 0, 2, 2], [0, 0, 2, 2.1]]), torch.tensor([1., .5]), .5).tolist() == [0]
