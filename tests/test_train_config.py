@@ -125,6 +125,8 @@ def test_preflight_one_line_per_problem(tmp_path):
 
 
 def test_cli_preflight_on_user_yaml_lists_problems(tmp_path, capsys, monkeypatch):
+    """Every pre-flight problem in one run: the missing checkout is listed with the LMDB errors (it used to
+    appear only once they were fixed), and the hub id in model_name_or_path is named as unchecked."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ERNIE_ROOT", raising=False)
     rc = cli.main(["train", str(USER_YAML)])
@@ -132,14 +134,47 @@ def test_cli_preflight_on_user_yaml_lists_problems(tmp_path, capsys, monkeypatch
     assert rc == 2
     assert err[0].startswith("ocrvl train: error: train_lmdb_paths: LMDB /mnt/nas/ocr_dataset/ocr_public_train_layout")
     assert err[1].startswith("ocrvl train: error: eval_dataset_path: LMDB /mnt/nas/ocr_dataset/public_admin_train")
-    lines = 3
+    assert err[2].startswith("ocrvl train: error: the erniekit entry needs the ERNIE checkout: set ernie_root=")
+    errors = 3
     if int(version("protobuf").split(".")[0]) >= 7:     # erniekit's default VisualDL reporting would crash
-        assert err[2].startswith("ocrvl train: error: report_to=visualdl (the default) crashes with protobuf 7")
-        lines = 4
-    assert err[lines - 1].startswith("ocrvl train: warning: LoRA will adapt only o_proj and down_proj")
-    assert err[lines] == (f"ocrvl train: error: pre-flight found {lines - 1} problem(s) listed above; fix them "
-                          "(or skip the audit with preflight=false)")
-    assert len(err) == lines + 1
+        assert err[3].startswith("ocrvl train: error: report_to=visualdl (the default) crashes with protobuf 7")
+        errors = 4
+    assert err[errors].startswith("ocrvl train: warning: LoRA will adapt only o_proj and down_proj")
+    assert err[errors + 1] == ("ocrvl train: warning: model_name_or_path=PaddlePaddle/PaddleOCR-VL is not a folder "
+                               "on this machine: erniekit will download it from the model hub on each worker (needs "
+                               "network access), so it cannot be checked here; give a local model folder to check it")
+    assert err[errors + 2] == (f"ocrvl train: error: pre-flight found {errors} problem(s) listed above; fix them "
+                               "(or skip the audit with preflight=false)")
+    assert len(err) == errors + 3
+
+
+def test_erniekit_preflight_checks_the_model_folder(tmp_path):
+    """model_name_or_path: a missing local folder, one without config.json or weights, a file: one error line
+    each; a complete folder and a hub id give no error."""
+    from ocrvl_ray.train.engines.erniekit import check_model
+
+    def errors(value):
+        return [f.message for f in check_model({"model_name_or_path": value}) if f.level == "error"]
+
+    bare, full = tmp_path / "bare", tmp_path / "full"
+    bare.mkdir()
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    (full / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "a_file").write_text("x")
+    missing = str(tmp_path / "PaddleOCR-VL")
+    assert errors(missing) == [f"model_name_or_path: model folder {missing} does not exist; fix the path (a folder "
+                               "with config.json and the weights)"]
+    assert "./models/PaddleOCR-VL does not exist" in errors("./models/PaddleOCR-VL")[0]     # a path, not a hub id
+    assert errors(str(bare)) == [f"model_name_or_path: model folder {bare} has no config.json and no weights "
+                                 "(*.safetensors or *.pdparams); point it at a complete model folder"]
+    (bare / "config.json").write_text("{}")
+    assert "has no weights" in errors(str(bare))[0]
+    assert "is a file" in errors(str(tmp_path / "a_file"))[0]
+    assert errors(str(full)) == [] and check_model({"model_name_or_path": str(full)}) == []
+    hub = check_model({"model_name_or_path": "PaddlePaddle/PaddleOCR-VL"})
+    assert [f.level for f in hub] == ["warning"] and "download" in hub[0].message
+    assert "model_name_or_path is not set" in errors(None)[0]
 
 
 def test_erniekit_entry_without_checkout_is_one_clear_line(tmp_path, capsys, monkeypatch):

@@ -26,7 +26,7 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
         if ours.entry == DEFAULT_ENTRY:
             from ocrvl_ray.train.engines import erniekit
 
-            findings += erniekit.audit(args, ours.ernie_root or os.environ.get("ERNIE_ROOT"))
+            findings += erniekit.audit(args, ours.ernie_root or os.environ.get("ERNIE_ROOT"))  # checkout too
         findings.sort(key=lambda f: f.level != "error")
     for f in findings:
         print(f"ocrvl train: {f}", file=sys.stderr)
@@ -34,7 +34,7 @@ def check(ours: TrainConfig, args: dict[str, Any]) -> None:
     if errors:
         raise OcrvlError(f"pre-flight found {len(errors)} problem(s) listed above; fix them "
                          "(or skip the audit with preflight=false)")
-    if ours.entry == DEFAULT_ENTRY:
+    if ours.entry == DEFAULT_ENTRY and not ours.preflight:   # the audit checked the checkout with the rest
         from ocrvl_ray.train.entries import ernie_checkout
 
         if not (ours.ernie_root or os.environ.get("ERNIE_ROOT")):

@@ -9,6 +9,8 @@
   ``evaluation_strategy`` still evaluates.
 * One LMDB opened twice in a process (train and eval readers): py-lmdb >= 2 refuses it.
 * VisualDL reporting (erniekit's default) with protobuf >= 7 crashes on its first hparams record.
+* The checkout (``ernie_root``) and the base model (``model_name_or_path``) are named or present, checked with
+  the rest so that one run lists every problem.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
+from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.export.merge import is_weight_file
+from ocrvl_ray.train.entries import ernie_checkout
 from ocrvl_ray.train.preflight import Finding
 from ocrvl_ray.train.rank_data import items
 from ocrvl_ray.lmdb.shards import expand, is_sharded
@@ -105,6 +110,46 @@ def check_reporting(args: Mapping[str, Any], protobuf_version: str) -> list[Find
                              "install ocrvl-ray[erniekit] (protobuf<7) or set report_to=none")]
 
 
+def check_checkout(ernie_root: str | None) -> list[Finding]:
+    """No checkout named (``ernie_root`` or ``$ERNIE_ROOT``): error. One named but not on this machine:
+    warning, since the workers may still have it."""
+    try:
+        ernie_checkout(ernie_root)
+    except OcrvlError as e:
+        if not (ernie_root or os.environ.get("ERNIE_ROOT")):
+            return [Finding("error", str(e))]
+        return [Finding("warning", f"on this machine {e}")]
+    return []
+
+
+def check_model(args: Mapping[str, Any]) -> list[Finding]:
+    """``model_name_or_path`` is a model folder here (config.json and weights), or a hub id (``org/name``)
+    that is not a local path, which erniekit downloads on each worker and which cannot be checked here."""
+    name = args.get("model_name_or_path")
+    if not name:
+        return [Finding("error", "model_name_or_path is not set; add model_name_or_path: /path/to/PaddleOCR-VL "
+                                 "to the YAML (or pass model_name_or_path=...)")]
+    path = Path(str(name)).expanduser()
+    if not path.exists():
+        text = str(name)
+        if not text.startswith(("/", ".", "~")) and text.count("/") == 1:
+            return [Finding("warning", f"model_name_or_path={name} is not a folder on this machine: erniekit will "
+                                       "download it from the model hub on each worker (needs network access), so "
+                                       "it cannot be checked here; give a local model folder to check it")]
+        return [Finding("error", f"model_name_or_path: model folder {name} does not exist; fix the path "
+                                 "(a folder with config.json and the weights)")]
+    if not path.is_dir():
+        return [Finding("error", f"model_name_or_path: {name} is a file, not a model folder (config.json and "
+                                 "the weights)")]
+    missing = [] if (path / "config.json").is_file() else ["config.json"]
+    if not any(is_weight_file(p.name) for p in path.iterdir() if p.is_file()):
+        missing.append("weights (*.safetensors or *.pdparams)")
+    if missing:
+        return [Finding("error", f"model_name_or_path: model folder {name} has no {' and no '.join(missing)}; "
+                                 "point it at a complete model folder")]
+    return []
+
+
 def _installed(name: str) -> str:
     try:
         return version(name)
@@ -114,7 +159,8 @@ def _installed(name: str) -> str:
 
 def audit(args: Mapping[str, Any], ernie_root: str | os.PathLike | None) -> list[Finding]:
     """All fork-specific findings; the key checks need ``ernie_root`` on this machine."""
-    found = check_ignored(args) + check_double_open(args, _installed("lmdb"))
+    found = check_checkout(ernie_root) + check_model(args)
+    found += check_ignored(args) + check_double_open(args, _installed("lmdb"))
     found += check_reporting(args, _installed("protobuf"))
     if ernie_root and Path(ernie_root).is_dir():
         try:
