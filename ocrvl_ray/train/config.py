@@ -21,6 +21,8 @@ from ocrvl_ray.core.generations import ModelVersion
 
 DEFAULT_ENTRY = "ocrvl_ray.train.entries:erniekit"
 PADDLEFORMERS_ENTRY = "ocrvl_ray.train.engines.paddleformers:paddleformers_sft"
+#: engine=transformers: the TorchTrainer's per-worker loop (``ocrvl_ray.train.engines.transformers``).
+TRANSFORMERS_ENTRY = "ocrvl_ray.train.engines.transformers.loop:train_loop"
 
 
 class TrainConfig(JobConfig):
@@ -41,8 +43,9 @@ class TrainConfig(JobConfig):
     preflight: bool = Field(True, description="audit the config before starting Ray Train")
     metrics_log: Optional[str] = Field(None, description="JSONL of every report (step, loss, lr, checkpoint, "
                                                          "errors)")
-    engine: Literal["erniekit", "paddleformers"] = Field("erniekit", description="paddleformers: PaddleFormers 1.x "
-                                                                                 "(own venv)")
+    engine: Literal["erniekit", "paddleformers", "transformers"] = Field(
+        "erniekit", description="paddleformers: PaddleFormers 1.x (own venv); transformers: PyTorch + PEFT LoRA under "
+                                "TorchTrainer (.venv-torch, docs/train_transformers.md)")
     model_version: Optional[ModelVersion] = Field(
         None, description="PaddleOCR-VL generation (engine=paddleformers: its chat template and prompts); null = "
                           "detected from model_name_or_path's files; handed to the entry as well")
@@ -53,6 +56,11 @@ class TrainConfig(JobConfig):
     def _engine_entry(self):
         if self.engine == "paddleformers" and self.entry == DEFAULT_ENTRY:
             self.entry = PADDLEFORMERS_ENTRY
+        if self.engine == "transformers":
+            if self.entry == DEFAULT_ENTRY:
+                self.entry = TRANSFORMERS_ENTRY
+            if self.mode != "in-process":
+                raise ValueError("engine=transformers runs one Ray Train worker per GPU: drop mode=launcher")
         return self
 
 
