@@ -11,6 +11,18 @@ from ocrvl_ray.lmdb.writer import (DEFAULT_COMMIT_INTERVAL_S, DEFAULT_INDEX_BASE
 from ocrvl_ray.core.generations import LAYOUT, VERSIONS, LayoutModelVersion, canonical
 
 
+#: The default output; a generation other than the first writes its own (``default_output``), so a layout run
+#: of each ``model_version`` after the quick start needs no ``output=`` and no ``overwrite=true``.
+DEFAULT_OUTPUT = "./out/sample_layout.lmdb"
+
+
+def default_output(model_version: str) -> str:
+    """``./out/sample_layout.lmdb`` for the first generation, ``./out/sample_v1.5_layout.lmdb`` for v1.5, ..."""
+    if model_version == VERSIONS[0]:
+        return DEFAULT_OUTPUT
+    return DEFAULT_OUTPUT.replace("_layout.lmdb", f"_{model_version}_layout.lmdb")
+
+
 def _debug_limit(raw: str) -> int:
     """FAST_DEBUG: truthy -> 500 pages (the original's debug size), an integer > 1 -> that many, falsy -> all."""
     raw = raw.strip()
@@ -99,9 +111,10 @@ class LayoutConfig(JobConfig):
                           "explicitly win")
     manifest: Optional[str] = Field(None, description="Parquet manifest from `ocrvl prepare`; null = the bundled "
                                                       "sample dataset")
-    output: str = Field("./out/sample_layout.lmdb", description="the LMDB folder to write (no spaces); one per "
-                        "split of the manifest: {split} is replaced, else the split is inserted before _layout.lmdb "
-                        "when the manifest holds several (docs/lmdb.md)")
+    output: str = Field(DEFAULT_OUTPUT, description="the LMDB folder to write (no spaces); one per split of the "
+                        "manifest: {split} is replaced, else the split is inserted before _layout.lmdb when the "
+                        "manifest holds several (docs/lmdb.md); unset with model_version=v1.5: "
+                        "./out/sample_v1.5_layout.lmdb (each generation its own)")
     split: Optional[str] = Field(None, description="process only this split of the manifest")
     data_root: Optional[str] = Field(None, description="relative manifest/output/detections paths resolve "
                                                        "against it (needed for relative paths under ray job submit)")
@@ -170,17 +183,20 @@ class LayoutConfig(JobConfig):
     @model_validator(mode="before")
     @classmethod
     def _apply_model_version(cls, data: Any) -> Any:
-        """Fill layout.model_name / layout.shape_mode from the generation's preset where not set explicitly."""
+        """Fill layout.model_name / layout.shape_mode from the generation's preset, and an unset output with the
+        generation's default output, where not set explicitly."""
         if not isinstance(data, dict):
             return data
         try:
-            preset = LAYOUT[canonical(data.get("model_version", VERSIONS[0]))]
+            version = canonical(data.get("model_version", VERSIONS[0]))
         except ValueError:
             return data  # unknown version: the field's validation reports it
+        if data.get("output") is None:
+            data = {**data, "output": default_output(version)}
         layout = data.get("layout")
         if not (layout is None or isinstance(layout, dict)):
             return data  # a built section stays as is
-        return {**data, "layout": {**preset, **(layout or {})}}
+        return {**data, "layout": {**LAYOUT[version], **(layout or {})}}
 
     @model_validator(mode="before")
     @classmethod
