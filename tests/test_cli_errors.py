@@ -208,3 +208,20 @@ def test_inspect_into_a_closed_pipe_ends_quietly(tmp_path):
     finally:
         os.close(w)
     assert p.returncode == 0 and "BrokenPipe" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_local_ray_start_timeout_is_one_line(tmp_path):
+    """A local Ray that does not start in time (provoked: no wait at all for the GCS's port file) is one line
+    naming what to do, not Ray's ~30-line traceback (issue 26 item 6)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_gcs_server_port_wait_time_s="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", "import sys; from ocrvl_ray.cli import main; sys.exit(main())",
+                           "layout", "demo_models=true", f"output={tmp_path / 'x_layout.lmdb'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    line = _one_line(proc)
+    assert line.startswith("ocrvl layout: error: the local Ray did not start in time (Ray: Timed out waiting for "
+                           "file "), line
+    assert line.endswith("rerun when it is less loaded (RAY_gcs_server_port_wait_time_s=120 gives Ray's GCS longer "
+                         "than its 30 s), or use a running cluster with RAY_ADDRESS=<head>:6379")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

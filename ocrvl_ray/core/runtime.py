@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ocrvl_ray.core.errors import OcrvlError
+
 log = logging.getLogger("ocrvl")
 
 
@@ -23,11 +25,35 @@ def init_ray(num_cpus: int | None = None, num_gpus: int | None = None, quiet: bo
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=not quiet)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        return ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=not quiet)
+    except Exception as e:
+        err = start_timeout_error(e)
+        if err is None:
+            raise
+        raise err from e
     return ray
+
+
+#: What Ray 2.60 raises when a local start runs out of time: the GCS port file, the GCS connection, the raylet's
+#: registration, the object store's.
+_START_TIMEOUTS = ("Timed out waiting for file", "Failed to start GCS", "timed out during startup",
+                   "while waiting for node to startup")
+
+
+def start_timeout_error(e: BaseException) -> OcrvlError | None:
+    """One line for a local Ray that did not start in time (Ray's own message runs to ~30 lines), else None."""
+    text = str(e).strip()
+    if not any(s in text for s in _START_TIMEOUTS):
+        return None
+    said = text.splitlines()[0].rstrip(". ")
+    said = said if len(said) <= 120 else said[:117] + "..."
+    return OcrvlError(f"the local Ray did not start in time (Ray: {said}); the machine is probably busy: rerun when "
+                      "it is less loaded (RAY_gcs_server_port_wait_time_s=120 gives Ray's GCS longer than its 30 s), "
+                      "or use a running cluster with RAY_ADDRESS=<head>:6379")
 
 
 @dataclass(frozen=True)
