@@ -1,6 +1,8 @@
 """What ``--model`` names: a base folder, a merged export, or a base + LoRA checkpoint merged in memory.
 
-``[NAME=]PATH`` or ``[NAME=]BASE+LORA``; NAME defaults to the folder name (the LoRA's for BASE+LORA).
+``[NAME=]PATH`` or ``[NAME=]BASE+LORA``; NAME defaults to the folder name (the LoRA's for BASE+LORA). LORA is any
+checkpoint ``ocrvl merge`` reads: paddleformers/erniekit's (``lora_config.json``) or a PEFT adapter
+(``adapter_config.json``, e.g. ``ocrvl train engine=transformers``'s output_dir).
 The LoRA update is the export's merge math (``ocrvl_ray.export.merge.lora_delta_rows``), applied to the
 loaded weights; nothing is written.
 
@@ -23,6 +25,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.export.adapter import adapter_dir
 
 _NAME = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
 MODEL_TYPE = "paddleocr_vl"
@@ -79,7 +82,7 @@ def check_model(spec: ModelSpec, given: str) -> None:
     """One :class:`OcrvlError` line naming ``given``, the folder and what is wrong; reads no tensor data."""
     p = Path(spec.path)
     what = f"--model {given!r}: {p}"
-    if (p / "lora_config.json").is_file() and not spec.lora:
+    if adapter_dir(p) == p and not spec.lora:
         raise OcrvlError(f"{what} is a LoRA checkpoint; pass it with its base: BASE+{p}")
     if not p.is_dir():
         raise OcrvlError(f"{what} does not exist or is not a folder; pass a model folder ({_FILES})")
@@ -116,9 +119,9 @@ def check_model(spec: ModelSpec, given: str) -> None:
                          f"{config.get('num_hidden_layers')}, vision layers: "
                          f"{(config.get('vision_config') or {}).get('num_hidden_layers')}): "
                          f"{'; '.join(parts)}; is it a complete PaddleOCR-VL checkpoint?")
-    if spec.lora and not (Path(spec.lora) / "lora_config.json").is_file():
-        raise OcrvlError(f"--model {given!r}: {spec.lora} has no lora_config.json; pass the LoRA checkpoint folder "
-                         "(checkpoint-N or the training output dir)")
+    if spec.lora and adapter_dir(spec.lora) is None:
+        raise OcrvlError(f"--model {given!r}: {spec.lora} has no lora_config.json or adapter_config.json; pass the "
+                         "LoRA checkpoint folder (checkpoint-N, the training output dir or a PEFT adapter folder)")
 
 
 #: transformers that has PaddleOCR-VL and reads the hub's flat config.json.

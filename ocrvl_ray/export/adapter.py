@@ -1,10 +1,16 @@
-"""LoRA checkpoints of paddleformers/erniekit: find the files, read the config, pair A/B with base weights.
+"""LoRA checkpoints of paddleformers/erniekit and PEFT adapters: find the files, read the config, pair A/B with
+base weights.
 
 Accepted checkpoint folders (``checkpoint-N/`` or the final output dir):
 * unified: ``peft_model.safetensors.index.json`` + ``peft_model-0000k-of-0000n.safetensors`` (or one
   ``peft_model*.safetensors``);
 * ``lora_model_state.pdparams`` (``LoRAModel.save_pretrained``), read with Paddle (imported lazily);
-* ``lora_config.json`` with ``r``, ``lora_alpha``, ``rslora``.
+* ``lora_config.json`` with ``r``, ``lora_alpha``, ``rslora``;
+* a PEFT adapter (``PeftModel.save_pretrained``, e.g. ``ocrvl train engine=transformers``):
+  ``adapter_config.json`` (``r``, ``lora_alpha``, ``use_rslora``) + ``adapter_model.safetensors``, or a Ray
+  checkpoint holding one under ``adapter/``. Its module names are transformers' loaded names
+  (``base_model.model.model.language_model.layers.0.self_attn.q_proj``), mapped back to the hub layout
+  (:data:`MODEL_TO_HUB`). Only plain LoRA / rsLoRA is accepted (:func:`load_peft_config`).
 
 Adapter tensors are Paddle layout, A ``[in, r]`` and B ``[r, out]``, named ``<module>.lora_A`` /
 ``.lora_B`` (sometimes with ``.weight`` or a ``base_model.model.`` prefix). HF-PEFT layout
@@ -30,11 +36,26 @@ from ocrvl_ray.export.st import TensorSet, read_tensor
 UNSUPPORTED_FLAGS = ("pissa", "use_mora", "loraga", "lora_use_mixer", "lorapro", "do_qat")
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.weight)?$")
 _PREFIXES = ("base_model.model.", "base_model.", "model.")
+_BASE_COPY = ".base_layer.weight"
+LORA_CONFIG, PEFT_CONFIG, PEFT_WEIGHTS = "lora_config.json", "adapter_config.json", "adapter_model.safetensors"
+#: transformers' loaded parameter names -> the hub checkpoint's: the inverse of ``HUB_TO_MODEL``
+#: (``eval/engines/transformers.py``, transformers' ``conversion_mapping`` for ``paddleocr_vl``).
+MODEL_TO_HUB = ((re.compile(r"^model\.language_model\."), "model."), (re.compile(r"^model\.visual\."), "visual."),
+                (re.compile(r"^model\.projector\."), "mlp_AR."))
+#: adapter_config.json keys that do not change the merged weight (whatever their value), besides r, lora_alpha,
+#: use_rslora, peft_type, bias and init_lora_weights (checked on their own). Any other key set to a true value
+#: (use_dora, lora_bias, modules_to_save, rank_pattern, trainable_token_indices, ...) is refused.
+PEFT_INERT = frozenset({"base_model_name_or_path", "revision", "task_type", "inference_mode", "lora_dropout",
+                        "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "fan_in_fan_out",
+                        "auto_mapping", "peft_version", "megatron_core", "qalora_group_size", "ensure_weight_tying",
+                        "eva_config"})
+#: init_lora_weights values that only initialise A and B (pissa, olora, corda, loftq, lora_ga also rewrite the base).
+PEFT_INITS = (True, False, "gaussian", "orthogonal", "eva")
 
 
 @dataclass
 class LoraPair:
-    module: str           # module path as named in the adapter (prefix stripped)
+    module: str           # module path as named in the adapter
     base_key: str         # the base tensor this pair updates, e.g. "model.layers.0.self_attn.q_proj.weight"
     A: np.ndarray         # [in, r] (Paddle layout, as trained)
     B: np.ndarray         # [r, out]
@@ -63,19 +84,59 @@ class Adapter:
     rslora: bool
     scaling: float
     tensors: dict[str, np.ndarray]
-    files: list[Path]        # weight files + lora_config.json (hashed in the report)
+    files: list[Path]        # weight files + lora_config.json / adapter_config.json (hashed in the report)
     stored_scaling: float | None = None  # the "scaling" paddleformers wrote, if any (cross-checked by merge)
 
 
-def load_lora_config(ckpt: Path) -> dict:
-    cfg_path = ckpt / "lora_config.json"
-    if not cfg_path.is_file():
-        raise OcrvlError(f"{ckpt} has no lora_config.json; pass the LoRA checkpoint folder (checkpoint-N or the "
-                         "training output dir)")
+def adapter_dir(path: str | Path) -> Path | None:
+    """The folder holding the adapter's config: ``path`` itself, or the ``adapter/`` inside a Ray checkpoint of
+    ``ocrvl train engine=transformers``; None when neither has one."""
+    path = Path(path)
+    for folder in (path, path / "adapter"):
+        if (folder / LORA_CONFIG).is_file() or (folder / PEFT_CONFIG).is_file():
+            return folder
+    return None
+
+
+def _read_json(cfg_path: Path) -> dict:
     try:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise OcrvlError(f"{cfg_path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(cfg, dict):
+        raise OcrvlError(f"{cfg_path} is not a JSON object")
+    return cfg
+
+
+def load_peft_config(cfg_path: Path) -> dict:
+    """A PEFT ``adapter_config.json`` that merges as ``W + scaling·B@A``; one line naming the key otherwise."""
+    cfg = _read_json(cfg_path)
+    why = None
+    if cfg.get("peft_type", "LORA") != "LORA":
+        why = f"is a {cfg['peft_type']} adapter"
+    elif cfg.get("bias", "none") != "none":
+        why = f"sets bias={cfg['bias']!r} (trained biases)"
+    elif cfg.get("init_lora_weights", True) not in PEFT_INITS:
+        why = f"sets init_lora_weights={cfg['init_lora_weights']!r}, which rewrites the base weights too"
+    else:
+        odd = [k for k, v in cfg.items() if v and k not in PEFT_INERT and k not in
+               ("r", "lora_alpha", "use_rslora", "peft_type", "bias", "init_lora_weights")]
+        if odd:
+            why = f"sets {odd[0]}={cfg[odd[0]]!r}"
+    if why:
+        raise OcrvlError(f"{cfg_path} {why}; ocrvl merge folds plain LoRA/rsLoRA only (merge this one with PEFT's "
+                         "merge_and_unload)")
+    if not isinstance(cfg.get("r"), int):
+        raise OcrvlError(f"{cfg_path} lacks an integer LoRA rank 'r'")
+    return cfg
+
+
+def load_lora_config(ckpt: Path) -> dict:
+    cfg_path = ckpt / LORA_CONFIG
+    if not cfg_path.is_file():
+        raise OcrvlError(f"{ckpt} has no {LORA_CONFIG} or {PEFT_CONFIG}; pass the LoRA checkpoint folder "
+                         "(checkpoint-N or the training output dir)")
+    cfg = _read_json(cfg_path)
     if "r" not in cfg:
         hint = " (it has lora_rank; paddleformers writes r)" if "lora_rank" in cfg else ""
         raise OcrvlError(f"{cfg_path} lacks the LoRA rank key 'r'{hint}")
@@ -94,6 +155,9 @@ def load_adapter(ckpt: str | Path) -> Adapter:
     ckpt = Path(ckpt)
     if not ckpt.is_dir():
         raise OcrvlError(f"LoRA checkpoint {ckpt} is not a folder")
+    ckpt = adapter_dir(ckpt) or ckpt
+    if (ckpt / PEFT_CONFIG).is_file():
+        return _load_peft(ckpt)
     cfg = load_lora_config(ckpt)
     r = int(cfg["r"])
     alpha = float(cfg.get("lora_alpha", 8))
@@ -113,6 +177,28 @@ def load_adapter(ckpt: str | Path) -> Adapter:
     stored = cfg.get("scaling")
     return Adapter(ckpt, r, alpha, rslora, lora_scaling(r, alpha, rslora), tensors, files + [ckpt / "lora_config.json"],
                    float(stored) if isinstance(stored, (int, float)) else None)
+
+
+def _load_peft(folder: Path) -> Adapter:
+    cfg = load_peft_config(folder / PEFT_CONFIG)
+    r, alpha, rslora = cfg["r"], float(cfg.get("lora_alpha", 8)), bool(cfg.get("use_rslora", False))
+    if r <= 0 or alpha <= 0:
+        raise OcrvlError(f"{folder / PEFT_CONFIG}: r={r}, lora_alpha={alpha:g} must be positive")
+    weights = folder / PEFT_WEIGHTS
+    if not weights.is_file():
+        pickled = " (it has adapter_model.bin: save with safe_serialization=True)" \
+            if (folder / "adapter_model.bin").is_file() else ""
+        raise OcrvlError(f"{folder} has {PEFT_CONFIG} but no {PEFT_WEIGHTS}{pickled}")
+    ts = TensorSet.open(weights)
+    tensors = {name: read_tensor(info) for name, info in ts.tensors.items()}
+    return Adapter(folder, r, alpha, rslora, lora_scaling(r, alpha, rslora), tensors, [weights, folder / PEFT_CONFIG])
+
+
+def hub_name(name: str) -> str:
+    """A transformers-loaded PaddleOCR-VL name in the hub checkpoint's layout (others unchanged)."""
+    for pattern, target in MODEL_TO_HUB:
+        name = pattern.sub(target, name)
+    return name
 
 
 def _load_pdparams(path: Path) -> dict[str, np.ndarray]:
@@ -135,6 +221,9 @@ def pair_adapter(adapter: Adapter, base: TensorSet) -> list[LoraPair]:
     halves: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
     for key, arr in adapter.tensors.items():
         m = _LORA_KEY.match(key)
+        if not m and key.endswith(_BASE_COPY):
+            _check_base_copy(key, arr, base)
+            continue
         if not m:
             raise OcrvlError(f"adapter tensor {key!r} is not a lora_A/lora_B weight; is {adapter.path} a LoRA "
                              "checkpoint?")
@@ -153,11 +242,22 @@ def pair_adapter(adapter: Adapter, base: TensorSet) -> list[LoraPair]:
     return pairs
 
 
+def _check_base_copy(key: str, arr: np.ndarray, base: TensorSet) -> None:
+    """PEFT saves the (frozen) base weight of a targeted lm_head/embedding too (``save_embedding_layers``): fine
+    when it is the base's, refused when it is not (the merge would not be base + LoRA)."""
+    base_key = _find_base_key(key[: -len(_BASE_COPY)], base)
+    want = read_tensor(base[base_key])
+    if arr.shape != want.shape or arr.dtype != want.dtype or not np.array_equal(arr, want):
+        raise OcrvlError(f"adapter tensor {key!r} is a copy of base weight {base_key!r} with other values; "
+                         "ocrvl merge folds LoRA A/B into this base only: pass the base the adapter was trained on")
+
+
 def _find_base_key(module: str, base: TensorSet) -> str:
     candidates = [module]
     for p in _PREFIXES:
         if module.startswith(p):
             candidates.append(module[len(p):])
+    candidates += [hub_name(c) for c in candidates]
     for c in candidates:
         if f"{c}.weight" in base:
             return f"{c}.weight"
@@ -191,9 +291,10 @@ def module_families(pairs: list[LoraPair]) -> dict[str, int]:
     """``{"llm:q_proj": 18, "vision:fc1": 27, ...}``: which kinds of modules the adapter covers."""
     fam: dict[str, int] = {}
     for p in pairs:
-        part = "vision" if p.module.startswith(("visual.", "vision")) or ".visual." in p.module else \
-               "projector" if "mlp_AR" in p.module else "llm"
-        key = f"{part}:{p.module.rsplit('.', 1)[-1]}"
+        module = p.base_key[: -len(".weight")]    # hub layout, whatever the adapter's names
+        part = "vision" if module.startswith(("visual.", "vision")) or ".visual." in module else \
+               "projector" if "mlp_AR" in module else "llm"
+        key = f"{part}:{module.rsplit('.', 1)[-1]}"
         fam[key] = fam.get(key, 0) + 1
     return dict(sorted(fam.items()))
 

@@ -29,7 +29,8 @@ class MergeOptions(BaseModel):
 class MergeConfig(JobConfig, MergeOptions):
     base: str = Field(description="Hugging Face model folder (config.json + model.safetensors or shards)")
     lora: str = Field(description="LoRA checkpoint folder (peft_model*.safetensors or lora_model_state.pdparams, "
-                                  "plus lora_config.json)")
+                                  "plus lora_config.json), or a PEFT adapter folder (adapter_config.json + "
+                                  "adapter_model.safetensors; a Ray checkpoint holding one under adapter/)")
     out: str = Field(description="export folder to create (written atomically)")
     overwrite: bool = Field(False, description="replace an existing out folder")
     node_ip: Optional[str] = Field(None, description="run as a Ray task on the node whose local disk holds the files")
