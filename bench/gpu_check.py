@@ -1,9 +1,10 @@
 """GPU figures of the transformers layout and eval engines, runnable on a bare CUDA machine (torch + transformers;
-the eval part also needs pydantic and rapidfuzz, which our prompt table and repetition guard import).
+the eval part also needs pydantic and rapidfuzz, which our prompt table and repetition guard import; the cpu part
+the project's base dependencies: opencv, pyarrow, pydantic).
 
-    python bench/gpu_check.py [--parts detector,eval] [--models v2,v3,v4] [--dtypes fp32,bf16] [--batches 1,8,32]
-                              [--page 2480x3508] [--eval-batches 1,16,64] [--region 800x600] [--seconds 4]
-                              [--budget 330]
+    python bench/gpu_check.py [--parts detector,eval,cpu] [--models v2,v3,v4] [--dtypes fp32,bf16]
+                              [--batches 1,8,32] [--page 2480x3508] [--eval-batches 1,16,64] [--region 800x600]
+                              [--cpu-pages 16] [--seconds 4] [--budget 330]
     python bench/gpu_check.py --smoke        # tiny models on CPU: the script's own test (tests/torch_env)
 
 No Ray, no Paddle, nothing downloaded: each PP-DocLayout version the installed transformers has is built from
@@ -16,22 +17,32 @@ paddlex-compatible finishing are all inside the rate. Pages are synthetic RGB sc
 Prints one line per figure:
   ``FIGURE detector_pages_per_s_<v2|v3|v4>_<fp32|bf16>_b<N> <pages/s>``
   ``FIGURE detector_peak_mib_<v2|v3|v4>_<fp32|bf16>_b<N> <MiB>``  (torch.cuda.max_memory_allocated in that run)
-  ``FIGURE eval_tokens_per_s_b<1|16|64> <tokens/s>``  (``--parts eval``: PaddleOCR-VL 0.9B from the real config,
-      random weights, bf16, ``TransformersGenerator.generate`` of ``--eval-batches`` copies of a region-sized
-      ``--region`` image, 128 new tokens, greedy; generated tokens of all rows / seconds)
+  ``FIGURE eval_tokens_per_s_b<1|16|64> <tokens/s>``  (PaddleOCR-VL 0.9B from the real config, random weights,
+      bf16, ``TransformersGenerator.generate`` of ``--eval-batches`` copies of a region-sized ``--region`` image,
+      128 new tokens, greedy; generated tokens of all rows / seconds)
   ``FIGURE eval_peak_mib_b<N> <MiB>``
+  ``FIGURE cpu_ms_per_page_outside_detector <core-ms>``  (``--cpu-pages`` generated sample pages of ``--page`` size
+      through the job's own stage objects in this process: decode, table crops, cell box mapping, compose with the
+      default config; the detectors' output is the sample template's; process CPU time per page. The LMDB write
+      is not in it, unlike bench/layout.py's figure of the same name)
+  ``FIGURE cpu_cores_per_gpu_at_detector_rate <cores>`` = the best bf16 ``detector_pages_per_s`` x
+      ``cpu_ms_per_page_outside_detector`` / 1000: the decode/compose cores that keep one detector GPU busy
 and ``INFO`` lines (device, versions, regions per page: random weights find a random number of boxes, and
 post-processing cost grows with it). Without a CUDA GPU it prints no figure and exits 2, unless ``--smoke``,
-whose lines start with ``SMOKE`` (tiny models, CPU: never GPU figures). ``--budget`` seconds in all: the
-configurations left when it runs out are named on ``SKIPPED`` lines, not guessed.
+whose lines start with ``SMOKE`` (tiny models, CPU, small pages: never GPU figures). ``--budget`` seconds in
+all: the configurations left when it runs out are named on ``SKIPPED`` lines, not guessed.
+
+A part is one function of ``PARTS`` (``ctx`` -> prints its lines); a new one is a function and an entry there.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,39 +50,239 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
-def measure(detector, pages: list, seconds: float, cuda: bool) -> tuple[float, float, float]:
-    """(pages/s, peak MiB or nan, regions per page) of ``detector.predict(pages)`` over >= ``seconds``."""
+@dataclass
+class Context:
+    """What every part gets: the parsed arguments, where it runs, and the figures printed so far."""
+    args: argparse.Namespace
+    cuda: bool
+    tmp: Path
+    page: object                 # the synthetic RGB page (numpy HxWx3)
+    deadline: float              # time.monotonic() after which configurations are SKIPPED
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return "FIGURE" if self.cuda else "SMOKE FIGURE"
+
+    def figure(self, name: str, value: float, fmt: str = ".2f", note: str = "") -> None:
+        """Print one figure line and keep its value for the parts after this one."""
+        self.figures[name] = value
+        print(f"{self.tag} {name} {value:{fmt}}{note}")
+
+
+def timed(ctx: Context, name: str, call, seconds: float = 0.0, min_calls: int = 1):
+    """``call()`` once to warm up, then repeatedly for >= ``seconds`` and >= ``min_calls`` calls.
+
+    Returns (results of the timed calls, elapsed s, peak CUDA MiB or nan), or None (a ``SKIPPED`` line when the
+    budget is spent; an ``INFO`` line when the GPU runs out of memory)."""
     import torch
 
-    detector.predict(pages)   # warm-up: kernels, allocator, cudnn choices
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    calls, regions, start = 0, 0, time.perf_counter()
-    while True:
-        regions += sum(len(r) for r in detector.predict(pages))   # results are on the host: the GPU is done
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and calls >= 2:
-            break
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
-    return calls * len(pages) / elapsed, peak, regions / (calls * len(pages))
+    if time.monotonic() > ctx.deadline:
+        print(f"SKIPPED {name}: --budget {ctx.args.budget:.0f} s spent")
+        return None
+    try:
+        call()   # warm-up: kernels, allocator, cudnn choices
+        if ctx.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        results, start = [], time.perf_counter()
+        while True:
+            results.append(call())   # results are on the host: the GPU is done
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds and len(results) >= min_calls:
+                break
+    except torch.cuda.OutOfMemoryError as e:
+        print(f"INFO {name}: out of GPU memory, no figure ({str(e).splitlines()[0][:120]})")
+        torch.cuda.empty_cache()
+        return None
+    peak = torch.cuda.max_memory_allocated() / 2**20 if ctx.cuda else float("nan")
+    return results, elapsed, peak
+
+
+def detector_figures(ctx: Context) -> None:
+    """Pages/s (and peak memory) of every PP-DocLayout version the transformers has, per dtype x batch."""
+    import torch
+    import transformers
+
+    from ocrvl_ray.layout.engines.configs import available_versions, save_random_detector
+    from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
+
+    args, have = ctx.args, available_versions()
+    batches = [int(b) for b in (args.batches or ("1,2" if args.smoke else "1,8,32")).split(",")]
+    seconds = args.seconds if args.seconds is not None else (0.0 if args.smoke else 4.0)
+    for v in args.models.split(","):
+        if v not in have:
+            print(f"INFO {v}: not in transformers {transformers.__version__} (PP-DocLayoutV4 needs >= 5.20)")
+            continue
+        try:
+            save_random_detector(ctx.tmp / v, v, tiny=args.smoke)
+            for short in args.dtypes.split(","):
+                detector = TransformersDetector(ctx.tmp / v, device="cuda" if ctx.cuda else "cpu",
+                                                dtype=DTYPES[short])
+                params = sum(p.numel() for p in detector.model.parameters()) / 1e6
+                print(f"INFO {v}_{short}: {params:.1f} M parameters (random weights, "
+                      f"{'tiny' if args.smoke else 'default'} config)")
+                for b in batches:
+                    name = f"{v}_{short}_b{b}"
+                    pages = [ctx.page] * b
+                    run = timed(ctx, name, lambda: sum(len(r) for r in detector.predict(pages)), seconds, 2)
+                    if run is None:
+                        continue
+                    regions, elapsed, peak = run
+                    ctx.figure(f"detector_pages_per_s_{name}", len(regions) * b / elapsed)
+                    if ctx.cuda:
+                        ctx.figure(f"detector_peak_mib_{name}", peak, ".0f")
+                    print(f"INFO regions_per_page_{name} {sum(regions) / (len(regions) * b):.1f}")
+                del detector
+                if ctx.cuda:
+                    torch.cuda.empty_cache()
+        except Exception as e:  # noqa: BLE001 - e.g. V3's post-processing needs OpenCV; the others still run
+            print(f"INFO {v}: failed, no figure: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+            if ctx.cuda:
+                torch.cuda.empty_cache()
+
+
+def eval_figures(ctx: Context) -> None:
+    """PaddleOCR-VL greedy generation as the eval actor runs it: tokens/s and peak memory per batch size."""
+    args = ctx.args
+    try:   # the engine's prompt and loop guard need pydantic and rapidfuzz
+        from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
+        from ocrvl_ray.eval.models import ModelSpec
+    except ImportError as e:
+        print(f"INFO eval: not run, {e}; pip install pydantic rapidfuzz")
+        return
+    from PIL import Image
+
+    new_tokens = 8 if args.smoke else 128
+    folder = ctx.tmp / "ocrvl"
+    save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
+    # random weights repeat themselves: a guard that never fires keeps every row generating new_tokens
+    gen = TransformersGenerator(ModelSpec("random", str(folder)), "v1", "OCR:", new_tokens, 8, 10**6,
+                                device="cuda" if ctx.cuda else "cpu", dtype="bfloat16")
+    params = sum(p.numel() for p in gen.model.parameters()) / 1e6
+    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
+    y0, x0 = ctx.page.shape[0] // 12, ctx.page.shape[1] // 12    # the text-line column of the synthetic page
+    region = Image.fromarray(ctx.page[y0:y0 + h, x0:x0 + w])
+    w, h = region.size
+    print(f"INFO eval: {params:.1f} M parameters ({'tiny' if args.smoke else 'default'} config, random, bf16); "
+          f"region {w}x{h}, {gen.inputs([region])['input_ids'].shape[1]} prompt tokens, {new_tokens} new tokens")
+    for b in [int(x) for x in (args.eval_batches or ("1,2" if args.smoke else "1,16,64")).split(",")]:
+        run = timed(ctx, f"eval_b{b}", lambda: sum(n for _, _, n in gen.generate([region] * b)))
+        if run is None:
+            continue
+        tokens, elapsed, peak = run
+        ctx.figure(f"eval_tokens_per_s_b{b}", sum(tokens) / elapsed, ".1f")
+        if ctx.cuda:
+            ctx.figure(f"eval_peak_mib_b{b}", peak, ".0f")
+
+
+def cpu_figures(ctx: Context) -> None:
+    """CPU core-ms per page outside the detectors, and the cores that keep one detector GPU busy."""
+    try:
+        measured = cpu_ms_per_page(ctx)
+    except ImportError as e:
+        print(f"INFO cpu: not run, {e}; install the project's base dependencies (pip install -e .)")
+        return
+    if measured is None:
+        return
+    ms, handoff = measured
+    ctx.figure("cpu_ms_per_page_outside_detector", ms, ".1f",
+               f" ms ({ctx.args.cpu_pages} pages of {ctx.page.shape[1]}x{ctx.page.shape[0]}, handoff={handoff})")
+    rates = {k: v for k, v in ctx.figures.items() if k.startswith("detector_pages_per_s_") and "_bf16_" in k}
+    if not rates:
+        print("INFO cpu_cores_per_gpu_at_detector_rate: no bf16 detector rate measured in this run (--parts "
+              "detector --dtypes bf16)")
+        return
+    best = max(rates, key=rates.get)
+    ctx.figure("cpu_cores_per_gpu_at_detector_rate", rates[best] * ms / 1000, ".2f",
+               f" cores ({best} x cpu_ms_per_page_outside_detector"
+               f"{'' if ctx.cuda else '; smoke: a tiny model on the CPU, not a GPU rate'})")
+
+
+def cpu_ms_per_page(ctx: Context) -> tuple[float, str] | None:
+    """(process CPU ms per page, hand-off) of the job's decode, table crop and compose stage objects (and the cell
+    stage's box mapping) on generated sample pages; the detectors' answers are the sample template's, untimed."""
+    import pyarrow.parquet as pq
+
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.core.records import Region
+    from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS, make_sample_dataset
+    from ocrvl_ray.ingest.prepare import PrepareConfig, prepare
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.layout.stages.compose import ComposeStage
+    from ocrvl_ray.layout.stages.decode import DecodeStage
+    from ocrvl_ray.layout.stages.detect_cells import cells_to_page
+    from ocrvl_ray.layout.stages.table_crops import TableCropStage
+
+    if time.monotonic() > ctx.deadline:
+        print(f"SKIPPED cpu: --budget {ctx.args.budget:.0f} s spent")
+        return None
+    height, width = ctx.page.shape[:2]
+    data = make_sample_dataset(ctx.tmp / "pages", n_pages=ctx.args.cpu_pages + 2, seed=11, size=(width, height),
+                               image_format="jpeg")
+    manifest = ctx.tmp / "manifest.parquet"
+    prepare(PrepareConfig(dataset="ocr_public", labels=[data["labels_dir"]], images=[data["images_dir"]],
+                          out=str(manifest), quiet=True), use_ray=False)
+    cfg = load_config(LayoutConfig, overrides=[f"manifest={manifest}", "progress=false"], env={})
+    decode, crops, compose = (DecodeStage.from_config(cfg), TableCropStage.from_config(cfg),
+                              ComposeStage.from_config(cfg, None, None))
+    for stage in (decode, crops, compose):
+        stage.setup()
+    table = pq.read_table(manifest)
+    rows = [{c: table.slice(i, 1).column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+            for i in range(table.num_rows)]
+
+    def one_page(batch) -> float:
+        """CPU seconds of one page through the stages; the detector answers are set between them, untimed."""
+        c0 = time.process_time()
+        batch = decode.process_batch(batch)
+        cpu = time.process_time() - c0
+        w, h = int(batch["width"][0]), int(batch["height"][0])
+        batch["regions"] = [[Region(label=lab, score=s, box=(x1 * w, y1 * h, x2 * w, y2 * h), order=o + 1,
+                                    kind="layout").to_row() for lab, s, x1, y1, x2, y2, o in TEMPLATE_REGIONS]]
+        c0 = time.process_time()
+        batch = crops.process_batch(batch)
+        cpu += time.process_time() - c0
+        found = [[{"score": 0.9, "coordinate": [x1 * t["shape"][1], y1 * t["shape"][0], x2 * t["shape"][1],
+                                                y2 * t["shape"][0]]} for x1, y1, x2, y2 in TEMPLATE_CELLS]
+                 for t in batch["tables"][0]]
+        c0 = time.process_time()
+        batch["cells"] = [[c for t, boxes in zip(batch["tables"][0], found)
+                           for c in cells_to_page(boxes, t["origin"], t["factors"], t["box"], int(t["table"]))]]
+        del batch["tables"]
+        out = compose.process_batch(batch)
+        cpu += time.process_time() - c0
+        if out.column("status")[0].as_py() != "ok" or not len(out.column("samples")[0]):
+            raise RuntimeError(f"cpu: a sample page did not compose: {out.column('detail')[0].as_py()}")
+        return cpu
+
+    for batch in rows[:2]:    # warm-up: imports, fonts, OpenCV's first calls
+        one_page(batch)
+    return 1000 * sum(one_page(batch) for batch in rows[2:]) / len(rows[2:]), cfg.handoff
+
+
+#: The parts in the order they run (a later one may read the figures of an earlier one: cpu reads detector's).
+PARTS = {"detector": detector_figures, "eval": eval_figures, "cpu": cpu_figures}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny models on CPU, SMOKE lines (the script's test)")
-    ap.add_argument("--parts", default="detector,eval", help="detector and/or eval (PaddleOCR-VL generate)")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
     ap.add_argument("--eval-batches", default=None, help="eval batch sizes (default 1,16,64; smoke: 1,2)")
     ap.add_argument("--region", default=None, help="WxH of the eval's region image (default 800x600; smoke 200x150)")
     ap.add_argument("--models", default="v2,v3,v4", help="versions to time (those the transformers has)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--batches", default=None, help="default 1,8,32 (smoke: 1,2)")
     ap.add_argument("--page", default=None, help="WxH of the synthetic pages (default 2480x3508; smoke 620x877)")
+    ap.add_argument("--cpu-pages", type=int, default=None, help="pages timed by the cpu part (default 16; smoke 2)")
     ap.add_argument("--seconds", type=float, default=None, help="timed seconds per configuration (default 4)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for all configurations together (default 330; smoke: no limit)")
     args = ap.parse_args(argv)
+    unknown = sorted(set(args.parts.split(",")) - set(PARTS))
+    if unknown:
+        ap.error(f"--parts: no part {', '.join(unknown)} (parts: {', '.join(PARTS)})")
 
     import torch
     import transformers
@@ -83,112 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check: torch {torch.__version__} sees no CUDA GPU here: no GPU figure printed "
               f"(--smoke runs tiny models on CPU)")
         return 2
-    tag = "FIGURE" if cuda else "SMOKE FIGURE"
-    batches = [int(b) for b in (args.batches or ("1,2" if args.smoke else "1,8,32")).split(",")]
     width, height = (int(v) for v in (args.page or ("620x877" if args.smoke else "2480x3508")).split("x"))
-    seconds = args.seconds if args.seconds is not None else (0.0 if args.smoke else 4.0)
-    wanted = args.models.split(",")
+    args.cpu_pages = args.cpu_pages or (2 if args.smoke else 16)
+    args.budget = args.budget if args.budget is not None else (math.inf if args.smoke else 330.0)
     have = available_versions()
-    device = "cuda" if cuda else "cpu"
     print(f"INFO device {torch.cuda.get_device_name(0) if cuda else 'cpu (smoke)'}; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}; versions {','.join(v for v in wanted if v in have)}; "
+          f"transformers {transformers.__version__}; versions {','.join(v for v in args.models.split(',') if v in have)}; "
           f"pages {width}x{height}; {time.strftime('%Y-%m-%d')}")
-    for v in wanted:
-        if v not in have:
-            print(f"INFO {v}: not in transformers {transformers.__version__} (PP-DocLayoutV4 needs >= 5.20)")
-    page = synthetic_page(width, height)
-    args.budget = args.budget if args.budget is not None else (float("inf") if args.smoke else 330.0)
-    deadline = time.monotonic() + args.budget
-    parts = args.parts.split(",")
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        for v in (v for v in wanted if v in have and "detector" in parts):
-            try:
-                run_version(v, Path(tmp) / v, args, batches, page, seconds, device, cuda, tag, deadline)
-            except Exception as e:  # noqa: BLE001 - e.g. V3's post-processing needs OpenCV; the others still run
-                print(f"INFO {v}: failed, no figure: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
-                if cuda:
-                    torch.cuda.empty_cache()
-        if "eval" in parts:
-            try:
-                run_eval(Path(tmp) / "ocrvl", args, page, cuda, tag, deadline)
-            except ImportError as e:   # the engine's prompt and loop guard need pydantic and rapidfuzz
-                print(f"INFO eval: not run, {e}; pip install pydantic rapidfuzz")
+        ctx = Context(args, cuda, Path(tmp), synthetic_page(width, height), time.monotonic() + args.budget)
+        for name in (p for p in PARTS if p in args.parts.split(",")):
+            PARTS[name](ctx)
     return 0
-
-
-def run_eval(folder, args, page, cuda, tag, deadline) -> None:
-    """PaddleOCR-VL greedy generation as the eval actor runs it: tokens/s and peak memory per batch size."""
-    import torch
-
-    from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
-    from ocrvl_ray.eval.models import ModelSpec
-
-    new_tokens = 8 if args.smoke else 128
-    save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
-    # random weights repeat themselves: a guard that never fires keeps every row generating new_tokens
-    gen = TransformersGenerator(ModelSpec("random", str(folder)), "v1", "OCR:", new_tokens, 8, 10**6,
-                                device="cuda" if cuda else "cpu", dtype="bfloat16")
-    params = sum(p.numel() for p in gen.model.parameters()) / 1e6
-    from PIL import Image
-
-    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
-    y0, x0 = page.shape[0] // 12, page.shape[1] // 12    # the text-line column of the synthetic page
-    region = Image.fromarray(page[y0:y0 + h, x0:x0 + w])
-    w, h = region.size
-    print(f"INFO eval: {params:.1f} M parameters ({'tiny' if args.smoke else 'default'} config, random, bf16); "
-          f"region {w}x{h}, {gen.inputs([region])['input_ids'].shape[1]} prompt tokens, {new_tokens} new tokens")
-    for b in [int(x) for x in (args.eval_batches or ("1,2" if args.smoke else "1,16,64")).split(",")]:
-        if time.monotonic() > deadline:
-            print(f"SKIPPED eval_b{b}: --budget {args.budget:.0f} s spent")
-            continue
-        try:
-            gen.generate([region] * b)   # warm-up
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            start = time.perf_counter()
-            tokens = sum(n for _, _, n in gen.generate([region] * b))
-            elapsed = time.perf_counter() - start
-        except torch.cuda.OutOfMemoryError as e:
-            print(f"INFO eval_b{b}: out of GPU memory, no figure ({str(e).splitlines()[0][:120]})")
-            torch.cuda.empty_cache()
-            continue
-        print(f"{tag} eval_tokens_per_s_b{b} {tokens / elapsed:.1f}")
-        if cuda:
-            print(f"{tag} eval_peak_mib_b{b} {torch.cuda.max_memory_allocated() / 2**20:.0f}")
-
-
-def run_version(v, folder, args, batches, page, seconds, device, cuda, tag, deadline) -> None:
-    """Build, save and load one version, then time every dtype x batch."""
-    import torch
-
-    from ocrvl_ray.layout.engines.configs import save_random_detector
-    from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
-
-    save_random_detector(folder, v, tiny=args.smoke)
-    for short in args.dtypes.split(","):
-        detector = TransformersDetector(folder, device=device, dtype=DTYPES[short])
-        params = sum(p.numel() for p in detector.model.parameters()) / 1e6
-        print(f"INFO {v}_{short}: {params:.1f} M parameters (random weights, "
-              f"{'tiny' if args.smoke else 'default'} config)")
-        for b in batches:
-            name = f"{v}_{short}_b{b}"
-            if time.monotonic() > deadline:
-                print(f"SKIPPED {name}: --budget {args.budget:.0f} s spent")
-                continue
-            try:
-                rate, peak, per_page = measure(detector, [page] * b, seconds, cuda)
-            except torch.cuda.OutOfMemoryError as e:
-                print(f"INFO {name}: out of GPU memory, no figure ({str(e).splitlines()[0][:120]})")
-                torch.cuda.empty_cache()
-                continue
-            print(f"{tag} detector_pages_per_s_{name} {rate:.2f}")
-            if cuda:
-                print(f"{tag} detector_peak_mib_{name} {peak:.0f}")
-            print(f"INFO regions_per_page_{name} {per_page:.1f}")
-        del detector
-        if cuda:
-            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

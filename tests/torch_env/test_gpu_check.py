@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
 
 
-def test_smoke_prints_every_detector_line():
+def test_smoke_prints_every_line_and_no_gpu_figure():
     from ocrvl_ray.layout.engines.configs import available_versions
 
     res = _run("--smoke")
@@ -25,6 +25,17 @@ def test_smoke_prints_every_detector_line():
     assert sorted(rates) == sorted(f"{v}_{d}_b{b}" for v in available_versions() for d in ("fp32", "bf16")
                                    for b in (1, 2)), res.stdout
     assert all(float(r) > 0 for r in rates.values())
+    assert re.search(r"^SMOKE FIGURE eval_tokens_per_s_b2 [\d.]+$", res.stdout, re.M), res.stdout
+    ms = re.search(r"^SMOKE FIGURE cpu_ms_per_page_outside_detector ([\d.]+) ms \(2 pages of 620x877", res.stdout,
+                   re.M)
+    assert ms and float(ms.group(1)) > 0, res.stdout
+    cores = re.search(r"^SMOKE FIGURE cpu_cores_per_gpu_at_detector_rate ([\d.]+) cores \((detector_pages_per_s_\w+) "
+                      r"x cpu_ms_per_page_outside_detector; smoke: a tiny model on the CPU, not a GPU rate\)$",
+                      res.stdout, re.M)
+    assert cores, res.stdout
+    best = max((r for k, r in rates.items() if "_bf16_" in k), key=float)   # the best bf16 rate, as printed
+    assert cores.group(2) == "detector_pages_per_s_" + next(k for k, r in rates.items() if "_bf16_" in k and r == best)
+    assert float(cores.group(1)) == pytest.approx(float(best) * float(ms.group(1)) / 1000, abs=0.01)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here: the real run would time it")
