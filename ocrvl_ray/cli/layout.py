@@ -8,7 +8,7 @@ def run(cfg) -> int:
     from ocrvl_ray.layout.job import run_layout
     from ocrvl_ray.layout.scale import gpu_plan
 
-    plan = gpu_plan(cfg.layout.device, cfg.layout.batch_size, max(1, cfg.layout.max_actors))
+    plan = gpu_plan(cfg)
     if plan:
         print(plan)
     report = run_layout(cfg)   # checks everything it can, then starts (or joins) Ray

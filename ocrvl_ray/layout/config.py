@@ -125,6 +125,9 @@ class LayoutConfig(JobConfig):
     demo_models: bool = Field(False, description="build tiny offline models instead of the official ones")
     limit: int = Field(0, ge=0, description="pages to process (0 = all)")
     gpu_id: Optional[int] = Field(None, ge=0, description='turns device "gpu" into "gpu:N"')
+    gpu_figures: Optional[str] = Field(None, description="bench/gpu_check.py output (or a JSON of its figures) "
+                                       "measured on your GPU: a GPU layout device prints a 'GPU plan' line (CPU "
+                                       "cores per GPU, shards) from its rates; null = no plan line")
     layout: LayoutModelConfig = Field(default_factory=LayoutModelConfig)
     cells: CellModelConfig = Field(default_factory=CellModelConfig)
     compose: ComposeConfig = Field(default_factory=ComposeConfig)
