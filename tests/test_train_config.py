@@ -177,6 +177,18 @@ def test_erniekit_preflight_checks_the_model_folder(tmp_path):
     assert "model_name_or_path is not set" in errors(None)[0]
 
 
+def test_erniekit_preflight_names_an_ignored_lr_scheduler_type():
+    """The fork's OCR-VL trainer schedules by lr_scheduler (default cosine): lr_scheduler_type=constant left the
+    demo loop's learning rate decaying."""
+    from ocrvl_ray.train.engines.erniekit import check_ignored
+
+    found = check_ignored({"stage": "OCR-VL-SFT", "lr_scheduler_type": "constant"})
+    assert [str(f) for f in found] == ["warning: lr_scheduler_type=constant is ignored: the fork's OCR-VL trainer "
+                                       "reads lr_scheduler (cosine); set lr_scheduler=constant"]
+    assert check_ignored({"stage": "OCR-VL-SFT", "lr_scheduler_type": "cosine"}) == []      # the user's YAML
+    assert check_ignored({"stage": "OCR-VL-SFT", "lr_scheduler_type": "constant", "lr_scheduler": "constant"}) == []
+
+
 def test_erniekit_entry_without_checkout_is_one_clear_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ERNIE_ROOT", raising=False)

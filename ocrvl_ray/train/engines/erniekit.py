@@ -6,7 +6,7 @@
 * Booleans where the field is not one: YAML 1.1 reads ``no``/``off``/``yes``/``on`` as booleans
   (``evaluation_strategy=no`` is False).
 * Ignored settings: ``train_dataset_path`` while ``train_lmdb_paths`` is set; ``do_eval=False`` while
-  ``evaluation_strategy`` still evaluates.
+  ``evaluation_strategy`` still evaluates; ``lr_scheduler_type`` (the OCR-VL trainer reads ``lr_scheduler``).
 * One LMDB opened twice in a process (train and eval readers): py-lmdb >= 2 refuses it.
 * VisualDL reporting (erniekit's default) with protobuf >= 7 crashes on its first hparams record.
 * The checkout (``ernie_root``) and the base model (``model_name_or_path``) are named or present, checked with
@@ -73,6 +73,10 @@ def check_ignored(args: Mapping[str, Any]) -> list[Finding]:
     if lmdbs and dataset and items(dataset) != items(lmdbs):
         found.append(Finding("error", f"train_dataset_path={dataset} is ignored: train_lmdb_paths is set "
                                       f"({lmdbs}) and wins; pass the LMDB as train_lmdb_paths={dataset}"))
+    given, used = args.get("lr_scheduler_type"), args.get("lr_scheduler", "cosine")
+    if given is not None and "OCR-VL" in str(args.get("stage", "")) and str(given) != str(used):
+        found.append(Finding("warning", f"lr_scheduler_type={given} is ignored: the fork's OCR-VL trainer reads "
+                                        f"lr_scheduler ({used}); set lr_scheduler={given}"))
     strategy = str(args.get("evaluation_strategy", "no")).lower()
     if args.get("do_eval") is False and _evaluates(args):
         found.append(Finding("warning", f"do_eval=False does not stop evaluation while evaluation_strategy="
