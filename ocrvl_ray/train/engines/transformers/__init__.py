@@ -72,7 +72,9 @@ class TransformersArgs(BaseModel):
     learning_rate: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0, description="0: no clipping")
-    lr_scheduler_type: str = Field("cosine", description="transformers.get_scheduler name")
+    lr_scheduler_type: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                               "constant_with_warmup", "inverse_sqrt"] = Field("cosine", description="transformers' "
+                                                                                                   "get_scheduler")
     warmup_steps: int = Field(0, ge=0)
     max_steps: int = Field(-1, description="-1: num_train_epochs over the smallest rank's samples")
     num_train_epochs: float = Field(1.0, gt=0)
@@ -138,6 +140,10 @@ def check_config(config: dict[str, Any], world: int) -> TransformersArgs:
                           "hub layout or an ocrvl merge export)")
     generation(args)
     augment_params(args.augment)
+    both = {str(Path(p).resolve()) for p in args.train_lmdb_paths} & {str(Path(p).resolve()) for p in args.eval_lmdb_paths}
+    if both:
+        raise ConfigError(f"eval_lmdb_paths: {sorted(both)[0]} is also a train LMDB; eval on held-out data (the "
+                          "layout job's valid split)")
     for key in ("train_lmdb_paths", "eval_lmdb_paths"):
         for path in getattr(args, key):
             shards = expand(path)

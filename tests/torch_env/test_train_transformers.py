@@ -1,0 +1,144 @@
+"""``ocrvl train engine=transformers`` on CPU: Ray Train TorchTrainer (2 gloo workers) + PEFT LoRA on a tiny random
+PaddleOCR-VL built offline, a 2-shard LMDB written with the shard contract: disjoint shards per rank, the loss goes
+down on a memorisable set, checkpoints in Ray storage, a worker killed after the first checkpoint resumes to the
+same adapter as an uninterrupted run; config errors are one line before Ray starts."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ocrvl_ray.cli import main
+
+LABELS = ["12", "ab", "7 7", "번호"]
+N = 8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(base folder, 2-shard train LMDB, 1-shard eval LMDB): pages hashed to shards as the layout job does."""
+    from ocrvl_ray.eval.engines.transformers import save_random_model
+    from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
+    from ocrvl_ray.lmdb.shards import shard_of, shard_paths
+    from ocrvl_ray.lmdb.writer import LmdbWriter
+    from ocrvl_ray.testing.sink import tiny_jpeg
+
+    root = tmp_path_factory.mktemp("train-tf")
+    base = save_random_model(root / "base")
+    pages = [SinkPage(f"p{p}", "ok", "", [SinkSample(tiny_jpeg(p, (48, 32)), LABELS[p % 4], f"p{p}.jpg", 48, 32, "{}",
+                                                     "word", "text")]) for p in range(N)]
+    train = root / "train_layout.lmdb"
+    for i, path in enumerate(shard_paths(str(train), 2)):
+        with LmdbWriter(path) as w:
+            w.write_pages([pg for pg in pages if shard_of(pg.page_id, 2) == i])
+    valid = root / "valid_layout.lmdb"
+    with LmdbWriter(str(valid)) as w:
+        w.write_pages(pages[:2])
+    return base, train, valid
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray with room for 2 workers; Ray Train's controller polls the workers every 0.2 s instead of 2 s
+    (every report waits for a poll: a CPU test of a few steps, not a property of the engine)."""
+    import ray
+
+    from ocrvl_ray.core.runtime import init_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
+    try:
+        yield init_ray(num_cpus=4)
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", None)
+
+
+def overrides(tiny, tmp: Path, name: str, *extra: str) -> list[str]:
+    base, train, valid = tiny
+    return ["engine=transformers", f"model_name_or_path={base}", f"train_lmdb_paths={train}",
+            f"eval_lmdb_paths={valid}", f"output_dir={tmp / name}", f"storage_path={tmp / 'ray'}",
+            f"metrics_log={tmp / (name + '.jsonl')}", "num_workers=2", "use_gpu=false", "cpus_per_worker=1",
+            "max_steps=6", "save_steps=2", "logging_steps=2", "eval_steps=6", "learning_rate=0.02",
+            "per_device_train_batch_size=2", "augment=false", "lr_scheduler_type=constant", "seed=3", *extra]
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_config_errors_are_one_line_before_ray(tiny, tmp_path, capsys):
+    import ray
+
+    base, train, _ = tiny
+    cases = {
+        "lora_rnak=4": "lora_rnak",
+        "template=paddleocr_vl model_version=v1.5": "v1 chat template",
+        "num_workers=3": "reshard",
+        "use_gpu=true": "use_gpu=true",
+        "augment.blur_p=0.3": "blur_p",
+    }
+    for extra, expected in cases.items():
+        argv = ["train", "engine=transformers", f"model_name_or_path={base}", f"train_lmdb_paths={train}",
+                f"output_dir={tmp_path / 'o'}", "num_workers=2", *extra.split()]
+        assert main(argv) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, (extra, err)
+    assert not ray.is_initialized()
+
+
+def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_the_same_adapter(
+        tiny, tmp_path, ray_cluster):
+    import ray.cloudpickle
+    import torch
+    from safetensors.torch import load_file
+
+    from ocrvl_ray.train.config import load_train_config
+    from ocrvl_ray.train.run import check, fit
+    from tests.torch_env import train_faults
+
+    ours, args = load_train_config(None, overrides(tiny, tmp_path, "plain"))
+    check(ours, args)
+    result = fit(ours, args)
+
+    # checkpoint in Ray storage: adapter/ + optimizer, scheduler, per-rank data position and RNG
+    ckpt = Path(result.checkpoint.path)
+    assert ckpt.parent.parent == tmp_path / "ray"
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
+                 "state.json", "rank-0.json", "rank-1.json", "rank-0.rng", "rank-1.rng"):
+        assert (ckpt / name).is_file(), name
+    ranks = [json.loads((ckpt / f"rank-{r}.json").read_text()) for r in range(2)]
+    assert [Path(s).name for r in ranks for s in r["shards"]] == ["shard-00000-of-00002", "shard-00001-of-00002"]
+    assert sum(r["samples"] for r in ranks) == N
+    # the final adapter in output_dir is the last checkpoint's, in PEFT's layout
+    out = tmp_path / "plain"
+    final = load_file(out / "adapter_model.safetensors")
+    assert final.keys() == load_file(ckpt / "adapter/adapter_model.safetensors").keys()
+    assert all(torch.equal(v, load_file(ckpt / "adapter/adapter_model.safetensors")[k]) for k, v in final.items())
+    assert any(".language_model.layers.1.self_attn.q_proj.lora_B." in k for k in final)
+    assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    # the loss goes down on the memorisable set; metrics every logging_steps, eval loss at the end
+    plain = records(tmp_path / "plain.jsonl")
+    losses = [(r["step"], r["loss"]) for r in plain if "loss" in r]
+    assert [s for s, _ in losses] == [2, 4, 6]
+    assert losses[-1][1] < losses[0][1] - 0.3, losses
+    assert all(r["samples_skipped"] == 0 and r["tokens_per_s"] > 0 for r in plain if "loss" in r)
+    assert any("eval_loss" in r for r in plain)
+
+    # the same run, rank 1 killed right after the first checkpoint: the group restarts from it
+    ray.cloudpickle.register_pickle_by_value(train_faults)
+    ours, args = load_train_config(None, overrides(tiny, tmp_path, "crashed", "max_failures=1",
+                                                   "entry=tests.torch_env.train_faults:crash_after_first_checkpoint"))
+    fit(ours, args)
+    assert (tmp_path / "crashed.crashed").read_text() == "2"
+    crashed = records(tmp_path / "crashed.jsonl")
+    assert any(r.get("error") for r in crashed)
+    after = {r["step"]: r["loss"] for r in crashed if "loss" in r}
+    assert after == pytest.approx(dict(losses), rel=1e-5)
+    resumed = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
+    assert resumed.keys() == final.keys()
+    for k, v in final.items():
+        torch.testing.assert_close(resumed[k], v, rtol=1e-5, atol=1e-6)
