@@ -15,6 +15,10 @@ recorded done only when its outputs exist under the hash it ran with.
     merge: {base: /models/PaddleOCR-VL, out: runs/finance-v1/export}
     eval: {options: {limit: 500}}                # base vs export on the layout's validation LMDB
     model_version: v1.5                          # optional: the generation of every stage that needs one
+
+With ``train.overrides.engine: transformers`` (run from ``.venv-torch``; no erniekit YAML, ``config`` may stay
+null) the train stage writes a PEFT adapter, the merge reads it from the stage's checkpoint (``<checkpoint>/adapter``)
+and the eval stage defaults to ``engine: transformers`` (docs/train_transformers.md).
 """
 from __future__ import annotations
 
@@ -103,7 +107,7 @@ def _train_cfg(cfg: PipelineConfig, lmdb: str | None):
     if lmdb and "train_lmdb_paths" not in over:
         over["train_lmdb_paths"] = lmdb
     ours, args = load_train_config(cfg.train.config, over)   # typed values as given: 'no' stays a string
-    if cfg.model_version and ours.engine == "paddleformers" and ours.model_version is None:
+    if cfg.model_version and ours.engine in ("paddleformers", "transformers") and ours.model_version is None:
         ours.model_version = args["model_version"] = cfg.model_version
     if not args.get("output_dir"):   # one folder (and Ray run name) per training config: a changed one starts afresh
         args["output_dir"] = str((Path(cfg.run_dir) / f"sft-{_train_key(ours, args)[:8]}").resolve())
@@ -115,11 +119,26 @@ def _train_key(ours, args) -> str:
     return config_hash([ours.model_dump(mode="json", exclude={"model_version"}), args])
 
 
+def train_engine(cfg: PipelineConfig) -> str | None:
+    """The train stage's ``engine`` as given (overrides, else its YAML); None when neither sets one."""
+    from ocrvl_ray.core.config import load_yaml
+
+    if "engine" in cfg.train.overrides:
+        return cfg.train.overrides["engine"]
+    return load_yaml(cfg.train.config).get("engine") if cfg.train.config and Path(cfg.train.config).is_file() else None
+
+
 def _eval_stage(cfg: PipelineConfig) -> EvalStage:
-    """The eval section with the pipeline's ``model_version`` in its options unless they set one."""
-    if not cfg.model_version or "model_version" in cfg.eval.options:
+    """The eval section with the pipeline's ``model_version`` in its options unless they set one, and
+    ``engine: transformers`` after a transformers training unless they set an engine (its venv has no Paddle)."""
+    extra = {}
+    if cfg.model_version and "model_version" not in cfg.eval.options:
+        extra["model_version"] = cfg.model_version
+    if "engine" not in cfg.eval.options and train_engine(cfg) == "transformers":
+        extra["engine"] = "transformers"
+    if not extra:
         return cfg.eval
-    return cfg.eval.model_copy(update={"options": {**cfg.eval.options, "model_version": cfg.model_version}})
+    return cfg.eval.model_copy(update={"options": {**cfg.eval.options, **extra}})
 
 
 def check_pipeline(cfg: PipelineConfig) -> None:

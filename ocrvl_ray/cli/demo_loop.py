@@ -3,7 +3,8 @@
 The bundled sample -> layout (train and valid LMDBs, demo models) -> a tiny random PaddleOCR-VL built on the spot
 with the engine's own model code -> a few LoRA steps on the train LMDB -> merge -> eval of base vs fine-tuned on
 the valid LMDB -> the HTML report. It is ``ocrvl pipeline configs/demo_loop_<engine>.yaml`` with the paths filled
-in under ``run_dir`` and the base built first (once; a rerun resumes like any pipeline).
+in under ``run_dir`` and the base built first (once; a rerun resumes like any pipeline). A stage the engine's venv
+cannot run (:data:`ELSEWHERE`) is the same pipeline, same run manifest, run by another venv's Python.
 """
 from __future__ import annotations
 
@@ -20,15 +21,17 @@ from ocrvl_ray.end_to_end import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
-#: engine -> the venv its eval stage runs from, when not its own: in .venv-erniekit (protobuf < 7 for the fork)
-#: paddlex's tokenizer fails (its sentencepiece_model_pb2 is protobuf 7 gencode).
-EVAL_VENV = {"erniekit": ".venv"}
+#: engine -> {stage: the venv it runs from} for the stages its own venv cannot run: in .venv-erniekit (protobuf < 7
+#: for the fork) paddlex's tokenizer fails (its sentencepiece_model_pb2 is protobuf 7 gencode); .venv-torch has no
+#: Paddle for the layout's demo detectors (Paddle models).
+ELSEWHERE = {"erniekit": {"eval": ".venv"}, "transformers": {"layout": ".venv"}}
 #: engine -> (the venv it runs from, its build command): the engines need separate environments.
 ENGINES = {
     "paddleformers": (".venv-paddleformers", 'python3 -m venv .venv-paddleformers && '
                                              '.venv-paddleformers/bin/pip install -e ".[paddleformers]"'),
     "erniekit": (".venv-erniekit", 'python3 -m venv .venv-erniekit && .venv-erniekit/bin/pip install -e '
                                    '".[dev,erniekit]" && .venv-erniekit/bin/pip install --no-deps imgaug==0.4.0'),
+    "transformers": (".venv-torch", "./install.sh torch"),
 }
 
 
@@ -43,10 +46,14 @@ def check_engine(engine: str) -> None:
     venv, build = ENGINES[engine]
     from importlib.util import find_spec
 
-    from ocrvl_ray.train.engines.paddleformers import check_installed
-
     try:
         if engine == "paddleformers":
+            from ocrvl_ray.train.engines.paddleformers import check_installed
+
+            check_installed()
+        elif engine == "transformers":
+            from ocrvl_ray.train.engines.transformers import check_installed
+
             check_installed()
         elif find_spec("imgaug") is None or find_spec("decord") is None:   # what the fork imports besides ours
             raise OcrvlError("the fork's imports are missing")
@@ -65,7 +72,7 @@ def base_corpus() -> list[str]:
 
 def build_base(engine: str, out: Path, ernie_root: str | None = None) -> Path:
     """The tiny random base in ``out`` (kept when already there), built with the engine's own model code:
-    PaddleFormers 1.x's PaddleOCR-VL, or the fork's (from ``ernie_root``)."""
+    PaddleFormers 1.x's PaddleOCR-VL, the fork's (from ``ernie_root``), or transformers' (the hub layout)."""
     if out.is_dir():                           # complete: it appears by the rename below
         return out
     tmp = out.with_name(out.name + ".tmp")
@@ -77,6 +84,10 @@ def build_base(engine: str, out: Path, ernie_root: str | None = None) -> Path:
         from ocrvl_ray.demo.tiny_fork_model import build_tiny_fork_base
 
         build_tiny_fork_base(tmp, ernie_root, extra_text="".join(base_corpus()))
+    elif engine == "transformers":
+        from ocrvl_ray.eval.engines.transformers import save_random_model
+
+        save_random_model(tmp)
     else:
         from ocrvl_ray.demo.tiny_paddleocr_vl import build_tiny_paddleocr_vl
 
@@ -133,9 +144,9 @@ def comparison_line(comp: dict) -> str:
     return "; ".join(parts) + (f"; samples: {counts}" if counts else "") + (f" (n={comp['n']})" if "n" in comp else "")
 
 
-def eval_in(venv: str, cfg, say: Callable[[str], None]) -> dict:
-    """The pipeline's eval stage run by ``venv``'s Python (``ocrvl pipeline <run_dir>/demo_loop.yaml
-    stages=[eval]``, the same run manifest); returns the manifest's stages."""
+def run_in(venv: str, cfg, stages: list[str], say: Callable[[str], None]) -> dict:
+    """The pipeline's ``stages`` run by ``venv``'s Python (``ocrvl pipeline <run_dir>/demo_loop.yaml
+    stages=[...]``, the same run manifest); returns the manifest's stages."""
     import subprocess
 
     import yaml
@@ -144,16 +155,18 @@ def eval_in(venv: str, cfg, say: Callable[[str], None]) -> dict:
 
     python = REPO / venv / "bin" / "python"
     if not python.is_file():
-        raise OcrvlError(f"the eval stage runs from {venv}, which is missing; build it with ./install.sh default")
+        raise OcrvlError(f"the {'/'.join(stages)} stage runs from {venv}, which is missing; build it with "
+                         "./install.sh default")
     conf = Path(cfg.run_dir) / "demo_loop.yaml"
     conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), allow_unicode=True,
                                    sort_keys=False), "utf-8")
-    say(f"[eval] from {venv}: {venv}/bin/ocrvl pipeline {conf} stages=[eval]")
+    names = ",".join(stages)
+    say(f"[{names}] from {venv}: {venv}/bin/ocrvl pipeline {conf} stages=[{names}]")
     # its own local Ray: workers of a Ray started from another venv would run that venv's Python
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME", "RAY_ADDRESS")}
-    if subprocess.run([str(python), "-m", "ocrvl_ray.cli", "pipeline", str(conf), "stages=[eval]"], cwd=REPO,
+    if subprocess.run([str(python), "-m", "ocrvl_ray.cli", "pipeline", str(conf), f"stages=[{names}]"], cwd=REPO,
                       env=env).returncode != 0:
-        raise OcrvlError(f"the eval stage failed (run from {venv}); its error is above")
+        raise OcrvlError(f"the {names} stage failed (run from {venv}); its error is above")
     return RunManifest(cfg.run_dir).data["stages"]
 
 
@@ -169,14 +182,22 @@ def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = ()
     check_pipeline(cfg)
     base = Path(cfg.merge.base)
     with RayLog(str(base) + ".log") as out:       # the model code's own chatter goes to the log
-        out.say(f"demo-loop {engine}: a tiny random PaddleOCR-VL ({engine}'s model code) -> {base}")
+        out.say(f"demo-loop {engine}: a tiny random PaddleOCR-VL (the {engine} engine's model code) -> {base}")
         build_base(engine, base, cfg.train.overrides.get("ernie_root"))
-    elsewhere = EVAL_VENV.get(engine) if "eval" in cfg.stages else None
-    here = cfg.model_copy(update={"stages": [s for s in cfg.stages if not (elsewhere and s == "eval")]})
-    init_ray()
-    stages = run_pipeline(here, log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
-    if elsewhere:
-        stages = eval_in(elsewhere, cfg, say=lambda line: say(f"demo-loop {engine}: {line}"))
+    groups: list[tuple[Optional[str], list[str]]] = []     # runs of consecutive stages by the venv they run in
+    for name in cfg.stages:
+        venv = ELSEWHERE.get(engine, {}).get(name)
+        if groups and groups[-1][0] == venv:
+            groups[-1][1].append(name)
+        else:
+            groups.append((venv, [name]))
+    for venv, names in groups:
+        if venv:
+            stages = run_in(venv, cfg, names, say=lambda line: say(f"demo-loop {engine}: {line}"))
+        else:
+            init_ray()
+            stages = run_pipeline(cfg.model_copy(update={"stages": names}),
+                                  log=lambda line: say(f"demo-loop {engine}: {line}"))["stages"]
     curve = loss_curve(stages["train"]["inputs"]["output_dir"]) if "train" in cfg.stages else []
     summary = {"engine": engine, "run_dir": cfg.run_dir, "loss": curve,
                **{name: stages[name].get("outputs") for name in cfg.stages}}
@@ -192,7 +213,8 @@ def run_demo_loop(engine: str, overrides: Mapping[str, Any] | Sequence[str] = ()
 
 class DemoLoopConfig(PipelineConfig):
     """``ocrvl pipeline``'s keys over ``configs/demo_loop_<engine>.yaml``, plus the engine."""
-    engine: str = Field(description="the training engine: paddleformers (run from .venv-paddleformers)")
+    engine: str = Field(description="the training engine: paddleformers (run from .venv-paddleformers), erniekit "
+                                    "(.venv-erniekit) or transformers (.venv-torch)")
     run_dir: Optional[str] = Field(None, description="null: the engine YAML's run_dir (out/demo-loop-<engine>)")
 
 
