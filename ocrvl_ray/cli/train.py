@@ -3,6 +3,8 @@
 The one convention of every command, with one difference: keys that are not ours (:class:`TrainConfig`) are
 erniekit's and go to the entry untouched; only a near miss of one of ours (``num_worker=2``) is refused here, with
 a did-you-mean (``train.config.typos_of_ours``); the erniekit pre-flight checks the rest against the fork.
+``engine=transformers`` (PyTorch + PEFT, run from ``.venv-torch``) needs no YAML: its keys are its own
+(``train.engines.transformers.TransformersArgs``) and an unknown one is refused before Ray starts.
 """
 from __future__ import annotations
 
@@ -78,7 +80,8 @@ def run(a: TrainArgs) -> int:
 
 SPEC = Spec("ocrvl_ray.cli.train:TrainCommand", run, usage="ERNIEKIT.yaml [key=value ...] [--dry-run]", yaml=True,
             load=load, note="Any other key is erniekit's and goes to the entry untouched (max_steps=100, "
-                            "output_dir=..., see docs/train.md); a near miss of one of ours gets a did-you-mean.")
+                            "output_dir=..., see docs/train.md); a near miss of one of ours gets a did-you-mean. "
+                            "engine=transformers (from .venv-torch) checks its own keys: docs/train_transformers.md.")
 
 
 def _cause(error: Exception) -> str:

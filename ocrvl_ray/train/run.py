@@ -55,7 +55,8 @@ def check_transformers(ours: TrainConfig, args: dict[str, Any]) -> None:
     from ocrvl_ray.train.engines import transformers as engine
 
     engine.check_installed()
-    engine.check_config(args, world_size(ours))
+    if engine.check_config(args, world_size(ours)).strategy == "fsdp" and ours.use_gpu is False:
+        raise OcrvlError("strategy=fsdp needs GPUs (Ray Train's FSDP is GPU-only); use strategy=ddp on CPU")
     if ours.use_gpu and not os.environ.get("RAY_ADDRESS"):
         import torch
 
@@ -101,6 +102,8 @@ def build_trainer(ours: TrainConfig, args: dict[str, Any]):
         if use_gpu and ray.cluster_resources().get("GPU", 0) < 1:
             raise OcrvlError("use_gpu=true, but the Ray cluster has no GPU; set use_gpu=false (CPU, gloo) or "
                              "use_gpu=null")
+        if not use_gpu and args.get("strategy") == "fsdp":
+            raise OcrvlError("strategy=fsdp needs GPUs and the Ray cluster has none; use strategy=ddp on CPU")
         return TorchTrainer(load_entry(ours.entry), train_loop_config=args,
                             scaling_config=ScalingConfig(num_workers=ours.num_workers, use_gpu=use_gpu,
                                                          resources_per_worker=resources),

@@ -62,7 +62,7 @@ def overrides(tiny, tmp: Path, name: str, *extra: str) -> list[str]:
     return ["engine=transformers", f"model_name_or_path={base}", f"train_lmdb_paths={train}",
             f"eval_lmdb_paths={valid}", f"output_dir={tmp / name}", f"storage_path={tmp / 'ray'}",
             f"metrics_log={tmp / (name + '.jsonl')}", "num_workers=2", "use_gpu=false", "cpus_per_worker=1",
-            "max_steps=6", "save_steps=2", "logging_steps=2", "eval_steps=6", "learning_rate=0.02",
+            "max_steps=4", "save_steps=2", "logging_steps=2", "eval_steps=4", "learning_rate=0.03",
             "per_device_train_batch_size=2", "augment=false", "lr_scheduler_type=constant", "seed=3", *extra]
 
 
@@ -80,6 +80,7 @@ def test_config_errors_are_one_line_before_ray(tiny, tmp_path, capsys):
         "num_workers=3": "reshard",
         "use_gpu=true": "use_gpu=true",
         "augment.blur_p=0.3": "blur_p",
+        "strategy=fsdp use_gpu=false": "strategy=fsdp",
     }
     for extra, expected in cases.items():
         argv = ["train", "engine=transformers", f"model_name_or_path={base}", f"train_lmdb_paths={train}",
@@ -91,7 +92,7 @@ def test_config_errors_are_one_line_before_ray(tiny, tmp_path, capsys):
 
 
 def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_the_same_adapter(
-        tiny, tmp_path, ray_cluster):
+        tiny, tmp_path, ray_cluster, capfd):
     import ray.cloudpickle
     import torch
     from safetensors.torch import load_file
@@ -100,12 +101,14 @@ def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_t
     from ocrvl_ray.train.run import check, fit
     from tests.torch_env import train_faults
 
-    ours, args = load_train_config(None, overrides(tiny, tmp_path, "plain"))
-    check(ours, args)
-    result = fit(ours, args)
+    assert main(["train", *overrides(tiny, tmp_path, "plain")]) == 0
+    console = capfd.readouterr().out.splitlines()
+    assert any(line.startswith("ocrvl train: step 2 loss ") for line in console), console
+    assert any(line.startswith("ocrvl train: checkpoint stored: ") for line in console), console
+    plain = records(tmp_path / "plain.jsonl")
 
     # checkpoint in Ray storage: adapter/ + optimizer, scheduler, per-rank data position and RNG
-    ckpt = Path(result.checkpoint.path)
+    ckpt = Path([r["checkpoint"] for r in plain if "checkpoint" in r][-1])
     assert ckpt.parent.parent == tmp_path / "ray"
     for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "optimizer.pt", "scheduler.pt",
                  "state.json", "rank-0.json", "rank-1.json", "rank-0.rng", "rank-1.rng"):
@@ -121,10 +124,9 @@ def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_t
     assert any(".language_model.layers.1.self_attn.q_proj.lora_B." in k for k in final)
     assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "LORA"
     # the loss goes down on the memorisable set; metrics every logging_steps, eval loss at the end
-    plain = records(tmp_path / "plain.jsonl")
     losses = [(r["step"], r["loss"]) for r in plain if "loss" in r]
-    assert [s for s, _ in losses] == [2, 4, 6]
-    assert losses[-1][1] < losses[0][1] - 0.3, losses
+    assert [s for s, _ in losses] == [2, 4]
+    assert losses[-1][1] < losses[0][1] - 0.2, losses
     assert all(r["samples_skipped"] == 0 and r["tokens_per_s"] > 0 for r in plain if "loss" in r)
     assert any("eval_loss" in r for r in plain)
 
@@ -132,6 +134,7 @@ def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_t
     ray.cloudpickle.register_pickle_by_value(train_faults)
     ours, args = load_train_config(None, overrides(tiny, tmp_path, "crashed", "max_failures=1",
                                                    "entry=tests.torch_env.train_faults:crash_after_first_checkpoint"))
+    check(ours, args)
     fit(ours, args)
     assert (tmp_path / "crashed.crashed").read_text() == "2"
     crashed = records(tmp_path / "crashed.jsonl")
