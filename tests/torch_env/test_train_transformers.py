@@ -70,6 +70,81 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_an_example_has_loss_on_the_answer_only_and_a_long_sample_is_skipped_and_counted(tiny):
+    from PIL import Image
+
+    from ocrvl_ray.core.generations import EOS, GENERATIONS
+    from ocrvl_ray.train.engines.transformers.data import Encoder, Stream, collate, rank_shards
+
+    base, train, _ = tiny
+    enc = Encoder(str(base), GENERATIONS["v1.5"], "OCR:", 4096)
+    ex = enc(enc.resize(Image.new("RGB", (48, 32), (200, 10, 10))), "ab")
+    answer = enc.tokenizer("ab" + EOS, add_special_tokens=False)["input_ids"]
+    k = len(ex["input_ids"]) - len(answer)
+    assert ex["input_ids"][k:] == answer and ex["labels"][k:] == answer and set(ex["labels"][:k]) == {-100}
+    prompt = enc.tokenizer.decode(ex["input_ids"][:k])
+    assert prompt.startswith("<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|>")
+    assert prompt.endswith("<|IMAGE_END|>OCR:\nAssistant:\n")      # 1.5's assistant opener, not v1's
+    assert sum(ex["mm_token_type_ids"]) == int(ex["image_grid_thw"].prod()) // 4
+    short = enc(enc.resize(Image.new("RGB", (48, 32))), "7")
+    batch = collate([ex, short], enc.pad_id)
+    n = len(short["input_ids"])
+    assert batch["attention_mask"][1, n:].sum() == 0 and set(batch["labels"][1, n:].tolist()) == {-100}
+    assert batch["pixel_values"].shape[0] == ex["pixel_values"].shape[0] + short["pixel_values"].shape[0]
+
+    shard = rank_shards([str(train)], 0, 2)
+    lengths = []
+    stream = Stream(shard, enc, seed=1, rank=0, augment_params=None)
+    for _ in range(len(stream)):
+        lengths.append(len(stream.next()["input_ids"]))
+    stream.close()                        # py-lmdb opens a path once per process
+    assert len(set(lengths)) > 1, lengths
+    enc.max_seq_len = min(lengths)        # every longer sample is skipped, none cut
+    stream = Stream(shard, enc, seed=1, rank=0, augment_params=None)
+    got = [len(stream.next()["input_ids"]) for _ in range(3)]
+    assert set(got) == {min(lengths)}
+    assert stream.position.skipped["too_long"] >= sum(1 for n in lengths if n > min(lengths))
+    stream.close()
+
+
+def test_a_rank_reads_its_own_shards_and_a_stream_resumed_at_its_position_continues_the_same(tiny):
+    import random
+
+    import torch
+    from PIL import Image
+
+    from ocrvl_ray.core.generations import GENERATIONS
+    from ocrvl_ray.lmdb.shards import ShardError
+    from ocrvl_ray.train.engines.lmdb_plugin import augment_params
+    from ocrvl_ray.train.engines.transformers.data import Encoder, Position, Stream, augment, rank_shards
+
+    base, train, _ = tiny
+    assert [Path(p).name for p in rank_shards([str(train)], 1, 2)] == ["shard-00001-of-00002"]
+    with pytest.raises(ShardError, match="reshard"):
+        rank_shards([str(train)], 0, 3)
+    enc = Encoder(str(base), GENERATIONS["v1"], "OCR:", 4096)
+    params = augment_params(True)
+
+    def run(position=None, n=6):
+        stream = Stream(rank_shards([str(train)], 0, 2), enc, seed=5, rank=0, augment_params=params,
+                        position=position)
+        out = [stream.next() for _ in range(n)]
+        stream.close()
+        return out, stream.position
+
+    whole, _ = run(n=9)                      # past the end of the 4-sample shard: a second, reshuffled epoch
+    head, pos = run(n=5)
+    tail, _ = run(Position(**pos.to_dict()), n=4)
+    for a, b in zip(whole, head + tail):
+        assert a["input_ids"] == b["input_ids"] and torch.equal(a["pixel_values"], b["pixel_values"])
+
+    image = Image.new("RGB", (60, 40), (30, 120, 200))
+    assert augment(image, None, random.Random(0)) is image
+    every = {**params, **{k: 1.0 for k in params if k.endswith("_p")}, "rotation_degrees": [90]}
+    one, two = augment(image, every, random.Random(7)), augment(image, every, random.Random(7))
+    assert one.tobytes() == two.tobytes() and one.size != image.size
+
+
 def test_config_errors_are_one_line_before_ray(tiny, tmp_path, capsys):
     import ray
 
