@@ -5,7 +5,8 @@ loss on the answer tokens only, and a counted skip of samples longer than ``max_
 A sample is the generation's prompt with the image placeholder expanded to the image's token count, then the label
 and ``<|end_of_sentence|>``; ``labels`` are -100 on the prompt. The position in the stream, ``(epoch, offset)``, is
 all a checkpoint needs: sample k of an epoch, its augmentation and its skip are a function of (seed, rank, epoch,
-k). No Ray here.
+k). No Ray here; LMDB code is imported where it is read (``bench/gpu_check.py`` runs the encoder and collate on a
+bare CUDA machine).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import numpy as np
 from ocrvl_ray.core import generations
 from ocrvl_ray.core.errors import OcrvlError
 from ocrvl_ray.eval.engines import IMAGE_TOKEN
-from ocrvl_ray.lmdb.shards import assign, expand
 
 IGNORE = -100
 #: Why a training sample is skipped (counted per rank in its data position).
@@ -28,10 +28,14 @@ SKIPS = ("empty_label", "too_long")
 
 def rank_shards(paths: list[str], rank: int, world: int) -> list[str]:
     """This rank's LMDB directories: shards ``rank::world`` of every path (``lmdb.shards`` contract)."""
+    from ocrvl_ray.lmdb.shards import assign, expand
+
     return [s for p in paths for s in assign(expand(p), rank, world)]
 
 
 def eval_shards(paths: list[str]) -> list[str]:
+    from ocrvl_ray.lmdb.shards import expand
+
     return [s for p in paths for s in expand(p)]
 
 

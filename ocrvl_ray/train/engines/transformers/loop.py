@@ -106,7 +106,7 @@ def reduce_sum(values: list[float], device) -> list[float]:
     return t.tolist()
 
 
-def eval_loss(model, evalset, args: TransformersArgs, device, pad_id: int) -> float:
+def eval_loss(model, evalset, args: TransformersArgs, device, dtype, pad_id: int) -> float:
     """Mean cross-entropy over every rank's eval answer tokens. Under FSDP every rank runs the same number of
     forwards (a rank with fewer batches repeats its last one, not counted); under DDP the unwrapped module runs."""
     import torch
@@ -132,7 +132,7 @@ def eval_loss(model, evalset, args: TransformersArgs, device, pad_id: int) -> fl
     with torch.no_grad():
         for k in range(runs):
             batch = batches[min(k, len(batches) - 1)]
-            loss, t = loss_sum(net, {key: v.to(device) for key, v in collate(batch, pad_id).items()})
+            loss, t = loss_sum(net, to_device(collate(batch, pad_id), device, dtype))
             if k < len(batches):
                 total, tokens = total + float(loss), tokens + t
     net.train()
@@ -174,6 +174,32 @@ def restore(d: Path, peft_model, rank: int, world: int) -> dict[str, Any]:
             "rng": torch.load(d / rank_file(rank, "rng"), weights_only=False)}
 
 
+def train_step(model, optimizer, micro: list[dict[str, Any]], device, dtype, max_grad_norm: float = 0.0):
+    """One optimizer step over the collated micro-batches (gradients synchronised on the last one only); the loss
+    is the mean over the step's answer tokens. Returns (summed loss, answer tokens, all tokens) of this rank."""
+    import torch
+
+    from ocrvl_ray.train.engines.transformers.data import IGNORE
+    from ocrvl_ray.train.engines.transformers.model import loss_sum
+
+    answer = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
+    total = 0.0
+    for j, batch in enumerate(micro):
+        last = j == len(micro) - 1
+        with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            loss, _ = loss_sum(model, to_device(batch, device, dtype))
+            (loss / answer).backward()
+        total += float(loss.detach())
+    if max_grad_norm > 0:
+        if hasattr(model, "clip_grad_norm_"):      # FSDP: the norm over every shard
+            model.clip_grad_norm_(max_grad_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, float(answer), float(sum(int(b["attention_mask"].sum()) for b in micro))
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker function: train the adapter of ``config`` (engine keys) from the latest checkpoint on."""
     import ray.train
@@ -183,9 +209,9 @@ def train_loop(config: dict[str, Any]) -> None:
     from transformers import get_scheduler
 
     from ocrvl_ray.train.engines.lmdb_plugin import augment_params
-    from ocrvl_ray.train.engines.transformers.data import (IGNORE, SKIPS, Encoder, EvalSet, Position, Stream,
-                                                           collate, eval_shards, rank_shards)
-    from ocrvl_ray.train.engines.transformers.model import load_model, loss_sum
+    from ocrvl_ray.train.engines.transformers.data import (SKIPS, Encoder, EvalSet, Position, Stream, collate,
+                                                           eval_shards, rank_shards)
+    from ocrvl_ray.train.engines.transformers.model import load_model
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -207,8 +233,8 @@ def train_loop(config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(
         peft_model, parallel_strategy=args.strategy,
         parallel_strategy_kwargs=fsdp_kwargs(peft_model) if args.strategy == "fsdp" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
+                                  weight_decay=args.weight_decay)
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
                               num_training_steps=total)
     if restored:
@@ -229,23 +255,9 @@ def train_loop(config: dict[str, Any]) -> None:
     model.train()
     while step < total:
         micro = [collate([stream.next() for _ in range(bs)], encoder.pad_id) for _ in range(accum)]
-        answer = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
-        for j, batch in enumerate(micro):
-            last = j == accum - 1
-            with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
-                loss, _ = loss_sum(model, to_device(batch, device, dtype))
-                (loss / answer).backward()
-            window[0] += float(loss.detach())
-            window[2] += int(batch["attention_mask"].sum())
-        window[1] += answer
-        if args.max_grad_norm > 0:
-            if hasattr(model, "clip_grad_norm_"):      # FSDP: the norm over every shard
-                model.clip_grad_norm_(args.max_grad_norm)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-        optimizer.step()
+        window = [a + b for a, b in zip(window, train_step(model, optimizer, micro, device, dtype,
+                                                            args.max_grad_norm))]
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         step += 1
         entry: dict[str, Any] = {}
         if step % args.logging_steps == 0 or step == total:
@@ -256,7 +268,8 @@ def train_loop(config: dict[str, Any]) -> None:
                      "epoch": stream.position.epoch}
             window, t0 = [0.0, 0.0, 0.0], time.perf_counter()
         if evalset is not None and (step % args.eval_steps == 0 or step == total):
-            entry = {"step": step, **entry, "eval_loss": eval_loss(model, evalset, args, device, encoder.pad_id)}
+            entry = {"step": step, **entry,
+                     "eval_loss": eval_loss(model, evalset, args, device, dtype, encoder.pad_id)}
         if entry:
             history.append(entry)
         if step % args.save_steps == 0 or step == total:
