@@ -1,8 +1,9 @@
-"""GPU figures of the transformers layout and eval engines, runnable on a bare CUDA machine (torch + transformers;
-the eval part also needs pydantic and rapidfuzz, which our prompt table and repetition guard import; the cpu part
+"""GPU figures of the transformers layout, eval and LoRA training engines, runnable on a bare CUDA machine (torch +
+transformers; the eval part also needs pydantic and rapidfuzz, which our prompt table and repetition guard import,
+the lora part peft too; the cpu part
 the project's base dependencies: opencv, pyarrow, pydantic).
 
-    python bench/gpu_check.py [--parts detector,eval,cpu] [--models v2,v3,v4] [--dtypes fp32,bf16]
+    python bench/gpu_check.py [--parts detector,eval,lora,cpu] [--models v2,v3,v4] [--dtypes fp32,bf16]
                               [--batches 1,8,32] [--page 2480x3508] [--eval-batches 1,16,64] [--region 800x600]
                               [--cpu-pages 16] [--seconds 4] [--budget 330]
     python bench/gpu_check.py --smoke        # tiny models on CPU: the script's own test (tests/torch_env)
@@ -21,6 +22,10 @@ Prints one line per figure:
       bf16, ``TransformersGenerator.generate`` of ``--eval-batches`` copies of a region-sized ``--region`` image,
       128 new tokens, greedy; generated tokens of all rows / seconds)
   ``FIGURE eval_peak_mib_b<N> <MiB>``
+  ``FIGURE lora_train_tokens_per_s_b<N> <tokens/s>``  (``--lora-batches``; engine=transformers' own step: the same
+      0.9B model, bf16 base, PEFT LoRA r=8 on the language model, AdamW; N copies of the ``--region`` image with a
+      48-token label per step, collated and stepped by ``train.engines.transformers``; all tokens / seconds)
+  ``FIGURE lora_train_peak_mib_b<N> <MiB>``
   ``FIGURE cpu_ms_per_page_outside_detector <core-ms>``  (``--cpu-pages`` generated sample pages of ``--page`` size
       through the job's own stage objects in this process: decode, table crops, cell box mapping, compose with the
       default config; the detectors' output is the sample template's; process CPU time per page. The LMDB write
@@ -176,6 +181,57 @@ def eval_figures(ctx: Context) -> None:
             ctx.figure(f"eval_peak_mib_b{b}", peak, ".0f")
 
 
+def lora_train_figures(ctx: Context) -> None:
+    """LoRA training steps as engine=transformers runs them (its collate and train_step): tokens/s, peak memory."""
+    args = ctx.args
+    try:   # the engine needs peft; its keys and prompt table pydantic
+        import peft  # noqa: F401
+
+        from ocrvl_ray.core.generations import GENERATIONS
+        from ocrvl_ray.eval.engines.transformers import save_random_model
+        from ocrvl_ray.train.engines.transformers import TransformersArgs
+        from ocrvl_ray.train.engines.transformers.data import Encoder, collate
+        from ocrvl_ray.train.engines.transformers.loop import train_step
+        from ocrvl_ray.train.engines.transformers.model import load_model
+    except ImportError as e:
+        print(f"INFO lora: not run, {e}; pip install peft pydantic rapidfuzz")
+        return
+    import torch
+    from PIL import Image
+
+    folder = ctx.tmp / "ocrvl-lora"
+    save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
+    targs = TransformersArgs(model_name_or_path=str(folder), output_dir=str(ctx.tmp / "lora"), train_lmdb_paths="-",
+                             model_version="v1", lora_rank=8)
+    device = torch.device("cuda" if ctx.cuda else "cpu")
+    model = load_model(targs, device, torch.bfloat16)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=targs.learning_rate)
+    encoder = Encoder(str(folder), GENERATIONS["v1"], "OCR:", targs.max_seq_len)
+    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
+    y0, x0 = ctx.page.shape[0] // 12, ctx.page.shape[1] // 12
+    region = Image.fromarray(ctx.page[y0:y0 + h, x0:x0 + w])
+    label = encoder.tokenizer.decode(list(range(20, 68)))       # 48 tokens of the tokenizer
+    example = encoder(encoder.resize(region), label)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
+    print(f"INFO lora: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, {trainable:.2f} M in "
+          f"LoRA r=8 ({'tiny' if args.smoke else 'default'} config, random, bf16); region {region.size[0]}x"
+          f"{region.size[1]}, {len(example['input_ids'])} tokens per sample")
+    seconds = args.seconds if args.seconds is not None else (0.0 if args.smoke else 4.0)
+    for b in [int(x) for x in (args.lora_batches or ("1,2" if args.smoke else "1,8")).split(",")]:
+        batch = collate([example] * b, encoder.pad_id)
+        run = timed(ctx, f"lora_b{b}", lambda: train_step(model, optimizer, [batch], device, torch.bfloat16, 1.0)[2],
+                    seconds, 2)
+        if run is None:
+            continue
+        tokens, elapsed, peak = run
+        ctx.figure(f"lora_train_tokens_per_s_b{b}", sum(tokens) / elapsed, ".1f")
+        if ctx.cuda:
+            ctx.figure(f"lora_train_peak_mib_b{b}", peak, ".0f")
+    del model, optimizer
+    if ctx.cuda:
+        torch.cuda.empty_cache()
+
+
 def cpu_figures(ctx: Context) -> None:
     """CPU core-ms per page outside the detectors, and the cores that keep one detector GPU busy."""
     try:
@@ -262,7 +318,7 @@ def cpu_ms_per_page(ctx: Context) -> tuple[float, str] | None:
 
 
 #: The parts in the order they run (a later one may read the figures of an earlier one: cpu reads detector's).
-PARTS = {"detector": detector_figures, "eval": eval_figures, "cpu": cpu_figures}
+PARTS = {"detector": detector_figures, "eval": eval_figures, "lora": lora_train_figures, "cpu": cpu_figures}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
     ap.add_argument("--eval-batches", default=None, help="eval batch sizes (default 1,16,64; smoke: 1,2)")
     ap.add_argument("--region", default=None, help="WxH of the eval's region image (default 800x600; smoke 200x150)")
+    ap.add_argument("--lora-batches", default=None, help="LoRA training batch sizes (default 1,8; smoke: 1,2)")
     ap.add_argument("--models", default="v2,v3,v4", help="versions to time (those the transformers has)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--batches", default=None, help="default 1,8,32 (smoke: 1,2)")

@@ -26,6 +26,8 @@ def test_smoke_prints_every_line_and_no_gpu_figure():
                                    for b in (1, 2)), res.stdout
     assert all(float(r) > 0 for r in rates.values())
     assert re.search(r"^SMOKE FIGURE eval_tokens_per_s_b2 [\d.]+$", res.stdout, re.M), res.stdout
+    lora = dict(re.findall(r"^SMOKE FIGURE lora_train_tokens_per_s_b(\d) ([\d.]+)$", res.stdout, re.M))
+    assert sorted(lora) == ["1", "2"] and all(float(v) > 0 for v in lora.values()), res.stdout
     ms = re.search(r"^SMOKE FIGURE cpu_ms_per_page_outside_detector ([\d.]+) ms \(2 pages of 620x877", res.stdout,
                    re.M)
     assert ms and float(ms.group(1)) > 0, res.stdout
