@@ -356,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     args.budget = args.budget if args.budget is not None else (math.inf if args.smoke else 330.0)
     have = available_versions()
     print(f"INFO device {torch.cuda.get_device_name(0) if cuda else 'cpu (smoke)'}; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}; versions {','.join(v for v in args.models.split(',') if v in have)}; "
+          f"transformers {transformers.__version__}; "
+          f"versions {','.join(v for v in args.models.split(',') if v in have)}; "
           f"pages {width}x{height}; {time.strftime('%Y-%m-%d')}")
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         ctx = Context(args, cuda, Path(tmp), synthetic_page(width, height), time.monotonic() + args.budget)

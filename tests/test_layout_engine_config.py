@@ -49,14 +49,39 @@ def test_engine_and_dtype_and_model_files_shape_the_identity(tmp_path):
     assert layout_identity(cfg, str(sample_manifest()), "train")["layout"]["files"]["model.safetensors"] != before
 
 
-def test_bfloat16_needs_transformers_and_cells_stay_paddle():
+def test_bfloat16_needs_transformers_on_either_detector():
     with pytest.raises(ConfigError, match="layout.dtype=bfloat16 needs layout.engine=transformers"):
         _cfg("layout.dtype=bfloat16")
-    with pytest.raises(ConfigError, match="cells.engine=transformers is not available: the RT-DETR table-cell "
-                                          "detector runs on Paddle only"):
-        _cfg("cells.engine=transformers")
+    with pytest.raises(ConfigError, match="cells.dtype=bfloat16 needs cells.engine=transformers"):
+        _cfg("cells.dtype=bfloat16")
+    assert _cfg("cells.engine=transformers", "cells.dtype=bfloat16").cells.dtype == "bfloat16"
     with pytest.raises(ConfigError, match="layout.engine"):
         _cfg("layout.engine=onnx")
+
+
+def test_demo_models_with_a_transformers_engine_is_one_line_before_ray():
+    """The demo detectors are Paddle static graphs: a transformers engine left to them is refused in config."""
+    for over, key in ((("model_version=v1.8",), "layout"), (("layout.engine=transformers",), "layout"),
+                      (("cells.engine=transformers",), "cells")):
+        with pytest.raises(ConfigError, match=f"demo_models=true builds Paddle demo detectors, which {key}.engine="
+                                              f"transformers cannot load; set {key}.model_dir=DIR"):
+            _cfg("demo_models=true", *over)
+    assert _cfg("demo_models=true", "cells.engine=transformers", "cells.enabled=false").demo_models
+    assert _cfg("demo_models=true", "layout.engine=transformers", "layout.model_dir=/x").layout.model_dir == "/x"
+
+
+def test_cells_engine_shapes_the_identity(tmp_path):
+    from ocrvl_ray.demo.sample import sample_manifest
+    from ocrvl_ray.layout.outputs import layout_identity
+    from ocrvl_ray.layout.stages.compose import detector_identities
+
+    ids = {}
+    for over in ((), ("cells.engine=transformers",), ("cells.engine=transformers", "cells.dtype=bfloat16")):
+        cfg = _cfg(f"layout.model_dir={tmp_path}", f"cells.model_dir={tmp_path}", *over)
+        ids[over] = layout_identity(cfg, str(sample_manifest()), "train")["cells"]
+        assert json.loads(detector_identities(cfg, None))["cells"].get("engine") == (over[0][13:] if over else None)
+    assert "engine" not in ids[()] and ids[("cells.engine=transformers",)]["engine"] == "transformers"
+    assert len({json.dumps(v, sort_keys=True) for v in ids.values()}) == 3
 
 
 def test_v18_presets_v4_on_transformers_and_explicit_keys_win():
@@ -99,3 +124,23 @@ def test_preflight_transformers_engine_lines(tmp_path):
     (tmp_path / "inference.yml").write_text("x")
     with pytest.raises(OcrvlError, match="convert-detector"):
         check_models(_cfg("layout.engine=transformers", f"layout.model_dir={tmp_path}", "cells.enabled=false"))
+
+
+def test_preflight_transformers_cells_lines(tmp_path):
+    from ocrvl_ray.layout.preflight import check_models
+
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "config.json").write_text("{}")
+    (layout / "model.safetensors").write_text("w")
+    (layout / "inference.yml").write_text("Global:\n  model_name: PP-DocLayoutV2\n")
+    cfg = (f"layout.model_dir={layout}", "cells.engine=transformers")
+    if importlib.util.find_spec("torch") is None:   # .venv: no torch -> how to get it, before Ray starts
+        with pytest.raises(OcrvlError, match=r"cells.engine=transformers needs torch and transformers .*\./install"):
+            check_models(_cfg(*cfg))
+        return
+    with pytest.raises(OcrvlError, match="cells.engine=transformers needs cells.model_dir=DIR"):
+        check_models(_cfg(*cfg))
+    with pytest.raises(OcrvlError, match="preprocessor_config.json missing; cells.engine=transformers needs a "
+                                         "transformers model folder .*convert-detector"):
+        check_models(_cfg(*cfg, f"cells.model_dir={layout}"))

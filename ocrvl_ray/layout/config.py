@@ -44,6 +44,14 @@ class ActorPool(BaseModel):
                                      "autoscaler never launches a node type that lacks one (`ocrvl cluster-check`)")
 
 
+def dtype_needs_transformers(section: str, value: str, info: ValidationInfo) -> str:
+    """``<section>.dtype`` other than float32 needs ``<section>.engine=transformers``."""
+    if value != "float32" and info.data.get("engine") != "transformers":
+        raise ValueError(f"{section}.dtype={value} needs {section}.engine=transformers (the paddle engine runs "
+                         f"float32)")
+    return value
+
+
 class LayoutModelConfig(ActorPool):
     engine: Literal["paddle", "transformers"] = Field(
         "paddle", description="paddle = paddleocr LayoutDetection; transformers = Hugging Face transformers on torch "
@@ -66,14 +74,16 @@ class LayoutModelConfig(ActorPool):
     @field_validator("dtype")
     @classmethod
     def _dtype_needs_transformers(cls, value: str, info: ValidationInfo) -> str:
-        if value != "float32" and info.data.get("engine") != "transformers":
-            raise ValueError(f"layout.dtype={value} needs layout.engine=transformers (the paddle engine runs float32)")
-        return value
+        return dtype_needs_transformers("layout", value, info)
 
 
 class CellModelConfig(ActorPool):
     enabled: bool = Field(True, description="detect table cells (false: tables stay whole regions)")
-    engine: str = Field("paddle", description="paddle only: RT-DETR cells have no transformers engine here yet")
+    engine: Literal["paddle", "transformers"] = Field(
+        "paddle", description="paddle = paddleocr TableCellsDetection; transformers = RTDetrForObjectDetection on "
+                              "torch (needs ./install.sh torch and model_dir = a transformers folder, "
+                              "`ocrvl convert-detector`)")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="engine=transformers: model weights dtype")
     model_name: Literal["RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_cell_det"] = \
         "RT-DETR-L_wired_table_cell_det"
     model_dir: Optional[str] = Field(None, description="exported model folder; null = the official weights")
@@ -82,14 +92,10 @@ class CellModelConfig(ActorPool):
     max_side: int = Field(1024, ge=32, description="table crops are downscaled to this before detection (the "
                           "detector resizes to 640x640 anyway); JPEG pages are decoded at 1/2, 1/4 when tables allow")
 
-    @field_validator("engine")
+    @field_validator("dtype")
     @classmethod
-    def _paddle_only(cls, value: str) -> str:
-        if value != "paddle":
-            raise ValueError(f"cells.engine={value} is not available: the RT-DETR table-cell detector runs on Paddle "
-                             f"only (no transformers port is wired in); use cells.engine=paddle, or "
-                             f"cells.enabled=false where Paddle is not installed")
-        return value
+    def _dtype_needs_transformers(cls, value: str, info: ValidationInfo) -> str:
+        return dtype_needs_transformers("cells", value, info)
 
 
 class ComposeConfig(BaseModel):
@@ -211,6 +217,17 @@ class LayoutConfig(JobConfig):
                                  f"drop inpaint, mask replaces it")
             data = {**data, "mask": old}
         return data
+
+    @model_validator(mode="after")
+    def _demo_models_are_paddle(self) -> "LayoutConfig":
+        """The demo detectors are Paddle static graphs: a transformers engine given none of its own is refused."""
+        for name, sub in (("layout", self.layout), ("cells", self.cells)):
+            if (self.demo_models and not self.detections and sub.engine == "transformers" and sub.model_dir is None
+                    and (name == "layout" or sub.enabled)):
+                raise ValueError(f"demo_models=true builds Paddle demo detectors, which {name}.engine=transformers "
+                                 f"cannot load; set {name}.model_dir=DIR (a transformers folder: `ocrvl "
+                                 f"convert-detector`) or {name}.engine=paddle")
+        return self
 
     @model_validator(mode="after")
     def _apply_gpu_id(self) -> "LayoutConfig":

@@ -119,7 +119,8 @@ def layout_identity(cfg, manifest: str, split: str) -> dict:
         detect = {"layout": {**model_identity(lay.model_name, lay.model_dir), **engine_identity(lay),
                              "threshold": lay.threshold, "table_threshold": lay.table_threshold,
                              "layout_nms": lay.layout_nms, "shape_mode": lay.shape_mode},
-                  "cells": {**model_identity(cel.model_name, cel.model_dir), "threshold": cel.threshold,
+                  "cells": {**model_identity(cel.model_name, cel.model_dir), **engine_identity(cel),
+                            "threshold": cel.threshold,
                             "max_side": cel.max_side} if cel.enabled else None}
     recipes = {d: get_recipe(d, cfg.recipes.get(d)).model_dump(mode="json") for d in manifest_datasets(manifest, split)}
     return {"schema_version": SCHEMA_VERSION, "compose_version": COMPOSE_VERSION, "manifest": file_identity(manifest),

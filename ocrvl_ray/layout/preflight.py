@@ -58,6 +58,11 @@ def check_models(cfg) -> list[str]:
     if cfg.layout.engine == "transformers":
         check_transformers_layout(cfg.layout)
         pools = pools[1:]
+    if cfg.cells.enabled and cfg.cells.engine == "transformers":
+        from ocrvl_ray.layout.engines.transformers_cells import preflight
+
+        preflight(cfg.cells)
+        pools = [p for p in pools if p[0] != "cells"]
     for key, what, pool in pools:
         check_model_dir(pool.model_dir, what, f"{key}.model_dir")
         cached = official_model_cache(pool.model_name)

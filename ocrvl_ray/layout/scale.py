@@ -72,6 +72,7 @@ def gpu_plan(cfg) -> str | None:
     need = cores_per_gpu(rate, cpu_ms)
     note = "" if batch == sec.batch_size else f"; measured at batch {batch}, layout.batch_size={sec.batch_size}"
     return (f"GPU plan ({cfg.gpu_figures}): a detector GPU at {rate:.0f} pages/s ({prefix}{batch}, engine=transformers"
-            f"{'' if sec.engine == 'transformers' else '; this job runs engine=paddle'}) needs ~{need:.0f} CPU cores of decode/compose at {cpu_ms:.0f} core-ms/page "
+            f"{'' if sec.engine == 'transformers' else '; this job runs engine=paddle'}) needs ~{need:.0f} CPU cores "
+            f"of decode/compose at {cpu_ms:.0f} core-ms/page "
             f"(CPU:GPU {need:.0f}:1); {gpus} GPU(s) -> ~{math.ceil(need * gpus)} cores, "
             f"shards>={shards_needed(rate * gpus)}{note}")

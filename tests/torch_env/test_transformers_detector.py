@@ -135,3 +135,65 @@ def test_model_folder_errors(tmp_path, tiny_dirs):
         TransformersDetector(tiny_dirs["v2"], thresholds={"tabel": 0.3})
     with pytest.raises(OcrvlError, match="device must be cpu, gpu or gpu:N"):
         TransformersDetector(tiny_dirs["v2"], device="tpu")
+
+
+CELLS = "RT-DETR-L_wired_table_cell_det"
+
+
+@pytest.fixture(scope="module")
+def tiny_cells(tmp_path_factory):
+    from ocrvl_ray.layout.engines.configs import save_random_cell_detector
+
+    return save_random_cell_detector(tmp_path_factory.mktemp("tiny-cells") / "cells")
+
+
+def test_cell_stage_on_transformers_maps_the_models_cells_to_page_pixels(tiny_cells):
+    """cells.engine=transformers in the cell stage (in-process: it cuts the table itself): the model's boxes on the
+    RGB crop, mapped back by hand (page = origin + crop x factor; the 1000x600 table shrinks to 512x307)."""
+    from ocrvl_ray.layout.config import CellModelConfig
+    from ocrvl_ray.layout.engines.transformers_cells import TransformersCellDetector
+    from ocrvl_ray.layout.stages.detect_cells import CellDetectStage
+
+    page = np.ascontiguousarray(synthetic_page(1200, 900, seed=5)[..., ::-1])   # BGR, as decode hands it on
+    table = {"label": "table", "score": 0.9, "box": (100.0, 200.0, 1100.0, 800.0), "kind": "layout"}
+    batch = {"page_id": np.array(["p"]), "status": np.array(["ok"]), "detail": np.array([""]),
+             "image_path": np.array(["p.png"]), "image": [page], "regions": [[table]]}
+    stage = CellDetectStage(CellModelConfig(engine="transformers", model_dir=str(tiny_cells), threshold=0.0,
+                                            max_side=512))
+    stage.setup()
+    out = stage.process_batch(batch)
+    assert list(out["status"]) == ["ok"], out["detail"]
+    crop = np.ascontiguousarray(page[200:800, 100:1100][..., ::-1])     # the table, RGB
+    import cv2
+
+    small = cv2.resize(crop, (512, 307), interpolation=cv2.INTER_AREA)
+    want = TransformersCellDetector(tiny_cells, CELLS, threshold=0.0).predict([small])[0]
+    fx, fy = 1000 / 512, 600 / 307
+    want = [[min(max(100 + x1 * fx, 100), 1100), min(max(200 + y1 * fy, 200), 800),
+             min(max(100 + x2 * fx, 100), 1100), min(max(200 + y2 * fy, 200), 800)]
+            for x1, y1, x2, y2 in (c["coordinate"] for c in want)]
+    got = out["cells"][0]
+    assert len(got) == len(want) > 5 and {(c["kind"], c["table"]) for c in got} == {("cell", 0)}
+    np.testing.assert_allclose([c["box"] for c in got], want, atol=1e-3)
+
+
+def test_cell_detector_dtype_and_folder_errors(tiny_cells, tiny_dirs, tmp_path):
+    import shutil
+
+    from ocrvl_ray.layout.engines.transformers_cells import TransformersCellDetector, check_cell_folder
+
+    det = TransformersCellDetector(tiny_cells, CELLS, dtype="bfloat16")
+    assert next(det.model.parameters()).dtype == torch.bfloat16
+    assert all(0 <= c["coordinate"][0] < c["coordinate"][2] <= 300 for c in det.predict([synthetic_page(300, 200)])[0])
+    with pytest.raises(OcrvlError, match="cells.engine=transformers needs cells.model_dir=DIR"):
+        check_cell_folder(None, CELLS)
+    with pytest.raises(OcrvlError, match="model_type 'pp_doclayout_v2' is not an RT-DETR model"):
+        check_cell_folder(tiny_dirs["v2"], CELLS)
+    named = tmp_path / "wireless"
+    shutil.copytree(tiny_cells, named)
+    (named / "inference.yml").write_text("Global: {model_name: RT-DETR-L_wireless_table_cell_det}\n")
+    with pytest.raises(OcrvlError, match="holds RT-DETR-L_wireless_table_cell_det, but cells.model_name="
+                                         "RT-DETR-L_wired_table_cell_det; set cells.model_name="):
+        check_cell_folder(named, CELLS)
+    with pytest.raises(OcrvlError, match="cells.dtype must be one of float32, bfloat16"):
+        TransformersCellDetector(tiny_cells, CELLS, dtype="float16")

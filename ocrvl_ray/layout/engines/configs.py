@@ -1,6 +1,6 @@
-"""PP-DocLayout configs for models built offline with random weights: full size (the library's defaults, what
-bench/gpu_check.py times) or tiny (a few thousand parameters per block; the CPU tests and ``--smoke``); and the
-synthetic page they are run on.
+"""PP-DocLayout (and RT-DETR table-cell) configs for models built offline with random weights: full size (the
+library's defaults, what bench/gpu_check.py times) or tiny (a few thousand parameters per block; the CPU tests and
+``--smoke``); and the synthetic page they are run on.
 
 Only transformers, torch and pyyaml (a transformers dependency) are imported, and only inside the functions.
 """
@@ -97,6 +97,27 @@ def save_random_detector(out_dir: str | Path, version: str, *, tiny: bool = True
     out = Path(out_dir)
     random_detector(version, tiny=tiny, seed=seed).save_pretrained(out)
     getattr(transformers, f"{CLASS_PREFIX[version]}ImageProcessor")().save_pretrained(out)
+    return out
+
+
+def save_random_cell_detector(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A tiny RT-DETR table-cell model folder (label ``cell``; the image processor as paddlex's converter writes it
+    for RT-DETR-L_wired_table_cell_det: 640x640 bicubic, rescale only) with random, He-initialised weights."""
+    import torch
+    import transformers
+
+    kw = {k: v for k, v in _tiny("v2").items() if k not in ("reading_order_config", "global_pointer_head_size")}
+    torch.manual_seed(seed)
+    model = transformers.RTDetrForObjectDetection(transformers.RTDetrConfig(
+        id2label={0: "cell"}, label2id={"cell": 0}, **{**kw, "num_denoising": 10}))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    out = Path(out_dir)
+    model.eval().save_pretrained(out)
+    transformers.RTDetrImageProcessor(size={"height": 640, "width": 640}, resample=3, do_normalize=False
+                                      ).save_pretrained(out)
     return out
 
 

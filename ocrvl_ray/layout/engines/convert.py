@@ -1,4 +1,5 @@
-"""A Paddle PP-DocLayoutV2/V3 checkpoint -> a transformers model folder (``ocrvl convert-detector``).
+"""A Paddle PP-DocLayoutV2/V3 or RT-DETR-L table-cell checkpoint -> a transformers model folder
+(``ocrvl convert-detector``).
 
 paddlex's own converter does the work, called as is (``paddlex/modules/base/weight_converter.py``: its
 ``WeightConverter`` is what paddlex's ``pdparams2safetensors`` mode runs): BatchNorm renames, the per-model key
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from ocrvl_ray.core.errors import OcrvlError
 
-#: Layout models paddlex's converter knows and transformers has a class for.
-CONVERTIBLE = ("PP-DocLayoutV2", "PP-DocLayoutV3")
+#: Detectors paddlex's converter knows and transformers has a class for (layout; table cells: ``RTDetr``).
+CONVERTIBLE = ("PP-DocLayoutV2", "PP-DocLayoutV3", "RT-DETR-L_wired_table_cell_det",
+               "RT-DETR-L_wireless_table_cell_det")
 #: The checkpoint files paddlex's converter looks for in a folder, in its order.
 CHECKPOINTS = ("model_state.pdparams", "inference.pdparams", "best_model.pdparams", "best_accuracy.pdparams")
 
@@ -77,7 +79,8 @@ def convert_detector(source: str | Path, out: str | Path, *, model_name: str | N
 
 
 def _name_image_processor(path: Path, model_name: str) -> None:
-    """paddlex has no default preprocessor config for PP-DocLayoutV2/V3 and writes ``{}``; name the class."""
+    """paddlex has no default preprocessor config for PP-DocLayoutV2/V3 and writes ``{}``; name the class (its
+    RT-DETR configs name theirs)."""
     import json
 
     cfg = json.loads(path.read_text("utf-8") or "{}")

@@ -52,29 +52,65 @@ def torch_device(device: str) -> str:
     raise OcrvlError(f"device must be cpu, gpu or gpu:N, got {device!r}")
 
 
-def check_model_folder(model_dir: str | Path, key: str = "layout.model_dir") -> tuple[Path, str]:
-    """(folder, version) of a transformers PP-DocLayout folder, or a one-line error naming what is wrong."""
+def check_model_folder(model_dir: str | Path, key: str = "layout.model_dir",
+                       model_types: Mapping[str, str] = MODEL_TYPES, what: str = "a PP-DocLayout") -> tuple[Path, str]:
+    """(folder, version) of a transformers ``what`` folder whose config.json ``model_type`` is one of
+    ``model_types`` (model_type -> version), or a one-line error naming what is wrong."""
     import json
 
-    d = Path(model_dir)
+    d, engine = Path(model_dir), key.split(".")[0] + ".engine=transformers"
     missing = [f for f in MODEL_FILES if not (d / f).is_file()]
     if missing:
         hint = (" (a Paddle model folder: convert it with `ocrvl convert-detector --from DIR --out HF_DIR`)"
                 if (d / "inference.yml").is_file() else "")
-        raise OcrvlError(f"{key}={model_dir}: {', '.join(missing)} missing; layout.engine=transformers needs a "
+        raise OcrvlError(f"{key}={model_dir}: {', '.join(missing)} missing; {engine} needs a "
                          f"transformers model folder{hint}")
     model_type = json.loads((d / "config.json").read_text("utf-8")).get("model_type")
-    version = MODEL_TYPES.get(model_type)
+    version = model_types.get(model_type)
     if version is None:
-        raise OcrvlError(f"{key}={model_dir}: config.json model_type {model_type!r} is not a PP-DocLayout model "
-                         f"({', '.join(MODEL_TYPES)})")
-    if version not in available_versions():
+        raise OcrvlError(f"{key}={model_dir}: config.json model_type {model_type!r} is not {what} model "
+                         f"({', '.join(model_types)})")
+    if version in FIRST_RELEASE and version not in available_versions():
         import transformers
 
         raise OcrvlError(f"{key}={model_dir}: PP-DocLayout{version.upper()} needs transformers >= "
                          f"{FIRST_RELEASE[version]}, this environment has {transformers.__version__}; "
                          f"upgrade it (./install.sh torch)")
     return d, version
+
+
+def load_model(folder: Path, device: str, dtype: str, key: str):
+    """(image processor, model in eval mode on its device in ``dtype``) of a checked folder; the library's Auto
+    classes pick the model's own."""
+    if dtype not in DTYPES:
+        raise OcrvlError(f"{key.split('.')[0]}.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    target = torch.device(torch_device(device))
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise OcrvlError(f"{key.split('.')[0]}.device={device}: torch sees no CUDA GPU here "
+                         f"(torch {torch.__version__})")
+    processor = AutoImageProcessor.from_pretrained(folder)
+    return processor, AutoModelForObjectDetection.from_pretrained(folder, dtype=getattr(torch, dtype)).to(target).eval()
+
+
+def detect(processor, model, images: Sequence[np.ndarray], threshold: float,
+           sizes: Sequence[tuple[int, int]] | None = None) -> list[dict]:
+    """One batched pass: the processor (on the model's device), the model, the processor's
+    ``post_process_object_detection`` (scores > ``threshold``; boxes in pixels of each image, or of ``sizes``:
+    (height, width) each, when the images were resized before)."""
+    import torch
+
+    with torch.inference_mode():
+        inputs = processor(images=list(images), return_tensors="pt", device=model.device)
+        outputs = model(pixel_values=inputs["pixel_values"].to(model.dtype))
+        for name, value in outputs.items():   # bf16 logits -> fp32 scores, as the fp32 model computes them
+            if torch.is_tensor(value) and value.is_floating_point():
+                outputs[name] = value.float()
+        return processor.post_process_object_detection(
+            outputs, threshold=threshold,
+            target_sizes=sizes or [(int(im.shape[0]), int(im.shape[1])) for im in images])
 
 
 class TransformersDetector:
@@ -86,18 +122,8 @@ class TransformersDetector:
 
     def __init__(self, model_dir: str | Path, *, device: str = "cpu", dtype: str = "float32",
                  threshold: float = 0.5, thresholds: Mapping[str, float] | None = None, layout_nms: bool = True):
-        if dtype not in DTYPES:
-            raise OcrvlError(f"layout.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         folder, self.version = check_model_folder(model_dir)
-        import torch
-        from transformers import AutoImageProcessor, AutoModelForObjectDetection
-
-        self.device = torch.device(torch_device(device))
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise OcrvlError(f"layout.device={device}: torch sees no CUDA GPU here (torch {torch.__version__})")
-        self.dtype = getattr(torch, dtype)
-        self.processor = AutoImageProcessor.from_pretrained(folder)
-        self.model = AutoModelForObjectDetection.from_pretrained(folder, dtype=self.dtype).to(self.device).eval()
+        self.processor, self.model = load_model(folder, device, dtype, "layout.model_dir")
         id2label = self.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]
         unknown = sorted(set(thresholds or {}) - set(self.labels))
@@ -110,17 +136,8 @@ class TransformersDetector:
         """Regions of each RGB uint8 HxWx3 image, in reading order (see the module docstring)."""
         if not len(images):
             return []
-        import torch
-
         sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
-        with torch.inference_mode():
-            inputs = self.processor(images=list(images), return_tensors="pt", device=self.device)
-            outputs = self.model(pixel_values=inputs["pixel_values"].to(self.dtype))
-            for name, value in outputs.items():   # bf16 logits -> fp32 scores, as the fp32 model computes them
-                if torch.is_tensor(value) and value.is_floating_point():
-                    outputs[name] = value.float()
-            results = self.processor.post_process_object_detection(
-                outputs, threshold=float(self.thresholds.min()), target_sizes=sizes)
+        results = detect(self.processor, self.model, images, float(self.thresholds.min()))
         return [to_regions(r, h, w, self.labels, self.thresholds, self.layout_nms) for r, (h, w) in zip(results, sizes)]
 
 

@@ -40,6 +40,33 @@ class Stage:
         raise NotImplementedError
 
 
+class DetectorStage(Stage):
+    """A detector actor pool over one config section (``section_key``: ``layout`` or ``cells``): one model per
+    actor (``setup``); batch size, pool size, CPUs and GPUs from the section (``actors.pool_resources``)."""
+    section_key: str
+    batch_format = "pyarrow"
+
+    def __init__(self, section):
+        from ocrvl_ray.layout.stages.actors import pool_resources
+
+        self.section = section
+        self.batch_size = section.batch_size
+        self.resources = pool_resources(self.section_key, section, section.device)
+        self.model = None
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(getattr(cfg, cls.section_key))
+
+    def torch_threads(self) -> None:
+        """``engine=transformers``: torch's intra-op threads = the actor's CPUs (at least 1)."""
+        import torch
+
+        from ocrvl_ray.layout.config import actor_cpus
+
+        torch.set_num_threads(max(1, int(actor_cpus(self.section, self.section.device))))
+
+
 def check_columns(stages: Iterable[Stage], source: Iterable[str], sink: tuple[str, Iterable[str]]) -> set[str]:
     """Follows the columns from ``source`` (the manifest's) through ``stages`` to ``sink`` (its name and the
     columns it reads); a column read before anything upstream writes it is a one-line ``ConfigError``.

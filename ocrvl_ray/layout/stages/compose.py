@@ -93,7 +93,8 @@ def detector_identities(cfg, detections: str | None) -> str:
 
     return json.dumps({"layout": {"name": cfg.layout.model_name, "dir": cfg.layout.model_dir,
                                   **engine_identity(cfg.layout)},
-                       "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir}
+                       "cells": {"name": cfg.cells.model_name, "dir": cfg.cells.model_dir,
+                                 **engine_identity(cfg.cells)}
                        if cfg.cells.enabled else None})
 
 

@@ -1,4 +1,6 @@
-"""CellDetectStage: the actor stage around ``paddleocr.TableCellsDetection`` (RT-DETR table cells).
+"""CellDetectStage: the actor stage around the table-cell detector (RT-DETR-L wired/wireless):
+``paddleocr.TableCellsDetection`` (``cells.engine=paddle``) or ``engines.transformers_cells.TransformersCellDetector``
+(``cells.engine=transformers``, which never imports Paddle); both give the same box dicts.
 
 Only pages with ``table`` regions do work. The table crops come from the ``tables`` column the
 ``table_crops`` tasks add (cut here when it is absent, e.g. in-process use); all crops of the batch go
@@ -15,9 +17,8 @@ import numpy as np
 
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.skips import Skip
-from ocrvl_ray.layout.config import CellModelConfig
-from ocrvl_ray.layout.stages.actors import check_model_dir, load_predictor, pool_resources, predict_each, with_columns
-from ocrvl_ray.layout.stages.base import Stage
+from ocrvl_ray.layout.stages.actors import check_model_dir, each_or_one, load_predictor, predict_each, with_columns
+from ocrvl_ray.layout.stages.base import DetectorStage
 from ocrvl_ray.layout.stages.decode import OK
 from ocrvl_ray.layout.stages.table_crops import crop_pixels, cut_tables
 
@@ -42,27 +43,24 @@ READS = ("page_id", "status", "detail", "image_path", "regions", "image", "image
 PIPED_READS = ("page_id", "status", "detail", "image_path", "tables")                 # after table_crops
 
 
-class CellDetectStage(Stage):
-    """Actor pool over ``cfg.cells``: one loaded predictor per actor (``setup``). In the graph it reads the crops
-    the ``table_crops`` tasks cut; a batch without ``tables`` (in-process use) has them cut here."""
+class CellDetectStage(DetectorStage):
+    """Actor pool over ``cfg.cells``. In the graph it reads the crops the ``table_crops`` tasks cut; a batch without
+    ``tables`` (in-process use) has them cut here."""
     name = "detect_cells"
+    section_key = "cells"
     reads = PIPED_READS
     writes = ("status", "detail", "cells")
     drops = ("tables",)
-    batch_format = "pyarrow"
-
-    def __init__(self, section: CellModelConfig):
-        self.section = section
-        self.batch_size = section.batch_size
-        self.resources = pool_resources("cells", section, section.device)
-        self.model = None
-
-    @classmethod
-    def from_config(cls, cfg) -> "CellDetectStage":
-        return cls(cfg.cells)
 
     def setup(self) -> None:
         sec = self.section
+        if sec.engine == "transformers":
+            from ocrvl_ray.layout.engines.transformers_cells import TransformersCellDetector
+
+            self.torch_threads()
+            self.model = TransformersCellDetector(sec.model_dir, sec.model_name, device=sec.device, dtype=sec.dtype,
+                                                  threshold=sec.threshold)
+            return
         model_dir = check_model_dir(sec.model_dir, "table-cell", "cells.model_dir")
         self.model = load_predictor("TableCellsDetection", sec.model_name, model_dir, sec.device, "cells")
 
@@ -92,6 +90,9 @@ class CellDetectStage(Stage):
         return {"status": status, "detail": detail, "cells": cells}
 
     def _predict(self, crops: list[np.ndarray]) -> list:
+        """Boxes per crop: one batched call; if it fails, crop by crop so one bad crop costs only its page."""
+        if self.section.engine == "transformers":   # crops are cut from decode's BGR page; the library takes RGB
+            return each_or_one(self.model.predict, [np.ascontiguousarray(c[..., ::-1]) for c in crops])
         return predict_each(self._run, crops)
 
     def _run(self, crops: list[np.ndarray]) -> list:

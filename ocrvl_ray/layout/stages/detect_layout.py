@@ -22,10 +22,9 @@ import numpy as np
 from ocrvl_ray.core.records import Region
 from ocrvl_ray.core.skips import Skip
 from ocrvl_ray.layout.config import LayoutModelConfig
-from ocrvl_ray.layout.config import actor_cpus
-from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, each_or_one, load_predictor, pool_resources,
-                                            predict_each, with_columns)
-from ocrvl_ray.layout.stages.base import Stage
+from ocrvl_ray.layout.stages.actors import (check_model_dir, clip_box, each_or_one, load_predictor, predict_each,
+                                            with_columns)
+from ocrvl_ray.layout.stages.base import DetectorStage
 from ocrvl_ray.layout.stages.decode import OK
 
 
@@ -34,30 +33,27 @@ CONSUMED = ("det_image", "det_sx", "det_sy")
 READS = ("page_id", "status", "detail", "image_path", "width", "height", *CONSUMED)
 
 
-class LayoutDetectStage(Stage):
-    """Actor pool over ``cfg.layout``: one loaded predictor per actor (``setup``); sizes, CPUs, GPUs from the
-    section (``actors.pool_resources``)."""
+class LayoutDetectStage(DetectorStage):
+    """Actor pool over ``cfg.layout``."""
     name = "detect_layout"
+    section_key = "layout"
     reads = READS
     writes = ("status", "detail", "regions")
     drops = CONSUMED
-    batch_format = "pyarrow"
 
     def __init__(self, section: LayoutModelConfig):
-        self.section = section
-        self.batch_size = section.batch_size
-        self.resources = pool_resources("layout", section, section.device)
-        self.model = None
+        super().__init__(section)
         self.thresholds: dict[int, float] = {}
-
-    @classmethod
-    def from_config(cls, cfg) -> "LayoutDetectStage":
-        return cls(cfg.layout)
 
     def setup(self) -> None:
         sec = self.section
         if sec.engine == "transformers":
-            self.model = load_transformers(sec)
+            from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
+
+            self.torch_threads()
+            self.model = TransformersDetector(sec.model_dir, device=sec.device, dtype=sec.dtype,
+                                              threshold=sec.threshold, thresholds={"table": sec.table_threshold},
+                                              layout_nms=sec.layout_nms)
             return
         model_dir = check_model_dir(sec.model_dir, "layout", "layout.model_dir")
         self.model = load_predictor("LayoutDetection", sec.model_name, model_dir, sec.device, "layout")
@@ -117,18 +113,6 @@ class LayoutDetectStage(Stage):
             out.append(Region(label=b["label"], score=score, box=box, order=b.get("order"), kind=kind,
                               polygon=poly).to_row())
         return out
-
-
-def load_transformers(sec: LayoutModelConfig):
-    """The section's ``TransformersDetector`` (``table`` at ``table_threshold``), with torch's intra-op threads set
-    to the actor's CPUs (at least 1)."""
-    import torch
-
-    from ocrvl_ray.layout.engines.transformers_detector import TransformersDetector
-
-    torch.set_num_threads(max(1, int(actor_cpus(sec, sec.device))))
-    return TransformersDetector(sec.model_dir, device=sec.device, dtype=sec.dtype, threshold=sec.threshold,
-                                thresholds={"table": sec.table_threshold}, layout_nms=sec.layout_nms)
 
 
 def _paddle_form(r: dict) -> dict:
