@@ -88,3 +88,23 @@ def test_a_rerun_skips_every_stage(loop, ray_address):
     out = res.stdout + res.stderr
     for stage in ("layout", "train", "merge", "eval"):
         assert f"[{stage}] done before with the same config" in out, out[-3000:]
+
+
+def test_the_eval_stage_follows_a_transformers_training_unless_told_otherwise():
+    from ocrvl_ray.cli.demo_loop import load_demo_config
+    from ocrvl_ray.end_to_end import _eval_stage
+
+    cfg = load_demo_config("transformers", ["run_dir=/tmp/x"])
+    assert "engine" not in cfg.eval.options and _eval_stage(cfg).options["engine"] == "transformers"
+    told = load_demo_config("transformers", ["run_dir=/tmp/x", "eval.options.engine=vllm"])
+    assert _eval_stage(told).options["engine"] == "vllm"
+    other = load_demo_config("transformers", ["run_dir=/tmp/x", "train.overrides.engine=paddleformers"])
+    assert "engine" not in _eval_stage(other).options
+
+
+def test_started_without_torch_it_is_one_line_naming_the_venv():
+    p = subprocess.run([str(LAYOUT_PYTHON), "-m", "ocrvl_ray.cli", "demo-loop", "transformers", "run_dir=/tmp/x"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "ocrvl demo-loop: error: demo-loop transformers runs from .venv-torch: .venv-torch/bin/ocrvl demo-loop "
+        "transformers (build it with: ./install.sh torch)"), p.stderr
