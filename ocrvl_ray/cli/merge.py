@@ -1,4 +1,5 @@
 """``ocrvl merge --base BASE --lora CKPT --out EXPORT``: streaming LoRA merge into an HF-layout export, verified.
+CKPT: a paddleformers/erniekit checkpoint or a PEFT adapter folder (``export/adapter.py``).
 
 Runs in this process; as a Ray task when ``node_ip`` is given or under ``ray job submit`` (``RAY_ADDRESS``),
 so it lands on the node whose disk holds the files. ``jobs/merge.py`` is this command.
