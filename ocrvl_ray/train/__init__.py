@@ -15,4 +15,6 @@ Tiny example entries for tests live in ``ocrvl_ray.testing.train``.
   callbacks.py    metrics_log: JSONL of reports and failures (controller side)
   console.py      the console of a fit: our lines on the terminal, the rest in <output_dir>.log
   engines/        paddleformers.py (engine=paddleformers, PaddleFormers 1.x) + lmdb_plugin.py (its data hook)
+  engines/transformers/  engine=transformers: PyTorch + PEFT LoRA under TorchTrainer (.venv-torch; output contract
+                  in its __init__)
 """
