@@ -261,9 +261,10 @@ def _find_base_key(module: str, base: TensorSet) -> str:
     for c in candidates:
         if f"{c}.weight" in base:
             return f"{c}.weight"
-    close = difflib.get_close_matches(f"{module}.weight", list(base.tensors), n=1, cutoff=0.6)
+    want = hub_name(re.sub(r"^base_model\.(model\.)?", "", module)) + ".weight"   # in the base's own names
+    close = difflib.get_close_matches(want, list(base.tensors), n=1, cutoff=0.6)
     hint = f" (closest base key: {close[0]!r})" if close else ""
-    raise OcrvlError(f"adapter module {module!r} has no base weight {module + '.weight'!r}{hint}; "
+    raise OcrvlError(f"adapter module {module!r} has no base weight {want!r}{hint}; "
                      "is this adapter for this base model?")
 
 

@@ -113,6 +113,20 @@ def test_a_lora_variant_merge_cannot_fold_is_one_line(made, tmp_path, capsys, se
     assert not (tmp_path / "x").exists()
 
 
+def test_an_adapter_module_the_base_lacks_is_named_in_the_bases_layout(made, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    adapter = shutil.copytree(made["adapter"], tmp_path / "adapter")
+    weights = load_file(adapter / "adapter_model.safetensors")
+    save_file({k.replace("layers.1.self_attn.q_proj", "layers.1.self_attn.qq_proj"): v for k, v in weights.items()},
+              adapter / "adapter_model.safetensors", metadata={"format": "pt"})
+    assert main(["merge", "--base", str(made["base"]), "--lora", str(adapter), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ocrvl merge: error: adapter module 'base_model.model.model.language_model.layers.1.self_attn.qq_proj' has "
+        "no base weight 'model.layers.1.self_attn.qq_proj.weight' (closest base key: "
+        "'model.layers.1.self_attn.q_proj.weight'); is this adapter for this base model?")
+
+
 def test_eval_scores_base_the_adapter_in_memory_and_the_export(made, tmp_path):
     """The adapter as the trainer's Ray checkpoint holds it (``<checkpoint>/adapter``), merged in memory."""
     import pyarrow.parquet as pq
