@@ -127,6 +127,21 @@ def test_an_adapter_module_the_base_lacks_is_named_in_the_bases_layout(made, tmp
         "'model.layers.1.self_attn.q_proj.weight'); is this adapter for this base model?")
 
 
+def test_an_lm_head_copy_that_is_not_the_bases_is_refused(made, tmp_path, capsys):
+    """PEFT saves the frozen lm_head beside its LoRA (save_embedding_layers); one from another base is refused."""
+    from safetensors.torch import load_file, save_file
+
+    adapter = shutil.copytree(made["adapter"], tmp_path / "adapter")
+    weights = load_file(adapter / "adapter_model.safetensors")
+    weights["base_model.model.lm_head.base_layer.weight"] += 1
+    save_file(weights, adapter / "adapter_model.safetensors", metadata={"format": "pt"})
+    assert main(["merge", "--base", str(made["base"]), "--lora", str(adapter), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "ocrvl merge: error: adapter tensor 'base_model.model.lm_head.base_layer.weight' is a copy of base weight "
+        "'lm_head.weight' with other values; ocrvl merge folds LoRA A/B into this base only: pass the base the "
+        "adapter was trained on")
+
+
 def test_eval_scores_base_the_adapter_in_memory_and_the_export(made, tmp_path):
     """The adapter as the trainer's Ray checkpoint holds it (``<checkpoint>/adapter``), merged in memory."""
     import pyarrow.parquet as pq
