@@ -22,23 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ocrvl_ray.cli.eval import main
+from ocrvl_ray.testing.sink import tiny_eval_lmdb
 from tests.venv_suites import PF_PYTHON
 
 ROOT = Path(__file__).resolve().parents[1]
-LABELS = ["번호 12 금액", "합계 2024", "text 7", "번호 금액"]
-
-
-def write_lmdb(path: Path) -> Path:
-    from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
-    from ocrvl_ray.lmdb.writer import LmdbWriter
-    from ocrvl_ray.testing.sink import tiny_jpeg
-
-    pages = [SinkPage(f"p{p}", "ok", "", [SinkSample(tiny_jpeg(10 * p + j, (64 + 8 * j, 32)), LABELS[(p + j) % 4],
-                                                     f"p{p}_{j}.jpg", 64 + 8 * j, 32, "{}", "word", "text")
-                                          for j in range(2)]) for p in range(2)]
-    with LmdbWriter(str(path)) as w:
-        w.write_pages(pages)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +94,7 @@ def test_eval_loads_a_paddleformers_base_its_lora_and_the_merge_export(pf_base, 
     lora = write_adapter(tmp_path / "lora", spec, r=4, lora_alpha=8, dtype="float32", std=0.3,
                          select=lambda n, s: is_linear(n, s) and n != "lm_head.weight")
     export = merge_lora(base, lora, tmp_path / "export", log=lambda s: None).out
-    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "valid_layout.lmdb")
     out = tmp_path / "eval"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
@@ -159,7 +146,7 @@ def test_a_broken_model_folder_is_one_line_before_ray(tiny_base, tmp_path, capsy
     if how != "missing":
         shutil.copytree(tiny_base, folder)
         _break(folder, how)
-    lmdb = write_lmdb(tmp_path / "v.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "v.lmdb")
     t0 = time.monotonic()
     assert main(["--model", f"m={folder}", "--data", str(lmdb), "--out", str(tmp_path / "o")]) == 2
     assert time.monotonic() - t0 < 10
@@ -173,7 +160,7 @@ def test_a_model_that_is_not_paddleocr_vl_is_one_line_before_ray(tmp_path, capsy
     from ocrvl_ray.testing.train import build_tiny_base
 
     qwen = build_tiny_base(tmp_path / "qwen2")
-    lmdb = write_lmdb(tmp_path / "v.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "v.lmdb")
     capsys.readouterr()
     assert main(["--model", str(qwen), "--data", str(lmdb), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -182,7 +169,7 @@ def test_a_model_that_is_not_paddleocr_vl_is_one_line_before_ray(tmp_path, capsy
 
 def test_out_that_cannot_be_written_is_one_line_before_ray(tiny_base, tmp_path, capsys, no_ray):
     (tmp_path / "file").write_text("x")
-    lmdb = write_lmdb(tmp_path / "v.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "v.lmdb")
     assert main(["--model", str(tiny_base), "--data", str(lmdb), "--out", str(tmp_path / "file" / "eval")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a file, not a folder" in err, err
@@ -199,7 +186,7 @@ def test_a_failure_inside_the_ray_actor_is_one_line_and_names_the_log(tiny_base,
     shutil.copytree(tiny_base, bad)
     cfg = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps({**cfg, "intermediate_size": cfg["intermediate_size"] * 2}))
-    lmdb = write_lmdb(tmp_path / "v.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "v.lmdb")
     pcfg = load_config(PipelineConfig, overrides={
         "run_dir": str(tmp_path / "run"), "stages": ["eval"], "merge": {"base": str(tiny_base)},
         "eval": {"export": str(bad), "data": str(lmdb), "options": {"limit": 1, "max_new_tokens": 2}}}, env={})

@@ -7,6 +7,7 @@ for its result. Output goes to a file, not a pipe, so a chatty suite never block
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,13 @@ class Suite:
             self.proc.kill()
             rc = self.proc.wait()
         return rc, (self.tmp / "output.txt").read_text(errors="replace")[-6000:]
+
+    def assert_passed(self) -> None:
+        """The suite exited 0 and its summary line counts passed tests and nothing failed, skipped or errored."""
+        rc, output = self.result()
+        last = output.strip().splitlines()[-1] if output.strip() else ""
+        assert rc == 0, output
+        assert re.search(r"\b\d+ passed", last) and not re.search(r"failed|skipped|error", last), last
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

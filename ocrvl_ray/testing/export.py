@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 
+from ocrvl_ray.demo.tiny_paddleocr_vl import DATA
 from ocrvl_ray.export.st import DTYPES, StreamWriter, save_file
 
-DATA = resources.files("ocrvl_ray.export") / "data"
 #: real dimension -> tiny dimension (keeps hidden*4 = projector width and q/k/v/out squares square)
 TINY_DIMS = {1024: 64, 103424: 256, 4608: 128, 3072: 96, 2048: 64, 256: 32, 1152: 32, 4304: 48, 3456: 96,
              32768: 64, 729: 16, 14: 2}

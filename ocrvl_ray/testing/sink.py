@@ -21,6 +21,22 @@ def tiny_jpeg(seed: int, size: tuple[int, int] = (24, 16)) -> bytes:
     return buf.getvalue()
 
 
+#: The labels of ``tiny_eval_lmdb``'s samples (sample j of page p: ``EVAL_LABELS[(p + j) % 4]``).
+EVAL_LABELS = ("번호 12 금액", "합계 2024", "text 7", "번호 금액")
+
+
+def tiny_eval_lmdb(path):
+    """Writes ``path`` (returned): a 2-page, 4-sample LMDB for ``ocrvl eval`` tests (word crops, ``EVAL_LABELS``)."""
+    from ocrvl_ray.lmdb.writer import LmdbWriter
+
+    pages = [SinkPage(f"p{p}", "ok", "", [SinkSample(tiny_jpeg(10 * p + j, (64 + 8 * j, 32)), EVAL_LABELS[(p + j) % 4],
+                                                     f"p{p}_{j}.jpg", 64 + 8 * j, 32, "{}", "word", "text")
+                                          for j in range(2)]) for p in range(2)]
+    with LmdbWriter(str(path)) as w:
+        w.write_pages(pages)
+    return path
+
+
 def synthetic_pages(n_pages: int, samples_per_page: int = 3, seed: int = 0, skip_every: int = 0,
                     payload_bytes: int | None = None, prefix: str = "syn") -> list[SinkPage]:
     """``n_pages`` pages; every ``skip_every``-th is a skipped page (``no_regions``).

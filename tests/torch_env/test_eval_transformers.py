@@ -17,27 +17,14 @@ import pytest
 from ocrvl_ray.cli.eval import main
 from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
 from ocrvl_ray.eval.models import parse_model
+from ocrvl_ray.testing.sink import EVAL_LABELS, tiny_eval_lmdb
 
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = ["번호 12 금액", "합계 2024", "text 7", "번호 금액"]
 
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     return save_random_model(tmp_path_factory.mktemp("tiny-ocrvl") / "base")
-
-
-def write_lmdb(path: Path) -> Path:
-    from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
-    from ocrvl_ray.lmdb.writer import LmdbWriter
-    from ocrvl_ray.testing.sink import tiny_jpeg
-
-    pages = [SinkPage(f"p{p}", "ok", "", [SinkSample(tiny_jpeg(10 * p + j, (64 + 8 * j, 32)), LABELS[(p + j) % 4],
-                                                     f"p{p}_{j}.jpg", 64 + 8 * j, 32, "{}", "word", "text")
-                                          for j in range(2)]) for p in range(2)]
-    with LmdbWriter(str(path)) as w:
-        w.write_pages(pages)
-    return path
 
 
 def test_the_checkpoints_lm_head_is_loaded_and_a_batch_decodes_like_single_images(tiny_base):
@@ -77,7 +64,7 @@ def test_eval_scores_a_base_its_lora_in_memory_and_its_merged_export(tiny_base, 
     lora = write_adapter(tmp_path / "lora", spec, r=4, lora_alpha=8, dtype="float32", std=0.3,
                          select=lambda n, s: is_linear(n, s) and n != "lm_head.weight")
     export = merge_lora(tiny_base, lora, tmp_path / "export", log=lambda s: None).out
-    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "valid_layout.lmdb")
     out = tmp_path / "eval"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
@@ -87,7 +74,7 @@ def test_eval_scores_a_base_its_lora_in_memory_and_its_merged_export(tiny_base, 
                         "bootstrap=20"], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     t = pq.read_table(out / "predictions.parquet").to_pydict()
-    assert sorted(t["reference"]) == sorted(LABELS[(p + j) % 4] for p in range(2) for j in range(2))
+    assert sorted(t["reference"]) == sorted(EVAL_LABELS[(p + j) % 4] for p in range(2) for j in range(2))
     assert all(0 < k <= 4 for m in ("base", "ft", "merged") for k in t[f"tokens:{m}"])
     assert t["prediction:ft"] == t["prediction:merged"]       # in-memory LoRA == merged export
     assert t["prediction:ft"] != t["prediction:base"]
@@ -102,7 +89,7 @@ def test_a_folder_that_is_not_paddleocr_vl_is_one_line_before_ray(tmp_path, caps
     folder = tmp_path / "qwen"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
-    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "valid_layout.lmdb")
     t0 = time.monotonic()
     assert main(["--model", str(folder), "--data", str(lmdb), "--out", str(tmp_path / "o"), "engine=transformers"]) == 2
     assert time.monotonic() - t0 < 10
@@ -156,7 +143,7 @@ PADDLE_PYTHON = ROOT / ".venv" / "bin" / "python"
 @pytest.mark.skipif(not PADDLE_PYTHON.exists(), reason="no default .venv (paddle engine); build it with ./install.sh")
 def test_paddle_and_transformers_engines_give_the_same_greedy_text(tiny_base, tmp_path):
     """The same hub-layout folder through engine=paddle (the default venv) and engine=transformers (this one)."""
-    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "valid_layout.lmdb")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     tables = {}

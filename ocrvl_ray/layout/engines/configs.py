@@ -6,7 +6,6 @@ Only transformers, torch and pyyaml (a transformers dependency) are imported, an
 """
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 #: version -> transformers class prefix (``<prefix>Config``, ``<prefix>ForObjectDetection``, ...).
@@ -33,8 +32,9 @@ def layout_labels() -> list[str]:
     """PP-DocLayoutV2's 25 labels, from the bundled real ``inference.yml``."""
     import yaml
 
-    text = resources.files("ocrvl_ray").joinpath("assets/pp-doclayoutv2.inference.yml").read_text("utf-8")
-    return list(yaml.safe_load(text)["label_list"])
+    from ocrvl_ray.core.assets import LAYOUT_INFERENCE_YML
+
+    return list(yaml.safe_load(LAYOUT_INFERENCE_YML.read_text("utf-8"))["label_list"])
 
 
 def _tiny(version: str) -> dict:
