@@ -151,7 +151,7 @@ def test_config_errors_are_one_line_before_ray(tiny, tmp_path, capsys):
     base, train, _ = tiny
     ray_before = ray.is_initialized()     # an earlier module of the suite may have left its Ray up
     cases = {
-        "lora_rnak=4": "lora_rnak",
+        "lora_rnak=4": "did you mean 'lora_rank'",
         "template=paddleocr_vl model_version=v1.5": "v1 chat template",
         "num_workers=3": "reshard",
         "use_gpu=true": "use_gpu=true",

@@ -24,6 +24,7 @@ neither torch nor Ray (the driver's pre-flight runs it); ``data.py``, ``model.py
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -105,6 +106,13 @@ class TransformersArgs(BaseModel):
 
 def parse_args(config: dict[str, Any]) -> TransformersArgs:
     """The engine keys of a training config dict, one-line ConfigError on a bad or unknown key."""
+    unknown = sorted(set(config) - set(TransformersArgs.model_fields))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], sorted(TransformersArgs.model_fields), n=1)
+        raise ConfigError(f"unknown config key {unknown[0]!r} for engine=transformers"
+                          + (f"; did you mean {near[0]!r}?" if near else "")
+                          + " (its keys: TransformersArgs in ocrvl_ray/train/engines/transformers, "
+                            "docs/train_transformers.md)")
     try:
         args = TransformersArgs.model_validate(config)
     except ValidationError as e:
