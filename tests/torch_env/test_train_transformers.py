@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +226,14 @@ def test_two_gloo_workers_train_disjoint_shards_and_a_killed_worker_resumes_to_t
     assert resumed.keys() == final.keys()
     for k, v in final.items():
         torch.testing.assert_close(resumed[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_check_smoke_prints_the_lora_training_lines():
+    """bench/gpu_check.py's lora part runs this engine's collate and train_step; on CPU only SMOKE lines."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+    res = subprocess.run([sys.executable, str(script), "--smoke", "--parts", "lora"], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not [ln for ln in res.stdout.splitlines() if ln.startswith("FIGURE")], res.stdout
+    rates = dict(re.findall(r"^SMOKE FIGURE lora_train_tokens_per_s_b(\d) ([\d.]+)$", res.stdout, re.M))
+    assert sorted(rates) == ["1", "2"] and all(float(v) > 0 for v in rates.values()), res.stdout

@@ -1,5 +1,6 @@
 """``ocrvl train CONFIG.yaml engine=transformers``: PEFT LoRA on PaddleOCR-VL with PyTorch + transformers under Ray
-Train's ``TorchTrainer`` (DDP by default, ``strategy=fsdp`` optional; gloo on CPU), in ``.venv-torch`` (no Paddle).
+Train's ``TorchTrainer`` (DDP by default; ``strategy=fsdp`` on GPUs only, as Ray Train's FSDP is; gloo on CPU), in
+``.venv-torch`` (no Paddle).
 
 Output contract (what ``ocrvl merge --lora`` and eval read):
   <output_dir>/                     written by rank 0 at the end of the run
@@ -11,6 +12,7 @@ Output contract (what ``ocrvl merge --lora`` and eval read):
                                     (``model.language_model.layers.N.self_attn.q_proj``, ``model.visual.…``,
                                     ``model.projector.linear_1``); float32
       ocrvl_train.json              what ran: generation, prompt, steps, seed, samples skipped
+      README.md                     PEFT's model card (PEFT writes it; nothing reads it)
   <storage_path>/<run_name>/checkpoint_*/   every ``save_steps`` (and at the end), reported with ray.train.report
       adapter/                      the same two PEFT files as above, at that step
       optimizer.pt, scheduler.pt    AdamW and LR scheduler state (full, unsharded)
