@@ -135,6 +135,13 @@ def _logs(fc: FakeCluster, sid: str) -> str:
         return json.loads(r.read())["logs"]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _run(fc: FakeCluster, root: Path, args: list[str], during=None, timeout_s: float = 400,
          job: str = "layout.py") -> dict:
     """Submit, poll every second (``during(fc, logs)`` may act), return status, logs and the GPU nodes seen."""
@@ -213,7 +220,7 @@ def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_pat
     storage, run = tmp_path / "storage", tmp_path / "run"
     args = ["num_workers=2", "use_gpu=false", f"output_dir={run}", f"storage_path={storage}", "run_name=drill",
             "max_failures=2", "watch_interval_s=0.5", "entry=ocrvl_ray.testing.train:tiny_lora_sft",
-            f"model_name_or_path={base}", "max_steps=40", "save_steps=4"]
+            f"model_name_or_path={base}", "max_steps=16", "save_steps=4"]
     killed: dict = {}
     done = threading.Event()
 
@@ -228,8 +235,9 @@ def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_pat
                     target = hosts[-1] if len(hosts) == 2 else None
                 elif (storage / "drill" / "checkpoint-4" / "trainer_state.json").is_file():
                     stored = newest_stored(LocalFileSystem(), str(storage / "drill"), -1)
-                    cluster.kill_node(target)
-                    killed.update(node=target, stored=checkpoint_step(stored))
+                    workers = {pid for pid in cluster.pids() if _cmdline(pid).startswith(b"ray::RayTrainWorker")}
+                    doomed = cluster.kill_node(target)
+                    killed.update(node=target, stored=checkpoint_step(stored), workers=len(workers & set(doomed)))
             except (OSError, ValueError, LookupError):
                 pass
             time.sleep(0.1 if target else 0.5)
@@ -242,6 +250,7 @@ def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_pat
         done.set()
         killer.join(30)
     assert killed, got["logs"][-3000:]
+    assert killed["workers"] == 1, killed      # the node's train worker died with it (not only its raylet)
     assert got["status"] == "SUCCEEDED", got["logs"][-4000:]
     attempts = [json.loads(line) for line in (run / "attempts.jsonl").read_text().splitlines()]
     assert attempts[0]["resume_from_checkpoint"] is None and len(attempts) >= 2, attempts
@@ -249,4 +258,4 @@ def test_train_two_nodes_node_lost_after_upload_resumes_from_it(cluster, tmp_pat
     assert resumed is not None and checkpoint_step(resumed) >= killed["stored"], (attempts, killed)
     print(f"drill: killed {killed}, resumed from {resumed}; "
           f"{sum('never registered' in line for line in got['logs'].splitlines())} unregistered-checkpoint line(s)")
-    assert (storage / "drill" / "checkpoint-40" / "trainer_state.json").is_file()
+    assert (storage / "drill" / "checkpoint-16" / "trainer_state.json").is_file()

@@ -50,7 +50,7 @@ def _ppid(pid: int) -> int | None:
 def _sid(pid: int) -> int | None:
     stat = _proc_field(pid, "stat").decode(errors="replace")
     try:
-        return int(stat.rsplit(")", 1)[1].split()[4])     # fields after "(comm)": state ppid pgrp session
+        return int(stat.rsplit(")", 1)[1].split()[3])     # fields after "(comm)": state ppid pgrp session
     except (IndexError, ValueError):
         return None
 
@@ -76,8 +76,11 @@ class FakeCluster:
         self.url = f"http://127.0.0.1:{self.dash_port}"
         # short: Ray's socket paths live under it
         self.temp_dir = tempfile.mkdtemp(prefix="ocrvl-fc-")
-        self.env = dict(os.environ, **(env or {}), RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1",
-                        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        # A lost node is declared dead after ~5 s (Ray's default: 5 missed health checks 3 s apart, ~15 s); a slow
+        # but live one still has Ray's 10 s to answer each check.
+        self.env = {"RAY_health_check_period_ms": "1000", **os.environ, **(env or {}), "RAY_FAKE_CLUSTER": "1",
+                    "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+                    "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
         self.env.pop("RAY_ADDRESS", None)
         self.proc: subprocess.Popen | None = None
         self.log = Path(self.temp_dir) / "head.out"
