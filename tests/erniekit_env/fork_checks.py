@@ -189,8 +189,9 @@ def test_demo_loop_closes_with_the_fork(world, ray_address, tmp_path):
     sft = Path(stages["train"]["inputs"]["output_dir"])
     curve = [(r["step"], r["loss"]) for r in map(json.loads, sft.with_name(sft.name + ".metrics.jsonl").read_text()
                                                  .splitlines()) if "loss" in r and "checkpoint" not in r]
-    # the fork's random init keeps the logits near uniform (loss ~ ln 103424): LoRA lowers it a little
-    assert [s for s, _ in curve] == [1, 5, 10, 15, 20] and curve[-1][1] < curve[0][1], curve
+    # the tiny base's lm_head (std 0.2) lets LoRA move the logits: the loss falls visibly, each 5-step mean
+    # below the first step's by more than a nat (it fell 11.53 -> 11.47 with the fork's near-uniform init)
+    assert [s for s, _ in curve] == [1, 5, 10, 15, 20] and all(x < curve[0][1] - 1 for _, x in curve[2:]), curve
     assert stages["merge"]["outputs"]["verified"] is True
     preds = pq.read_table(run / "eval" / "predictions.parquet").to_pydict()
     assert len(preds["reference"]) == 12 and {"prediction:base", "prediction:ft"} <= set(preds)
