@@ -146,11 +146,11 @@ def test_eval_scores_base_the_adapter_in_memory_and_the_export(made, tmp_path):
     """The adapter as the trainer's Ray checkpoint holds it (``<checkpoint>/adapter``), merged in memory."""
     import pyarrow.parquet as pq
 
-    from tests.torch_env.test_eval_transformers import LABELS, write_lmdb
+    from ocrvl_ray.testing.sink import EVAL_LABELS, tiny_eval_lmdb
 
     ckpt = tmp_path / "checkpoint_000001"
     shutil.copytree(made["adapter"], ckpt / "adapter")
-    lmdb = write_lmdb(tmp_path / "valid_layout.lmdb")
+    lmdb = tiny_eval_lmdb(tmp_path / "valid_layout.lmdb")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     out = tmp_path / "eval"
@@ -160,7 +160,7 @@ def test_eval_scores_base_the_adapter_in_memory_and_the_export(made, tmp_path):
                         "bootstrap=20"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     t = pq.read_table(out / "predictions.parquet").to_pydict()
-    assert sorted(t["reference"]) == sorted(LABELS[(p + j) % 4] for p in range(2) for j in range(2))
+    assert sorted(t["reference"]) == sorted(EVAL_LABELS[(p + j) % 4] for p in range(2) for j in range(2))
     assert t["prediction:lora"] == t["prediction:ft"] != t["prediction:base"]
     m = json.loads((out / "metrics.json").read_text())
     assert [x["kind"] for x in m["run"]["models"]] == ["base", "base+lora", "export"]
