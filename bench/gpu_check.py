@@ -151,7 +151,8 @@ def eval_figures(ctx: Context) -> None:
     """PaddleOCR-VL greedy generation as the eval actor runs it: tokens/s and peak memory per batch size."""
     args = ctx.args
     try:   # the engine's prompt and loop guard need pydantic and rapidfuzz
-        from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
+        from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
+        from ocrvl_ray.eval.engines.transformers import TransformersGenerator
         from ocrvl_ray.eval.models import ModelSpec
     except ImportError as e:
         print(f"INFO eval: not run, {e}; pip install pydantic rapidfuzz")
@@ -188,7 +189,7 @@ def lora_train_figures(ctx: Context) -> None:
         import peft  # noqa: F401
 
         from ocrvl_ray.core.generations import GENERATIONS
-        from ocrvl_ray.eval.engines.transformers import save_random_model
+        from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
         from ocrvl_ray.train.engines.transformers import TransformersArgs
         from ocrvl_ray.train.engines.transformers.data import Encoder, collate
         from ocrvl_ray.train.engines.transformers.loop import train_step

@@ -85,7 +85,7 @@ def build_base(engine: str, out: Path, ernie_root: str | None = None) -> Path:
 
         build_tiny_fork_base(tmp, ernie_root, extra_text="".join(base_corpus()))
     elif engine == "transformers":
-        from ocrvl_ray.eval.engines.transformers import save_random_model
+        from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
 
         save_random_model(tmp)
     else:

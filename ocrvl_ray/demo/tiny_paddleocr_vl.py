@@ -8,7 +8,11 @@
   model.safetensors                        random fp32 weights in Hugging Face layout
   preprocessor_config.json                 the real one with small min/max pixels (short sequences)
 
-Needs the ``paddleformers`` extra (PaddleFormers 1.x); imports are inside the function.
+``save_random_model(out)`` writes the same kind of folder with transformers' own model code (flat hub config,
+untied ``lm_head``; ``tiny=False``: the real sizes for ``bench/gpu_check.py``).
+
+Needs the ``paddleformers`` extra (PaddleFormers 1.x), or ``.venv-torch`` for ``save_random_model``; imports are
+inside the functions.
 """
 from __future__ import annotations
 
@@ -96,5 +100,51 @@ def build_tiny_paddleocr_vl(out_dir: str | os.PathLike, generation: str = "v1", 
     pre.pop("auto_map", None)
     pre.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, size={"min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS},
                image_processor_type="PaddleOCRVLImageProcessor")
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+    return out
+
+
+def save_random_model(out, tiny: bool = True, seed: int = 0, dtype: str = "float32"):
+    """A random PaddleOCR-VL folder in the hub layout built with transformers' own model code, offline (tests, the
+    transformers demo loop, ``bench/gpu_check.py``; needs ``.venv-torch``): the real
+    config (``export/data/paddleocr-vl.config.json``; ``tiny``: the demo's scaled-down one), a small byte-level BPE
+    tokenizer with the real special tokens, the real image processor config (``tiny``: small pixel bounds) and
+    random weights with an untied ``lm_head`` and the (unused) packing position table the hub checkpoints carry."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import PaddleOCRVLConfig, PaddleOCRVLForConditionalGeneration
+
+    from ocrvl_ray.core.generations import GENERATIONS
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = _tokenizer(out, chat_template(GENERATIONS["v1"].assistant),
+                     ["User: OCR:\nAssistant: ", "번호 금액 합계 2024 text"], 320)
+    cfg = tiny_config(ids)
+    if not tiny:   # the real sizes, the tokenizer's special token ids
+        real = json.loads((DATA / "paddleocr-vl.config.json").read_text())
+        real.pop("auto_map", None)
+        real["vision_config"].pop("auto_map", None)
+        cfg = {**real, **{k: cfg[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id", "image_token_id",
+                                               "video_token_id", "vision_start_token_id")}}
+    cfg.update(tie_word_embeddings=False, torch_dtype=dtype, dtype=dtype)
+    torch.manual_seed(seed)
+    config = PaddleOCRVLConfig(**cfg)
+    config.tie_word_embeddings = config.text_config.tie_word_embeddings = False
+    PaddleOCRVLForConditionalGeneration(config).to(getattr(torch, dtype)).save_pretrained(out)
+    weights = load_file(out / "model.safetensors")
+    weights["visual.vision_model.embeddings.packing_position_embedding.weight"] = torch.zeros(
+        32768, cfg["vision_config"]["hidden_size"], dtype=getattr(torch, dtype))   # paddlex's shape
+    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))   # the flat hub layout
+    pre = json.loads((DATA / "paddleocr-vl.preprocessor_config.json").read_text())
+    pre.pop("auto_map", None)
+    pre["image_processor_type"] = "PaddleOCRVLImageProcessor"
+    if tiny:
+        pre.update(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, size={"min_pixels": MIN_PIXELS,
+                                                                       "max_pixels": MAX_PIXELS})
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     return out

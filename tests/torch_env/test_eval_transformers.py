@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ocrvl_ray.cli.eval import main
-from ocrvl_ray.eval.engines.transformers import TransformersGenerator, save_random_model
+from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
+from ocrvl_ray.eval.engines.transformers import TransformersGenerator
 from ocrvl_ray.eval.models import parse_model
 from ocrvl_ray.testing.sink import EVAL_LABELS, tiny_eval_lmdb
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ocrvl_ray.cli import main
-from ocrvl_ray.eval.engines.transformers import load_config, model_param_name, save_random_model
+from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
+from ocrvl_ray.eval.engines.transformers import load_config, model_param_name
 
 ROOT = Path(__file__).resolve().parents[2]
 #: LLM, vision and projector Linears, and lm_head: every part whose names transformers renames at load time

@@ -22,7 +22,7 @@ N = 8
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(base folder, 2-shard train LMDB, 1-shard eval LMDB): pages hashed to shards as the layout job does."""
-    from ocrvl_ray.eval.engines.transformers import save_random_model
+    from ocrvl_ray.demo.tiny_paddleocr_vl import save_random_model
     from ocrvl_ray.lmdb.rows import SinkPage, SinkSample
     from ocrvl_ray.lmdb.shards import shard_of, shard_paths
     from ocrvl_ray.lmdb.writer import LmdbWriter
