@@ -14,18 +14,18 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
 
 
-def test_smoke_prints_every_line_and_no_gpu_figure():
+def test_smoke_prints_the_detector_lora_and_cpu_lines_and_no_gpu_figure():
+    """(The eval part's smoke: tests/torch_env/test_eval_transformers.py.)"""
     from ocrvl_ray.layout.engines.configs import available_versions
 
-    res = _run("--smoke")
+    res = _run("--smoke", "--parts", "detector,lora,cpu", "--batches", "2")
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.splitlines()
     assert not [ln for ln in lines if ln.startswith("FIGURE")], "a CPU smoke run printed a GPU figure"
     rates = dict(re.findall(r"^SMOKE FIGURE detector_pages_per_s_(v\d_(?:fp32|bf16)_b\d+) ([\d.]+)$", res.stdout, re.M))
     assert sorted(rates) == sorted(f"{v}_{d}_b{b}" for v in available_versions() for d in ("fp32", "bf16")
-                                   for b in (1, 2)), res.stdout
+                                   for b in (2,)), res.stdout
     assert all(float(r) > 0 for r in rates.values())
-    assert re.search(r"^SMOKE FIGURE eval_tokens_per_s_b2 [\d.]+$", res.stdout, re.M), res.stdout
     lora = dict(re.findall(r"^SMOKE FIGURE lora_train_tokens_per_s_b(\d) ([\d.]+)$", res.stdout, re.M))
     assert sorted(lora) == ["1", "2"] and all(float(v) > 0 for v in lora.values()), res.stdout
     ms = re.search(r"^SMOKE FIGURE cpu_ms_per_page_outside_detector ([\d.]+) ms \(2 pages of 620x877", res.stdout,
@@ -35,9 +35,10 @@ def test_smoke_prints_every_line_and_no_gpu_figure():
                       r"x cpu_ms_per_page_outside_detector; smoke: a tiny model on the CPU, not a GPU rate\)$",
                       res.stdout, re.M)
     assert cores, res.stdout
-    best = max((r for k, r in rates.items() if "_bf16_" in k), key=float)   # the best bf16 rate, as printed
-    assert cores.group(2) == "detector_pages_per_s_" + next(k for k, r in rates.items() if "_bf16_" in k and r == best)
-    assert float(cores.group(1)) == pytest.approx(float(best) * float(ms.group(1)) / 1000, abs=0.01)
+    best = max(float(r) for k, r in rates.items() if "_bf16_" in k)   # the best bf16 rate, as printed (2 decimals)
+    named = cores.group(2).removeprefix("detector_pages_per_s_")
+    assert "_bf16_" in named and float(rates[named]) == best, (named, rates)
+    assert float(cores.group(1)) == pytest.approx(best * float(ms.group(1)) / 1000, abs=0.01)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here: the real run would time it")
