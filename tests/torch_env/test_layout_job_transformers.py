@@ -69,6 +69,27 @@ def test_layout_job_composes_from_transformers_detections(ray_local, tiny, tmp_p
         assert ("region_polygon" in m) == any(r["polygon"] for r in same)
 
 
+def test_layout_job_with_both_detectors_on_transformers(ray_local, tiny, tmp_path):
+    """cells.engine=transformers too: the cell actor pool loads a tiny RT-DETR and the job imports no Paddle. The
+    tiny random V2 finds no table on this page, so no cells: the cell stage's own work on transformers is tested
+    in-process (test_transformers_detector.py) and against the paddle engine (tests/test_detector_parity.py)."""
+    from ocrvl_ray.layout.detections import detections_path, load
+    from ocrvl_ray.layout.engines.configs import save_random_cell_detector
+    from ocrvl_ray.layout.job import run_layout
+
+    cells_dir = save_random_cell_detector(tmp_path / "cells")
+    report = run_layout(_cfg(tmp_path / "cells_layout.lmdb", tiny["v2"], "v2", "cells.enabled=true",
+                             "cells.engine=transformers", f"cells.model_dir={cells_dir}"))
+    assert report["pages_in"] == 1 and report["pages_ok"] == 1, report
+    assert not {"paddle", "paddleocr", "paddlex"} & set(sys.modules)
+    det = detections_path(str(report["output"]))
+    [models] = {m for m in pq.read_table(det, columns=["models"]).column(0).to_pylist()}
+    assert json.loads(models)["cells"] == {"name": "RT-DETR-L_wired_table_cell_det", "dir": str(cells_dir),
+                                           "engine": "transformers", "dtype": "float32"}
+    [(_, _, regions, cells)] = load(det).values()
+    assert regions and not [r for r in regions if r["label"] == "table"] and cells == []
+
+
 def test_rerun_with_the_other_engine_or_dtype_is_refused_unless_overwrite(ray_local, tiny, tmp_path):
     from ocrvl_ray.demo.sample import sample_manifest
     from ocrvl_ray.layout.job import resolve_inputs, run_layout
