@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(not FORK_TARBALL.is_file(), reason=f"the ernieki
 USER_YAML = Path(__file__).parent / "data" / "run_ocr_vl_sft_16k.yaml"
 FORK_TESTS = ["test_trap1_fork_imports_its_data_processor", "test_trap2_visualdl_reporting_works_with_the_pinned_protobuf",
               "test_trap4_the_fork_reader_opens_one_lmdb_for_train_and_eval", "test_trap5_launcher_mode_imports_erniekit",
-              "test_trap3_two_ranks_read_disjoint_shards", "test_lora_checkpoints_in_ray_storage_after_a_crash_and_resume"]
+              "test_trap3_two_ranks_read_disjoint_shards", "test_lora_checkpoints_in_ray_storage_after_a_crash_and_resume",
+              "test_demo_loop_closes_with_the_fork"]
 
 
 @pytest.fixture(scope="module")
