@@ -180,7 +180,7 @@ def _cell_batch(crops: list) -> dict:
                          "factors": [1.0, 1.0], "shape": list(c.shape), "pixels": c.tobytes()}] for c in crops]}
 
 
-def test_cells_paddle_and_transformers_agree(tmp_path):
+def test_cells_paddle_and_transformers_agree(tmp_path, capsys):
     """The same tiny RT-DETR through the cell stage on both engines, the transformers folder made by
     ``ocrvl convert-detector``; crops the model takes as they are (640x640), enlarges and shrinks. Same cells,
     boxes within 2 px, scores within 1e-3 (measured: 0.002 px, 2e-6). Without the engine's OpenCV resize (the
@@ -194,6 +194,7 @@ def test_cells_paddle_and_transformers_agree(tmp_path):
 
     pd_dir, ckpt = tiny_paddle_cells(tmp_path / "paddle")
     assert cli.main(["convert-detector", "--from", str(ckpt), "--out", str(tmp_path / "hf")]) == 0
+    assert f"(cells.engine=transformers cells.model_dir={tmp_path / 'hf'})" in capsys.readouterr().out
     crops = [np.ascontiguousarray(synthetic_page(w, h, seed=s)[..., ::-1])      # BGR, as cut from decode's page
              for w, h, s in ((640, 640, 1), (640, 640, 2), (320, 400, 3), (1024, 600, 4))]
     np.save(tmp_path / "crops.npy", np.array(crops, dtype=object), allow_pickle=True)

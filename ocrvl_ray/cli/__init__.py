@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("ocrvl_ray.cli.pipeline", "layout -> train -> merge -> eval in one resumable job (run manifest)"),
     "demo-loop": ("ocrvl_ray.cli.demo_loop", "the whole loop offline on CPU: sample -> layout -> tiny model -> train -> merge -> eval"),
     "cluster-check": ("ocrvl_ray.cli.cluster_check", "check a Ray cluster.yaml offline against what the jobs request"),
-    "convert-detector": ("ocrvl_ray.cli.convert_detector", "convert a Paddle PP-DocLayoutV2/V3 checkpoint to a transformers folder"),
+    "convert-detector": ("ocrvl_ray.cli.convert_detector", "convert a Paddle layout or table-cell checkpoint to a transformers folder"),
 }
 
 
