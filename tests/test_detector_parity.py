@@ -33,7 +33,8 @@ def tiny_paddle_v3(out):
     from paddlex.inference.models.object_detection.modeling.pp_doclayout_v3 import PPDocLayoutV3
     from safetensors.numpy import save_file
 
-    from ocrvl_ray.demo.models import layout_labels, write_inference_yml
+    from ocrvl_ray.core.assets import layout_labels
+    from ocrvl_ray.demo.models import write_inference_yml
     from ocrvl_ray.testing.models import _tiny_real_config
 
     labels = layout_labels()
@@ -58,7 +59,7 @@ def tiny_paddle_v3(out):
 def transformers_folder(paddle_dir, out, version):
     """The Paddle dynamic folder as transformers reads it: the same model.safetensors; config.json with the label
     names and the backbone's three output stages spelled out (paddlex's config class defaults them)."""
-    from ocrvl_ray.demo.models import layout_labels
+    from ocrvl_ray.core.assets import layout_labels
 
     out.mkdir()
     shutil.copy(paddle_dir / "model.safetensors", out / "model.safetensors")

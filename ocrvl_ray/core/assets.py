@@ -19,3 +19,15 @@ LAYOUT_INFERENCE_YML = ASSETS / "pp-doclayoutv2.inference.yml"
 def font_path() -> str:
     """The bundled font as a string path (what PIL and paddlex take)."""
     return str(FONT)
+
+
+def layout_inference_yml() -> dict:
+    """The bundled PP-DocLayoutV2 ``inference.yml``, parsed."""
+    import yaml
+
+    return yaml.safe_load(LAYOUT_INFERENCE_YML.read_text("utf-8"))
+
+
+def layout_labels() -> list[str]:
+    """PP-DocLayoutV2's 25 labels, in the model's class order."""
+    return list(layout_inference_yml()["label_list"])

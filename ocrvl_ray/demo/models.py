@@ -18,12 +18,12 @@ import json
 import os
 import shutil
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
+from ocrvl_ray.core.assets import layout_inference_yml, layout_labels
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
 from ocrvl_ray.demo.scenes import SCENES
 
@@ -35,16 +35,6 @@ CELL_MODEL_NAMES = ("RT-DETR-L_wired_table_cell_det", "RT-DETR-L_wireless_table_
 
 #: A scripted box: (label, score, x1, y1, x2, y2) normalised to the image size, optionally + order rank.
 ScriptedBox = Sequence
-
-
-def layout_inference_yml() -> dict:
-    """The real PP-DocLayoutV2 ``inference.yml`` (bundled verbatim in ``ocrvl_ray/assets``)."""
-    text = resources.files("ocrvl_ray").joinpath("assets/pp-doclayoutv2.inference.yml").read_text("utf-8")
-    return yaml.safe_load(text)
-
-
-def layout_labels() -> list[str]:
-    return list(layout_inference_yml()["label_list"])
 
 
 def _normalise(boxes: Sequence[ScriptedBox], labels: list[str]) -> list[tuple]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
+
+from ocrvl_ray.export import DATA
 
 
 #: The shipped PaddleOCR-VL files: the real config.json, preprocessor_config.json and the base's tensor table
 #: (``paddleocr-vl.base_keys.tsv``; the export's key checks).
-DATA = resources.files("ocrvl_ray.export") / "data"
 SPECIAL_TOKENS = ["<unk>", "<pad>", "<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>",
                   "<|IMAGE_END|>", "<|IMAGE_PLACEHOLDER|>", "<|VIDEO_PLACEHOLDER|>"]
 VOCAB = 320

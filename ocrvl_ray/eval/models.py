@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
 from ocrvl_ray.core.errors import OcrvlError
+from ocrvl_ray.export import DATA
 from ocrvl_ray.export.adapter import adapter_dir
 
 _NAME = re.compile(r"^([A-Za-z0-9_.\-]+)=(.+)$")
@@ -166,7 +166,7 @@ def expected_tensors(config: dict) -> tuple[set[str], set[str]]:
     layers = {"model": int(config.get("num_hidden_layers") or 0),
               "visual.vision_model.encoder": int((config.get("vision_config") or {}).get("num_hidden_layers") or 0)}
     names: set[str] = set()
-    table = resources.files("ocrvl_ray.export") / "data" / "paddleocr-vl.base_keys.tsv"
+    table = DATA / "paddleocr-vl.base_keys.tsv"
     for line in table.read_text().splitlines():
         name = line.split("\t", 1)[0]
         m = _LAYER.match(name)

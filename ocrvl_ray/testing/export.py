@@ -14,7 +14,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ocrvl_ray.demo.tiny_paddleocr_vl import DATA
+from ocrvl_ray.export import DATA
 from ocrvl_ray.export.st import DTYPES, StreamWriter, save_file
 
 #: real dimension -> tiny dimension (keeps hidden*4 = projector width and q/k/v/out squares square)

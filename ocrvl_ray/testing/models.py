@@ -5,7 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from ocrvl_ray.demo.models import LAYOUT_MODEL_NAME, layout_labels, write_inference_yml
+from ocrvl_ray.core.assets import layout_labels
+from ocrvl_ray.demo.models import LAYOUT_MODEL_NAME, write_inference_yml
 
 
 def build_tiny_real_layout_model(out_dir: str | os.PathLike, seed: int = 0, full_size: bool = False) -> Path:

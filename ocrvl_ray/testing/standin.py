@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from ocrvl_ray.demo.models import layout_labels
+from ocrvl_ray.core.assets import layout_labels
 from ocrvl_ray.demo.sample import TEMPLATE_CELLS, TEMPLATE_REGIONS
 from ocrvl_ray.layout.stages.detect_cells import CellDetectStage
 from ocrvl_ray.layout.stages.detect_layout import LayoutDetectStage

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocrvl_ray.export import DATA
 from ocrvl_ray.testing import export as sy
 
 SPECIAL = ["<|begin_of_sentence|>", "<|end_of_sentence|>", "<|IMAGE_START|>", "<|IMAGE_PLACEHOLDER|>",
@@ -44,7 +45,7 @@ def build_tiny_ocrvl(folder: str | Path, seed: int = 0, std: float = 0.5) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     ids = _tokenizer(folder)
     sy.write_base(folder, spec(ids["vocab"]), dtype=np.float32, std=std, seed=seed)
-    cfg = json.loads((sy.DATA / "paddleocr-vl.config.json").read_text())
+    cfg = json.loads((DATA / "paddleocr-vl.config.json").read_text())
     cfg.pop("auto_map")
     cfg["vision_config"].pop("auto_map")
     cfg.update(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
@@ -55,7 +56,7 @@ def build_tiny_ocrvl(folder: str | Path, seed: int = 0, std: float = 0.5) -> Pat
     cfg["vision_config"].update(hidden_size=32, intermediate_size=48, num_attention_heads=2, num_hidden_layers=2,
                                 patch_size=2, image_size=8, torch_dtype="float32")
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    pp = json.loads((sy.DATA / "paddleocr-vl.preprocessor_config.json").read_text())
+    pp = json.loads((DATA / "paddleocr-vl.preprocessor_config.json").read_text())
     pp.pop("auto_map")
     pp.update(patch_size=2, min_pixels=64, max_pixels=1024, size={"min_pixels": 64, "max_pixels": 1024})
     (folder / "preprocessor_config.json").write_text(json.dumps(pp, indent=2))

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ocrvl_ray.core.errors import OcrvlError
-from ocrvl_ray.layout.engines.configs import available_versions, layout_labels, save_random_detector, synthetic_page
+from ocrvl_ray.core.assets import layout_labels
+from ocrvl_ray.layout.engines.configs import available_versions, save_random_detector, synthetic_page
 from ocrvl_ray.layout.engines.transformers_detector import (SKIP_ORDER_LABELS, TransformersDetector,
                                                             check_model_folder, to_regions)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ocrvl_ray.core.assets import layout_labels
+
 #: version -> transformers class prefix (``<prefix>Config``, ``<prefix>ForObjectDetection``, ...).
 CLASS_PREFIX = {"v2": "PPDocLayoutV2", "v3": "PPDocLayoutV3", "v4": "PPDocLayoutV4"}
 #: config.json ``model_type`` -> version.
@@ -26,15 +28,6 @@ def available_versions() -> tuple[str, ...]:
     import transformers
 
     return tuple(v for v, prefix in CLASS_PREFIX.items() if hasattr(transformers, f"{prefix}ForObjectDetection"))
-
-
-def layout_labels() -> list[str]:
-    """PP-DocLayoutV2's 25 labels, from the bundled real ``inference.yml``."""
-    import yaml
-
-    from ocrvl_ray.core.assets import LAYOUT_INFERENCE_YML
-
-    return list(yaml.safe_load(LAYOUT_INFERENCE_YML.read_text("utf-8"))["label_list"])
 
 
 def _tiny(version: str) -> dict:
