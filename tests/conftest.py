@@ -39,6 +39,20 @@ def ray_address(ray_local):
 
 
 @pytest.fixture(scope="session")
+def bundled_sample_run(ray_local, tmp_path_factory):
+    """(report, output): the quick start's layout run on the bundled sample (demo models, both splits), once per
+    session for the modules that read its LMDBs."""
+    from ocrvl_ray.core.config import load_config
+    from ocrvl_ray.layout.config import LayoutConfig
+    from ocrvl_ray.layout.job import run_layout
+
+    out = tmp_path_factory.mktemp("quick") / "sample_layout.lmdb"
+    cfg = load_config(LayoutConfig, overrides=[f"output={out}", "demo_models=true", "progress=false",
+                                               "report_html=false"], env={})
+    return run_layout(cfg), out
+
+
+@pytest.fixture(scope="session")
 def demo_model_dirs(tmp_path_factory):
     """(layout_dir, cell_dir): the scripted demo models, built once per session."""
     from ocrvl_ray.demo.models import demo_models

@@ -11,22 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocrvl_ray.core.config import load_config
 from ocrvl_ray.demo.sample import sample_dataset_dir
 from ocrvl_ray.demo.scenes import FOLDERS, SCENES
-from ocrvl_ray.layout.config import LayoutConfig
 from ocrvl_ray.lmdb.reader import LmdbReader
 
 
 @pytest.fixture(scope="module")
-def samples(ray_local, tmp_path_factory):
+def samples(bundled_sample_run):
     """{dataset: [(meta, label, RGB array)]} of a full quick-start run on the bundled sample."""
-    from ocrvl_ray.layout.job import run_layout
-
-    out = tmp_path_factory.mktemp("quick") / "sample_layout.lmdb"
-    cfg = load_config(LayoutConfig, overrides=[f"output={out}", "demo_models=true", "progress=false",
-                                               "report_html=false"], env={})
-    report = run_layout(cfg)
+    report, out = bundled_sample_run
     # the sample's Training/ and Validation/ folders: one LMDB per split, named after the output
     assert report["outputs"] == {"train": str(out.parent / "sample_train_layout.lmdb"),
                                  "valid": str(out.parent / "sample_valid_layout.lmdb")}

@@ -32,17 +32,11 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def valid_lmdb(tmp_path_factory, ray_local):
-    from ocrvl_ray.core.config import load_config
-    from ocrvl_ray.layout.config import LayoutConfig
-    from ocrvl_ray.layout.job import run_layout
-
-    out = tmp_path_factory.mktemp("lmdb") / "sample_valid_layout.lmdb"   # the bundled sample's valid split
-    cfg = load_config(LayoutConfig, overrides={"demo_models": True, "limit": 1, "split": "valid",
-                                               "output": str(out.parent / "sample_layout.lmdb"),
-                                               "progress": False, "report_html": False}, env={})
-    assert run_layout(cfg)["num_samples"] >= LIMIT
-    return out
+def valid_lmdb(bundled_sample_run):
+    """The bundled sample's valid split from the session's quick-start run (read only here)."""
+    report, _ = bundled_sample_run
+    assert report["splits"]["valid"]["num_samples"] >= LIMIT
+    return Path(report["outputs"]["valid"])
 
 
 def test_eval_base_lora_and_export(models, valid_lmdb, tmp_path, capsys):
