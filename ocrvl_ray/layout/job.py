@@ -428,7 +428,8 @@ class Watch:
     A failed read of the counter prints a note and the job goes on (a restarted counter counts from zero: its
     totals are added to what was seen). The watchdog fires when no page was composed for ``stall_timeout_s``
     while Ray holds requests it cannot place and no node is being launched (``runtime.waiting_on``): it keeps
-    the one line in ``stalled`` and interrupts the driver's main thread, which turns it into an ``OcrvlError``.
+    the one line in ``stalled`` and interrupts the driver's main thread (again on every tick until the run stops),
+    which turns it into an ``OcrvlError``.
     Pages it cannot count (the counter unreadable) never count as a stall."""
 
     def __init__(self, cfg: LayoutConfig, split: str, todo: Todo, counter, say, t0: float):
@@ -464,7 +465,9 @@ class Watch:
             if self.cfg.progress and now - self.printed_at >= self.cfg.progress_every_s:
                 self.printed_at = now
                 self.say(self.line(now))
-        if self.watchdog and self.stalled is None and now - self.moved_at >= self.cfg.stall_timeout_s:
+        if self.stalled is not None:      # still running: the interrupt may have landed where it was swallowed
+            interrupt_main()
+        elif self.watchdog and now - self.moved_at >= self.cfg.stall_timeout_s:
             self.check_stall(now)
 
     def line(self, now: float) -> str:
@@ -475,8 +478,6 @@ class Watch:
                 f"{todo.already_done + self.base['written'] + self.last['written']} written ({rate:.1f} pages/s)")
 
     def check_stall(self, now: float) -> None:
-        import _thread
-
         from ocrvl_ray.core.runtime import waiting_on
 
         try:
@@ -492,7 +493,16 @@ class Watch:
                         f"give the cluster a node type that offers it (`ocrvl cluster-check CLUSTER.yaml "
                         f"LAYOUT.yaml`) or lower the request, or set wait_for_nodes=true to keep waiting "
                         f"(stall_timeout_s={self.cfg.stall_timeout_s:g})")
-        _thread.interrupt_main()
+        interrupt_main()
+
+
+def interrupt_main() -> None:
+    """SIGINT to the driver's main thread. A real signal wakes the main thread where it blocks on a lock or a
+    queue inside Ray Data; ``_thread.interrupt_main`` only sets a flag that such a wait never looks at."""
+    import signal
+    import threading
+
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
 def _swap_in(work: str, output: str) -> None:
