@@ -166,7 +166,7 @@ def blocker(tmp_path) -> Path:
 
 
 def test_inspect_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, blocker):
-    from tests.test_eval_models import write_lmdb
+    from ocrvl_ray.testing.sink import tiny_eval_lmdb as write_lmdb
 
     lmdb = write_lmdb(tmp_path / "x.lmdb")
     assert main(["inspect", str(lmdb), "--html", str(blocker / "r.html")]) == 2
@@ -186,7 +186,7 @@ def test_eval_score_out_that_cannot_be_written_is_one_line(tmp_path, capsys, blo
 
 def test_eval_out_that_cannot_be_written_fails_before_inference(tmp_path, capsys, blocker, no_ray):
     from ocrvl_ray.testing.tiny_vl import build_tiny_ocrvl
-    from tests.test_eval_models import write_lmdb
+    from ocrvl_ray.testing.sink import tiny_eval_lmdb as write_lmdb
 
     base = build_tiny_ocrvl(tmp_path / "base")
     lmdb = write_lmdb(tmp_path / "x.lmdb")
@@ -196,7 +196,7 @@ def test_eval_out_that_cannot_be_written_fails_before_inference(tmp_path, capsys
 
 def test_inspect_into_a_closed_pipe_ends_quietly(tmp_path):
     """``ocrvl inspect X | head``: the reader is gone before the summary is written."""
-    from tests.test_eval_models import write_lmdb
+    from ocrvl_ray.testing.sink import tiny_eval_lmdb as write_lmdb
 
     lmdb = write_lmdb(tmp_path / "x.lmdb")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
