@@ -69,6 +69,14 @@ class Context:
     def tag(self) -> str:
         return "FIGURE" if self.cuda else "SMOKE FIGURE"
 
+    def region(self):
+        """A region-sized PIL crop (``--region WxH``; default 200x150 smoke, 800x600) of the page's text column."""
+        from PIL import Image
+
+        w, h = (int(v) for v in (self.args.region or ("200x150" if self.args.smoke else "800x600")).split("x"))
+        y0, x0 = self.page.shape[0] // 12, self.page.shape[1] // 12
+        return Image.fromarray(self.page[y0:y0 + h, x0:x0 + w])
+
     def figure(self, name: str, value: float, fmt: str = ".2f", note: str = "") -> None:
         """Print one figure line and keep its value for the parts after this one."""
         self.figures[name] = value
@@ -157,8 +165,6 @@ def eval_figures(ctx: Context) -> None:
     except ImportError as e:
         print(f"INFO eval: not run, {e}; pip install pydantic rapidfuzz")
         return
-    from PIL import Image
-
     new_tokens = 8 if args.smoke else 128
     folder = ctx.tmp / "ocrvl"
     save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
@@ -166,9 +172,7 @@ def eval_figures(ctx: Context) -> None:
     gen = TransformersGenerator(ModelSpec("random", str(folder)), "v1", "OCR:", new_tokens, 8, 10**6,
                                 device="cuda" if ctx.cuda else "cpu", dtype="bfloat16")
     params = sum(p.numel() for p in gen.model.parameters()) / 1e6
-    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
-    y0, x0 = ctx.page.shape[0] // 12, ctx.page.shape[1] // 12    # the text-line column of the synthetic page
-    region = Image.fromarray(ctx.page[y0:y0 + h, x0:x0 + w])
+    region = ctx.region()
     w, h = region.size
     print(f"INFO eval: {params:.1f} M parameters ({'tiny' if args.smoke else 'default'} config, random, bf16); "
           f"region {w}x{h}, {gen.inputs([region])['input_ids'].shape[1]} prompt tokens, {new_tokens} new tokens")
@@ -198,7 +202,6 @@ def lora_train_figures(ctx: Context) -> None:
         print(f"INFO lora: not run, {e}; pip install peft pydantic rapidfuzz")
         return
     import torch
-    from PIL import Image
 
     folder = ctx.tmp / "ocrvl-lora"
     save_random_model(folder, tiny=args.smoke, dtype="bfloat16")
@@ -208,9 +211,7 @@ def lora_train_figures(ctx: Context) -> None:
     model = load_model(targs, device, torch.bfloat16)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=targs.learning_rate)
     encoder = Encoder(str(folder), GENERATIONS["v1"], "OCR:", targs.max_seq_len)
-    w, h = (int(v) for v in (args.region or ("200x150" if args.smoke else "800x600")).split("x"))
-    y0, x0 = ctx.page.shape[0] // 12, ctx.page.shape[1] // 12
-    region = Image.fromarray(ctx.page[y0:y0 + h, x0:x0 + w])
+    region = ctx.region()
     label = encoder.tokenizer.decode(list(range(20, 68)))       # 48 tokens of the tokenizer
     example = encoder(encoder.resize(region), label)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6
