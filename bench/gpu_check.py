@@ -155,6 +155,20 @@ def detector_figures(ctx: Context) -> None:
                 torch.cuda.empty_cache()
 
 
+def token_figures(ctx: Context, prefix: str, batches: list[int], make_call, seconds: float = 0.0,
+                  min_calls: int = 1) -> None:
+    """``<prefix>_tokens_per_s_b<N>`` (and on CUDA ``<prefix>_peak_mib_b<N>``) per batch size N; ``make_call(N)``
+    returns the call to time, which returns the tokens it processed."""
+    for b in batches:
+        run = timed(ctx, f"{prefix}_b{b}", make_call(b), seconds, min_calls)
+        if run is None:
+            continue
+        tokens, elapsed, peak = run
+        ctx.figure(f"{prefix}_tokens_per_s_b{b}", sum(tokens) / elapsed, ".1f")
+        if ctx.cuda:
+            ctx.figure(f"{prefix}_peak_mib_b{b}", peak, ".0f")
+
+
 def eval_figures(ctx: Context) -> None:
     """PaddleOCR-VL greedy generation as the eval actor runs it: tokens/s and peak memory per batch size."""
     args = ctx.args
@@ -176,14 +190,8 @@ def eval_figures(ctx: Context) -> None:
     w, h = region.size
     print(f"INFO eval: {params:.1f} M parameters ({'tiny' if args.smoke else 'default'} config, random, bf16); "
           f"region {w}x{h}, {gen.inputs([region])['input_ids'].shape[1]} prompt tokens, {new_tokens} new tokens")
-    for b in [int(x) for x in (args.eval_batches or ("1,2" if args.smoke else "1,16,64")).split(",")]:
-        run = timed(ctx, f"eval_b{b}", lambda: sum(n for _, _, n in gen.generate([region] * b)))
-        if run is None:
-            continue
-        tokens, elapsed, peak = run
-        ctx.figure(f"eval_tokens_per_s_b{b}", sum(tokens) / elapsed, ".1f")
-        if ctx.cuda:
-            ctx.figure(f"eval_peak_mib_b{b}", peak, ".0f")
+    batches = [int(x) for x in (args.eval_batches or ("1,2" if args.smoke else "1,16,64")).split(",")]
+    token_figures(ctx, "eval", batches, lambda b: lambda: sum(n for _, _, n in gen.generate([region] * b)))
 
 
 def lora_train_figures(ctx: Context) -> None:
@@ -219,16 +227,13 @@ def lora_train_figures(ctx: Context) -> None:
           f"LoRA r=8 ({'tiny' if args.smoke else 'default'} config, random, bf16); region {region.size[0]}x"
           f"{region.size[1]}, {len(example['input_ids'])} tokens per sample")
     seconds = args.seconds if args.seconds is not None else (0.0 if args.smoke else 4.0)
-    for b in [int(x) for x in (args.lora_batches or ("1,2" if args.smoke else "1,8")).split(",")]:
+    batches = [int(x) for x in (args.lora_batches or ("1,2" if args.smoke else "1,8")).split(",")]
+
+    def step(b):
         batch = collate([example] * b, encoder.pad_id)
-        run = timed(ctx, f"lora_b{b}", lambda: train_step(model, optimizer, [batch], device, torch.bfloat16, 1.0)[2],
-                    seconds, 2)
-        if run is None:
-            continue
-        tokens, elapsed, peak = run
-        ctx.figure(f"lora_train_tokens_per_s_b{b}", sum(tokens) / elapsed, ".1f")
-        if ctx.cuda:
-            ctx.figure(f"lora_train_peak_mib_b{b}", peak, ".0f")
+        return lambda: train_step(model, optimizer, [batch], device, torch.bfloat16, 1.0)[2]
+
+    token_figures(ctx, "lora_train", batches, step, seconds, 2)
     del model, optimizer
     if ctx.cuda:
         torch.cuda.empty_cache()
